@@ -1,0 +1,57 @@
+# KeyChest: `make run` runs the product, `make test` runs the tests. Both set up .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Local development defaults; production sets DEBUG=0 and a real SECRET_KEY.
+export DEBUG ?= 1
+
+.PHONY: run test test-all test-fast lint format migrate demo venv dev-venv clean check-deploy
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+venv: $(VENV)/.runtime
+dev-venv: $(VENV)/.dev
+
+migrate: venv
+	@mkdir -p var
+	$(BIN)/python manage.py migrate --noinput
+
+run: migrate
+	$(BIN)/python scripts/run_all.py
+
+test: dev-venv
+	$(BIN)/ruff check .
+	DEBUG=0 $(BIN)/pytest $(PYTEST_ARGS)
+
+# Every slow test, not a sample.
+test-all: dev-venv
+	DEBUG=0 KEYCHEST_SLOW_SAMPLE=all $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: dev-venv
+	DEBUG=0 $(BIN)/pytest -m "not slow and not browser" -x -q $(PYTEST_ARGS)
+
+lint: dev-venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy keychest monitors certificates notifications api lab
+
+format: dev-venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check-deploy: venv
+	DEBUG=0 SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=keychest.example.com \
+	  SITE_URL=https://keychest.example.com $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""REST API: /api/v1 and the /api/v1.0 compatibility routes."""

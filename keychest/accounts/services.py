@@ -1,0 +1,165 @@
+"""Writes that touch users, teams, memberships and invitations (one transaction each)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from keychest.accounts import emails
+from keychest.accounts.models import Invitation, Membership, Role, Team, User, role_at_least
+
+INVITATION_SALT = "keychest.accounts.invitation"
+
+
+def team_create(*, name: str, owner: User, is_personal: bool = False) -> Team:
+    name = name.strip()
+    if not name:
+        raise ValidationError("A team needs a name.")
+    with transaction.atomic():
+        team = Team.objects.create(name=name[:100], is_personal=is_personal)
+        Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    return team
+
+
+def personal_team_ensure(*, user: User) -> Team:
+    """The user's personal team, created on first need (signup, API claim, createsuperuser)."""
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update()
+            .filter(user=user, team__is_personal=True, role=Role.OWNER)
+            .select_related("team")
+            .first()
+        )
+        if membership is not None:
+            return membership.team
+        local_part = user.email.split("@", 1)[0] or "My"
+        return team_create(name=f"{local_part}'s team", owner=user, is_personal=True)
+
+
+def user_create(*, email: str, password: str | None = None, **fields: Any) -> User:
+    """A user with a personal team; used by admin tooling and by the API claim flow."""
+    with transaction.atomic():
+        user = User.objects.create_user(email=email, password=password, **fields)
+        personal_team_ensure(user=user)
+    return user
+
+
+def _require_role(*, team: Team, user: User, minimum: str) -> Membership:
+    membership = Membership.objects.filter(team=team, user=user).first()
+    if membership is None or not membership.has_role(minimum):
+        raise PermissionDenied("Your role in this team does not allow this.")
+    return membership
+
+
+def invitation_token(invitation: Invitation) -> str:
+    return signing.dumps(str(invitation.uuid), salt=INVITATION_SALT)
+
+
+def invitation_from_token(token: str) -> Invitation | None:
+    """The invitation a link names, or None if the link is forged, too old or not pending."""
+    max_age = settings.KEYCHEST_INVITATION_MAX_AGE_DAYS * 86400
+    try:
+        public_id = signing.loads(token, salt=INVITATION_SALT, max_age=max_age)
+    except signing.BadSignature:
+        return None
+    invitation = Invitation.objects.select_related("team", "invited_by").filter(uuid=public_id).first()
+    if invitation is None or not invitation.is_pending():
+        return None
+    return invitation
+
+
+def invitation_create(*, team: Team, by: User, email: str, role: str = Role.MEMBER) -> Invitation:
+    """Invite an address; owners may invite owners, admins may invite up to admin."""
+    acting = _require_role(team=team, user=by, minimum=Role.ADMIN)
+    if role not in Role.values:
+        raise ValidationError("Unknown role.")
+    if role == Role.OWNER and acting.role != Role.OWNER:
+        raise PermissionDenied("Only an owner can invite an owner.")
+    email = email.strip().lower()
+    if Membership.objects.filter(team=team, user__email__iexact=email).exists():
+        raise ValidationError(f"{email} is already a member of this team.")
+    with transaction.atomic():
+        # A second invitation to the same address replaces the first.
+        Invitation.objects.filter(team=team, email=email, accepted_at=None, revoked_at=None).update(
+            revoked_at=timezone.now()
+        )
+        invitation = Invitation.objects.create(team=team, email=email, role=role, invited_by=by)
+        link = settings.SITE_URL + reverse("invitation_accept", args=[invitation_token(invitation)])
+        transaction.on_commit(lambda: emails.invitation(invitation, link))
+    return invitation
+
+
+def invitation_revoke(*, invitation: Invitation, by: User) -> None:
+    _require_role(team=invitation.team, user=by, minimum=Role.ADMIN)
+    Invitation.objects.filter(pk=invitation.pk, accepted_at=None).update(revoked_at=timezone.now())
+
+
+def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
+    """Join the team; the accepting user must own the invited address (a verified email)."""
+    from allauth.account.models import EmailAddress
+
+    if not EmailAddress.objects.filter(user=user, email__iexact=invitation.email, verified=True).exists():
+        raise PermissionDenied(f"This invitation is for {invitation.email}; sign in with that address.")
+    with transaction.atomic():
+        locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if not locked.is_pending():
+            raise ValidationError("This invitation is no longer valid.")
+        membership, _created = Membership.objects.get_or_create(
+            team=locked.team, user=user, defaults={"role": locked.role}
+        )
+        locked.accepted_at = timezone.now()
+        locked.accepted_by = user
+        locked.save(update_fields=["accepted_at", "accepted_by"])
+    return membership
+
+
+def _owner_count(team: Team) -> int:
+    return Membership.objects.filter(team=team, role=Role.OWNER).count()
+
+
+def membership_set_role(*, membership: Membership, role: str, by: User) -> Membership:
+    """Change a role. Only owners grant or take away ownership; a team keeps one owner."""
+    if role not in Role.values:
+        raise ValidationError("Unknown role.")
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=membership.team_id)
+        acting = _require_role(team=team, user=by, minimum=Role.ADMIN)
+        target = Membership.objects.select_for_update().get(pk=membership.pk)
+        touches_owner = Role.OWNER in (role, target.role)
+        if touches_owner and acting.role != Role.OWNER:
+            raise PermissionDenied("Only an owner can grant or remove ownership.")
+        if target.role == Role.OWNER and role != Role.OWNER and _owner_count(team) <= 1:
+            raise ValidationError("A team must keep at least one owner.")
+        target.role = role
+        target.save(update_fields=["role"])
+    return target
+
+
+def membership_remove(*, membership: Membership, by: User) -> None:
+    """Remove a member (admins and owners), or leave (anyone may remove themselves)."""
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=membership.team_id)
+        target = Membership.objects.select_for_update().get(pk=membership.pk)
+        if target.user_id != by.pk:
+            acting = _require_role(team=team, user=by, minimum=Role.ADMIN)
+            if target.role == Role.OWNER and acting.role != Role.OWNER:
+                raise PermissionDenied("Only an owner can remove an owner.")
+            if not role_at_least(acting.role, target.role):
+                raise PermissionDenied("You cannot remove someone with a higher role.")
+        if target.role == Role.OWNER and _owner_count(team) <= 1:
+            raise ValidationError("A team must keep at least one owner.")
+        target.delete()
+
+
+def user_update_preferences(*, user: User, timezone_name: str, notification_email: str) -> User:
+    user.timezone = timezone_name
+    user.notification_email = notification_email.strip().lower()
+    user.full_clean(validate_unique=False, exclude=["password"])
+    user.save(update_fields=["timezone", "notification_email"])
+    return user

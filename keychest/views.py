@@ -1,0 +1,30 @@
+"""Site-wide pages: home, the team dashboard entry point, and the health check."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+
+from keychest.accounts.decorators import team_required
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    return render(request, "home.html")
+
+
+@team_required()
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard.html", {"team": request.team})  # type: ignore[attr-defined]
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness and database reachability, for load balancers and docker-compose."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return JsonResponse({"status": "ok"})
+    except Exception as error:  # noqa: BLE001 - any database failure means unhealthy
+        return JsonResponse({"status": "error", "error": type(error).__name__}, status=503)

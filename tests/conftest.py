@@ -1,0 +1,110 @@
+"""Shared fixtures: three people (as healthchecks' hc/test.py does) and slow-test sampling.
+
+- alice: owner of team A (her personal team)
+- bob: member of team A (and owner of his own personal team)
+- charlie: owner of team B
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import pytest
+from allauth.account.models import EmailAddress
+from django.test import Client
+
+from keychest.accounts.models import Membership, Role, Team, User
+from keychest.accounts.services import personal_team_ensure
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(email: str, password: str = PASSWORD, *, verified: bool = True) -> User:
+    """A user with a personal team and a (verified) primary email, as signup would leave them."""
+    user = User.objects.create_user(email=email, password=password)
+    EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
+    personal_team_ensure(user=user)
+    return user
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Rate-limit counters and cached values never leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@dataclass
+class People:
+    alice: User
+    bob: User
+    charlie: User
+    team_a: Team
+    team_b: Team
+
+
+@pytest.fixture
+def people(db: None) -> People:
+    alice = make_user("alice@example.org")
+    bob = make_user("bob@example.org")
+    charlie = make_user("charlie@example.org")
+    team_a = personal_team_ensure(user=alice)
+    team_a.name = "Team A"
+    team_a.save(update_fields=["name"])
+    team_b = personal_team_ensure(user=charlie)
+    team_b.name = "Team B"
+    team_b.save(update_fields=["name"])
+    Membership.objects.create(team=team_a, user=bob, role=Role.MEMBER)
+    return People(alice=alice, bob=bob, charlie=charlie, team_a=team_a, team_b=team_b)
+
+
+def _client_for(user: User, team: Team | None = None) -> Client:
+    from keychest.accounts.middleware import SESSION_KEY
+
+    client = Client()
+    client.force_login(user)
+    if team is not None:
+        session = client.session
+        session[SESSION_KEY] = str(team.uuid)
+        session.save()
+    return client
+
+
+@pytest.fixture
+def alice_client(people: People) -> Client:
+    return _client_for(people.alice, people.team_a)
+
+
+@pytest.fixture
+def bob_client(people: People) -> Client:
+    return _client_for(people.bob, people.team_a)
+
+
+@pytest.fixture
+def charlie_client(people: People) -> Client:
+    return _client_for(people.charlie, people.team_b)
+
+
+@pytest.fixture
+def client_for():
+    return _client_for
+
+
+# --- slow tests: sampled by default, all with KEYCHEST_SLOW_SAMPLE=all -------------------
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    sample = os.environ.get("KEYCHEST_SLOW_SAMPLE", "0.34").strip().lower()
+    if sample == "all":
+        return
+    fraction = float(sample)
+    # The seed changes the sample per run (CI passes a fresh one); the default is stable.
+    seed = os.environ.get("KEYCHEST_SLOW_SEED", "keychest")
+    skip = pytest.mark.skip(reason=f"slow test not in this sample (KEYCHEST_SLOW_SAMPLE={sample}, seed={seed})")
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            continue
+        digest = hashlib.sha256(f"{seed}:{item.nodeid}".encode()).digest()
+        if digest[0] / 256 >= fraction:
+            item.add_marker(skip)

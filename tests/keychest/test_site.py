@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.test import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.django_db
+def test_every_page_carries_a_strict_content_security_policy() -> None:
+    response = Client().get("/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+
+
+@pytest.mark.django_db
+def test_healthz_reports_the_database() -> None:
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_settings_pass_check_deploy() -> None:
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "DEBUG": "0",
+            "SECRET_KEY": "x" * 20 + "production-like-secret-key-with-enough-entropy-1234567890",
+            "ALLOWED_HOSTS": "keychest.example.com",
+            "SITE_URL": "https://keychest.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_missing_secret_key_is_refused_in_production() -> None:
+    result = _manage("check", env={"DEBUG": "0", "SECRET_KEY": ""})
+    assert result.returncode != 0
+    assert "SECRET_KEY is required" in result.stderr
+
+
+def test_a_bad_boolean_fails_loudly() -> None:
+    result = _manage("check", env={"DEBUG": "1", "KEYCHEST_ALLOW_PRIVATE_TARGETS": "perhaps"})
+    assert result.returncode != 0
+    assert "KEYCHEST_ALLOW_PRIVATE_TARGETS" in result.stderr
+
+
+def test_compose_file_names_every_service_with_command_and_environment() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "web", "worker", "beat", "mailpit"} <= set(services)
+    for name in ("web", "worker", "beat"):
+        service = services[name]
+        assert service.get("command"), name
+        env = service.get("environment") or {}
+        for key in ("DATABASE_URL", "REDIS_URL", "EMAIL_URL", "SECRET_KEY"):
+            assert key in env, (name, key)
+        assert "build" in service or "image" in service
+    for name in ("postgres", "redis", "web"):
+        assert "healthcheck" in services[name], name
+    assert (ROOT / "Dockerfile").exists()
+    for volume in compose.get("volumes", {}):
+        assert any(str(v).startswith(f"{volume}:") for s in services.values() for v in s.get("volumes", [])), (
+            f"volume {volume} is declared but unused"
+        )
