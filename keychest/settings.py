@@ -117,6 +117,8 @@ if not CELERY_BROKER_URL:
     # No broker server: kombu's filesystem transport needs only a folder shared by the
     # web server, the worker and beat, so `make run` works on a bare machine.
     _queue_dir = VAR_DIR / "celery-queue"
+    for _folder in (_queue_dir, VAR_DIR / "celery-processed"):
+        _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
