@@ -18,9 +18,8 @@ from django.template.loader import render_to_string
 def render(kind: str, context: Mapping[str, Any]) -> tuple[str, str, str]:
     """Subject (one line, no control characters), plain text body and HTML body."""
     ctx = {"site_url": settings.SITE_URL, **context}
-    subject = render_to_string(f"emails/{kind}/subject.txt", ctx)
     # Header injection guard: subjects are one line whatever the context holds.
-    subject = " ".join(subject.split())
+    subject = " ".join(str(render_to_string(f"emails/{kind}/subject.txt", ctx)).split())
     text = render_to_string(f"emails/{kind}/body.txt", ctx)
     html = render_to_string(f"emails/{kind}/body.html", ctx)
     return subject, text, html

@@ -46,7 +46,7 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractUser):
     """A person who signs in with an email address."""
 
-    username = None  # type: ignore[assignment]
+    username = None  # type: ignore[assignment,misc]
     email = models.EmailField("email address", unique=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
@@ -55,9 +55,9 @@ class User(AbstractUser):
     )
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: list[str] = []  # type: ignore[misc]
 
-    objects = UserManager()  # type: ignore[misc]
+    objects = UserManager()  # type: ignore[misc,assignment]
 
     def __str__(self) -> str:
         return self.email

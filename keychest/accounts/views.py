@@ -15,9 +15,10 @@ from keychest.accounts import services
 from keychest.accounts.forms import InviteForm, PreferencesForm, RoleForm, TeamForm
 from keychest.accounts.middleware import SESSION_KEY
 from keychest.accounts.models import Invitation, Membership, Role, Team
+from keychest.types import AuthedRequest
 
 
-def _my_membership(request: HttpRequest, team_id: str) -> Membership:
+def _my_membership(request: AuthedRequest, team_id: str) -> Membership:
     """The user's membership in a team given by public id; 404 when not a member."""
     try:
         membership = Membership.objects.select_related("team").filter(user=request.user, team__uuid=team_id).first()
@@ -35,7 +36,7 @@ def _error_message(error: Exception) -> str:
 
 
 @login_required
-def team_list(request: HttpRequest) -> HttpResponse:
+def team_list(request: AuthedRequest) -> HttpResponse:
     memberships = (
         Membership.objects.filter(user=request.user)
         .select_related("team")
@@ -47,7 +48,7 @@ def team_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def team_create(request: HttpRequest) -> HttpResponse:
+def team_create(request: AuthedRequest) -> HttpResponse:
     form = TeamForm(request.POST)
     if not form.is_valid():
         messages.error(request, "A team needs a name of at most 100 characters.")
@@ -60,7 +61,7 @@ def team_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def team_switch(request: HttpRequest) -> HttpResponse:
+def team_switch(request: AuthedRequest) -> HttpResponse:
     membership = _my_membership(request, request.POST.get("team", ""))
     request.session[SESSION_KEY] = str(membership.team.uuid)
     next_url = request.POST.get("next") or reverse("dashboard")
@@ -70,7 +71,7 @@ def team_switch(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def team_detail(request: HttpRequest, team_id: str) -> HttpResponse:
+def team_detail(request: AuthedRequest, team_id: str) -> HttpResponse:
     membership = _my_membership(request, team_id)
     team = membership.team
     members = Membership.objects.filter(team=team).select_related("user").order_by("created_at", "id")
@@ -93,7 +94,7 @@ def team_detail(request: HttpRequest, team_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def team_invite(request: HttpRequest, team_id: str) -> HttpResponse:
+def team_invite(request: AuthedRequest, team_id: str) -> HttpResponse:
     membership = _my_membership(request, team_id)
     form = InviteForm(request.POST)
     if not form.is_valid():
@@ -111,7 +112,7 @@ def team_invite(request: HttpRequest, team_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def invitation_revoke(request: HttpRequest, team_id: str, invitation_id: str) -> HttpResponse:
+def invitation_revoke(request: AuthedRequest, team_id: str, invitation_id: str) -> HttpResponse:
     membership = _my_membership(request, team_id)
     invitation = Invitation.objects.filter(team=membership.team, uuid=invitation_id).first()
     if invitation is None:
@@ -136,7 +137,7 @@ def _target_membership(team: Team, member_id: str) -> Membership:
 
 @login_required
 @require_POST
-def member_role(request: HttpRequest, team_id: str, member_id: str) -> HttpResponse:
+def member_role(request: AuthedRequest, team_id: str, member_id: str) -> HttpResponse:
     membership = _my_membership(request, team_id)
     target = _target_membership(membership.team, member_id)
     form = RoleForm(request.POST)
@@ -153,7 +154,7 @@ def member_role(request: HttpRequest, team_id: str, member_id: str) -> HttpRespo
 
 @login_required
 @require_POST
-def member_remove(request: HttpRequest, team_id: str, member_id: str) -> HttpResponse:
+def member_remove(request: AuthedRequest, team_id: str, member_id: str) -> HttpResponse:
     membership = _my_membership(request, team_id)
     target = _target_membership(membership.team, member_id)
     try:
@@ -178,7 +179,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect(f"{reverse('account_login')}?next={request.path}")
         try:
-            membership = services.invitation_accept(invitation=invitation, user=request.user)
+            membership = services.invitation_accept(invitation=invitation, user=request.user)  # type: ignore[arg-type]
         except (PermissionDenied, ValidationError) as error:
             messages.error(request, _error_message(error))
             return redirect(request.path)
@@ -189,7 +190,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @login_required
-def preferences(request: HttpRequest) -> HttpResponse:
+def preferences(request: AuthedRequest) -> HttpResponse:
     user = request.user
     if request.method == "POST":
         form = PreferencesForm(request.POST)
