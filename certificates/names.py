@@ -1,0 +1,178 @@
+"""Host names as KeyChest stores and compares them. Pure: no Django.
+
+One normal form everywhere (user input, certificates, CT): lower case, no trailing dot, IDNA 2008
+A-labels (with the UTS #46 mapping, so "Bücher.Example" and "xn--bcher-kva.example" are one name),
+a wildcard only as the whole left-most label, IP literals in their canonical text form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+
+import idna
+
+MAX_NAME_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+
+# The common case (plain ASCII letters, digits, hyphens) needs no IDNA work at all.
+_LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Certificates in the wild carry underscores (service labels); accepted only from certificates.
+_LENIENT_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+class InvalidName(ValueError):
+    """The text is not a usable host name, wildcard name or IP address."""
+
+
+def _check_lengths(name: str) -> None:
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(f"name longer than {MAX_NAME_LENGTH} characters")
+    for label in name.split("."):
+        if not label:
+            raise InvalidName("empty label")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidName(f"label longer than {MAX_LABEL_LENGTH} characters")
+
+
+def ip_literal(text: str) -> str | None:
+    """The canonical form of an IPv4/IPv6 literal (brackets allowed), or None for anything else."""
+    candidate = text.strip()
+    if candidate.startswith("[") and candidate.endswith("]"):
+        candidate = candidate[1:-1]
+    # Cheap test first: host names (the common case) end in a letter and have no colon.
+    if ":" not in candidate and not candidate[-1:].isdigit():
+        return None
+    try:
+        return ipaddress.ip_address(candidate).compressed
+    except ValueError:
+        return None
+
+
+def _label_is_plain(label: str) -> bool:
+    # "xn--" labels must be checked by the IDNA codec; other "??--" labels are reserved in IDNA 2008.
+    return bool(_LDH_LABEL.match(label)) and label[2:4] != "--"
+
+
+@lru_cache(maxsize=65536)
+def _idna_encode(host: str) -> str:
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError) as exc:
+        raise InvalidName(f"not a valid IDNA 2008 name: {exc}") from None
+
+
+def normalise_name(name: str) -> str:
+    """The normal form of a host name, a wildcard name ("*.example.com") or an IP literal.
+
+    Raises InvalidName for anything else.
+    """
+    if not isinstance(name, str):
+        raise InvalidName("name must be text")
+    text = name.strip()
+    if not text:
+        raise InvalidName("empty name")
+    ip = ip_literal(text)
+    if ip is not None:
+        return ip
+    text = text.lower()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        raise InvalidName("empty name")
+    wildcard = False
+    if text.startswith("*."):
+        wildcard = True
+        text = text[2:]
+    if "*" in text:
+        raise InvalidName("a wildcard is allowed only as the whole left-most label")
+    if "." in text and ip_literal(text) is None and text.replace(".", "").isdigit():
+        raise InvalidName("not a valid IP address")
+    labels = text.split(".")
+    if not all(_label_is_plain(label) for label in labels):
+        text = _idna_encode(text)
+        labels = text.split(".")
+    if wildcard and len(labels) < 2:
+        # "*.com" would match every name under a top-level domain.
+        raise InvalidName("a wildcard needs at least two labels under it")
+    result = f"*.{text}" if wildcard else text
+    _check_lengths(result)
+    return result
+
+
+def normalise_certificate_name(name: str) -> str | None:
+    """Like normalise_name, but tolerant of what CAs put in certificates (underscores); None if unusable.
+
+    Certificates are attacker-controlled: anything that is not a plausible name is dropped here
+    rather than stored.
+    """
+    try:
+        return normalise_name(name)
+    except InvalidName:
+        pass
+    text = name.strip().lower().rstrip(".")
+    body = text[2:] if text.startswith("*.") else text
+    if not body or len(text) > MAX_NAME_LENGTH:
+        return None
+    labels = body.split(".")
+    if len(labels) < 2 or not all(_LENIENT_LABEL.match(label) for label in labels):
+        return None
+    return text
+
+
+def is_wildcard(name: str) -> bool:
+    return name.startswith("*.")
+
+
+def reversed_name(name: str) -> str:
+    """Labels in reverse order ("www.example.com" -> "com.example.www").
+
+    All names under a domain then share a prefix, so "everything under example.com" is one index
+    range scan ("com.example" itself, or anything starting with "com.example.").
+    """
+    if ip_literal(name) is not None:
+        return name
+    return ".".join(reversed(name.split(".")))
+
+
+@lru_cache(maxsize=1)
+def _psl():  # type: ignore[no-untyped-def]
+    # Loading the list takes ~0.1 s; do it once, on first use.
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+@lru_cache(maxsize=262144)
+def registered_domain(name: str) -> str:
+    """The registered domain (public suffix + one label, e.g. "example.co.uk") of a normalised name.
+
+    Uses the whole Public Suffix List, private section included, as Let's Encrypt's rate limits
+    do ("user.github.io" is its own registered domain). "" for IP literals and for names that
+    are themselves public suffixes.
+    """
+    if ip_literal(name) is not None:
+        return ""
+    host = name[2:] if name.startswith("*.") else name
+    return _psl().privatesuffix(host) or ""
+
+
+def parent_wildcard(name: str) -> str | None:
+    """The wildcard name that would cover `name` ("www.example.com" -> "*.example.com")."""
+    if ip_literal(name) is not None or name.startswith("*."):
+        return None
+    _, _, parent = name.partition(".")
+    if "." not in parent:
+        return None
+    return f"*.{parent}"
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """Whether certificate name `pattern` (maybe a wildcard) covers host `name`; a wildcard matches one label."""
+    if pattern == name:
+        return True
+    if pattern.startswith("*."):
+        head, _, rest = name.partition(".")
+        return bool(head) and head != "*" and rest == pattern[2:]
+    return False

@@ -1,0 +1,1 @@
+"""A local Certificate Transparency log (RFC 6962 and static-ct-api) with switchable faults."""

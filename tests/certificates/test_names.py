@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from certificates.names import (
+    InvalidName,
+    name_matches,
+    normalise_certificate_name,
+    normalise_name,
+    parent_wildcard,
+    registered_domain,
+    reversed_name,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Example.COM", "example.com"),
+        ("www.example.com.", "www.example.com"),
+        ("  api.example.org  ", "api.example.org"),
+        ("Bücher.example", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("*.Example.com", "*.example.com"),
+        ("*.bücher.example", "*.xn--bcher-kva.example"),
+        ("straße.de", "xn--strae-oqa.de"),
+        ("192.0.2.1", "192.0.2.1"),
+        ("[2001:DB8::1]", "2001:db8::1"),
+        ("2001:0db8:0000::0001", "2001:db8::1"),
+    ],
+)
+def test_it_normalises_names(raw: str, expected: str) -> None:
+    assert normalise_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        ".",
+        "a..b",
+        "www.*.example.com",
+        "w*.example.com",
+        "*.com",
+        "*",
+        "-bad.example.com",
+        "bad-.example.com",
+        "ab--cd.example.com",
+        "xn--zz.example",
+        "a" * 64 + ".example.com",
+        ".".join(["abcdefghi"] * 26),
+        "exa mple.com",
+        "1.2.3",
+        "under_score.example.com",
+    ],
+)
+def test_it_rejects_invalid_names(raw: str) -> None:
+    with pytest.raises(InvalidName):
+        normalise_name(raw)
+
+
+def test_certificate_names_tolerate_underscores_but_not_garbage() -> None:
+    assert normalise_certificate_name("_dmarc.Example.com") == "_dmarc.example.com"
+    assert normalise_certificate_name("*.Example.com.") == "*.example.com"
+    assert normalise_certificate_name("not a name") is None
+    assert normalise_certificate_name("Intranet") == "intranet"
+    assert normalise_certificate_name("<script>.example.com") is None
+
+
+def test_reversed_name_puts_the_top_level_first() -> None:
+    assert reversed_name("www.example.com") == "com.example.www"
+    assert reversed_name("*.example.com") == "com.example.*"
+    assert reversed_name("192.0.2.1") == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("www.example.co.uk", "example.co.uk"),
+        ("example.com", "example.com"),
+        ("a.b.c.example.com", "example.com"),
+        ("*.example.org", "example.org"),
+        ("alice.github.io", "alice.github.io"),
+        ("co.uk", ""),
+        ("192.0.2.1", ""),
+    ],
+)
+def test_registered_domain_follows_the_public_suffix_list(name: str, expected: str) -> None:
+    assert registered_domain(name) == expected
+
+
+def test_a_wildcard_matches_exactly_one_label() -> None:
+    assert name_matches("*.example.com", "www.example.com")
+    assert not name_matches("*.example.com", "example.com")
+    assert not name_matches("*.example.com", "a.b.example.com")
+    assert name_matches("www.example.com", "www.example.com")
+    assert parent_wildcard("www.example.com") == "*.example.com"
+    assert parent_wildcard("example.com") is None
