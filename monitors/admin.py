@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from monitors.models import DiscoveredHost, WatchedDomain
+from monitors.models import DiscoveredHost, Finding, ScanResult, Server, WatchedDomain
 
 
 @admin.register(WatchedDomain)
@@ -15,3 +15,21 @@ class WatchedDomainAdmin(admin.ModelAdmin):
 class DiscoveredHostAdmin(admin.ModelAdmin):
     list_display = ["name", "team", "first_seen_at", "last_seen_at", "watched_at"]
     search_fields = ["name"]
+
+
+@admin.register(Server)
+class ServerAdmin(admin.ModelAdmin):
+    list_display = ["host", "port", "protocol", "team", "paused", "removed_at", "next_scan_at", "last_scan_at"]
+    search_fields = ["host"]
+    list_filter = ["protocol", "paused"]
+
+
+@admin.register(Finding)
+class FindingAdmin(admin.ModelAdmin):
+    list_display = ["code", "severity", "server", "address", "first_seen", "last_seen", "resolved_at"]
+    list_filter = ["code", "severity"]
+
+
+@admin.register(ScanResult)
+class ScanResultAdmin(admin.ModelAdmin):
+    list_display = ["server", "address", "leaf_sha256", "error_code", "first_seen", "last_seen", "current"]

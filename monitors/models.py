@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from keychest.tenancy import TeamOwnedModel
+from monitors import renewal
 
 
 class WatchedDomain(TeamOwnedModel):
@@ -50,3 +54,247 @@ class DiscoveredHost(TeamOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- Watched servers, scan results, findings --------------------------------------------------
+# Rules about one object live here as side-effect-free methods; writes live in services.py.
+
+
+class Protocol(models.TextChoices):
+    TLS = "tls", "TLS (implicit)"
+    SMTP = "smtp", "SMTP STARTTLS"
+    IMAP = "imap", "IMAP STARTTLS"
+    POP3 = "pop3", "POP3 STLS"
+    FTP = "ftp", "FTP AUTH TLS"
+    LDAP = "ldap", "LDAP StartTLS"
+    XMPP = "xmpp", "XMPP STARTTLS"
+    POSTGRES = "postgres", "PostgreSQL SSL"
+
+
+class Severity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+    CRITICAL = "critical", "Critical"
+
+
+DEFAULT_SCAN_INTERVAL = 8 * 3600
+DNS_REFRESH_SECONDS = 2 * 3600
+
+
+class TeamCABundle(TeamOwnedModel):
+    """PEM certificates of a team's private CAs, trusted for that team's servers only."""
+
+    name = models.CharField(max_length=100)
+    pem = models.TextField()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamScanPolicy(TeamOwnedModel):
+    """A team's overrides of the renewal thresholds (fractions of each certificate's lifetime)."""
+
+    due_fraction = models.FloatField(null=True, blank=True)
+    overdue_fraction = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team"], name="teamscanpolicy_one_per_team")]
+
+
+class Server(TeamOwnedModel):
+    """A watched endpoint: host (normalised), port and protocol (implicit TLS or a STARTTLS kind)."""
+
+    host = models.CharField(max_length=253)
+    port = models.PositiveIntegerField(default=443)
+    protocol = models.CharField(max_length=10, choices=Protocol.choices, default=Protocol.TLS)
+    # Scan this address instead of resolving the host (SNI and hostname checks still use host).
+    pinned_ip = models.GenericIPAddressField(null=True, blank=True)
+    scan_interval = models.PositiveIntegerField(default=DEFAULT_SCAN_INTERVAL, help_text="seconds")
+    paused = models.BooleanField(default=False)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    ca_bundle = models.ForeignKey(TeamCABundle, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Per-server overrides of the renewal thresholds; None falls back to the team, then 1/3, 1/6.
+    due_fraction = models.FloatField(null=True, blank=True)
+    overdue_fraction = models.FloatField(null=True, blank=True)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Scheduling: due when next_scan_at <= now; a claim holds the row until claimed_until.
+    next_scan_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_scan_at = models.DateTimeField(null=True, blank=True)
+    last_scan_ms = models.PositiveIntegerField(null=True, blank=True)
+    # DNS: the last answer (checked addresses) and when it was taken, re-resolved at most every 2 h.
+    dns_addresses = models.JSONField(default=list, blank=True)
+    dns_refused = models.JSONField(default=list, blank=True)
+    dns_error = models.CharField(max_length=40, blank=True)
+    dns_resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "host", "port", "protocol"],
+                condition=Q(removed_at=None),
+                name="server_unique_active",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["next_scan_at"], name="server_due", condition=Q(removed_at=None, paused=False)),
+            models.Index(fields=["team", "host"], name="server_team_host"),
+        ]
+        ordering = ["host", "port", "id"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        suffix = "" if self.protocol == Protocol.TLS else f" ({self.protocol})"
+        return f"{host}:{self.port}{suffix}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.removed_at is None and not self.paused
+
+    def thresholds(self, policy: TeamScanPolicy | None = None) -> tuple[float | None, float | None]:
+        """(due, overdue) fractions: the server's own, else the team's, else None (defaults)."""
+        due = self.due_fraction if self.due_fraction is not None else (policy.due_fraction if policy else None)
+        overdue = (
+            self.overdue_fraction
+            if self.overdue_fraction is not None
+            else (policy.overdue_fraction if policy else None)
+        )
+        return due, overdue
+
+
+class ScanResult(TeamOwnedModel):
+    """What one address of a server presented, for as long as it stayed the same.
+
+    A new row is written only when something changed (certificate, chain, TLS version, error);
+    otherwise `last_seen` moves. The rows of one (server, address) are its history.
+    """
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="results")
+    address = models.CharField(max_length=45)
+    current = models.BooleanField(default=True)
+    # A digest of everything below that matters; equal digests mean "nothing changed".
+    state_digest = models.CharField(max_length=64)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    leaf_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    chain_sha256 = models.JSONField(default=list, blank=True)
+    subject = models.CharField(max_length=500, blank=True)
+    issuer = models.CharField(max_length=500, blank=True)
+    issuer_key = models.CharField(max_length=128, blank=True)
+    names = models.JSONField(default=list, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True)
+    tls_version = models.CharField(max_length=16, blank=True)
+    cipher = models.CharField(max_length=100, blank=True)
+    legacy_tls = models.JSONField(default=list, blank=True)
+    trusted = models.BooleanField(null=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["server", "address", "-first_seen"], name="scanresult_history"),
+            models.Index(fields=["server"], name="scanresult_current", condition=Q(current=True)),
+        ]
+        ordering = ["server_id", "address", "-first_seen"]
+
+    def __str__(self) -> str:
+        return f"{self.server_id} {self.address} {self.leaf_sha256[:12] or self.error_code}"
+
+    def days_left(self, now: datetime) -> float | None:
+        if self.not_after is None:
+            return None
+        return renewal.days_left(self.not_after, now)
+
+    def renewal_state(self, now: datetime, *, due: float | None = None, overdue: float | None = None) -> str | None:
+        if self.not_before is None or self.not_after is None:
+            return None
+        return renewal.renewal_state(self.not_before, self.not_after, now, due_fraction=due, overdue_fraction=overdue)
+
+    def renewal_due(self, now: datetime, *, due: float | None = None, overdue: float | None = None) -> bool:
+        """True when renewal is due, overdue or the certificate expired."""
+        return self.renewal_state(now, due=due, overdue=overdue) in ("due", "overdue", "expired")
+
+    def renewal_at(self, *, due: float | None = None) -> datetime | None:
+        if self.not_before is None or self.not_after is None:
+            return None
+        return renewal.renewal_at(self.not_before, self.not_after, due_fraction=due)
+
+
+class TimelineEntry(TeamOwnedModel):
+    """One change seen on a server: a new certificate on an address, an address added, an error."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="timeline")
+    address = models.CharField(max_length=45, blank=True)
+    kind = models.CharField(max_length=40)
+    summary = models.CharField(max_length=500)
+    details = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["server", "-at"], name="timeline_recent")]
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.summary}"
+
+
+class Finding(TeamOwnedModel):
+    """A problem the check sequence found, with a stable code; open while `resolved_at` is None."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="findings")
+    code = models.CharField(max_length=40)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    message = models.CharField(max_length=500)
+    # The address it concerns; "" for findings about the server as a whole (DNS, ips_disagree).
+    address = models.CharField(max_length=45, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "code", "address"], condition=Q(resolved_at=None), name="finding_unique_open"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["team", "code"], name="finding_team_open", condition=Q(resolved_at=None)),
+        ]
+        ordering = ["-first_seen", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.address}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class SpotCheck(models.Model):
+    """A public one-off check, kept so its result has a shareable link (no team, no login)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    host = models.CharField(max_length=253)
+    port = models.PositiveIntegerField()
+    protocol = models.CharField(max_length=10, choices=Protocol.choices, default=Protocol.TLS)
+    result = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,248 @@
+"""Writes about watched servers: enrol one or many, pause, resume, remove, scan now.
+
+Every function takes keyword arguments and runs in one transaction. Scanning itself (which also
+writes results and findings) lives in `monitors/scanning.py`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from monitors.models import DEFAULT_SCAN_INTERVAL, Server, TeamCABundle
+from monitors.targets import (
+    PROTOCOL_PORT_DEFAULTS,
+    InvalidTarget,
+    parse_port,
+    parse_protocol,
+    parse_target,
+)
+
+if TYPE_CHECKING:
+    from keychest.accounts.models import Team, User
+
+MIN_SCAN_INTERVAL = 300
+MAX_TAGS = 20
+MAX_BULK_LINES = 1000
+
+
+class AlreadyWatched(Exception):
+    """The team already watches this host, port and protocol (the existing server is attached)."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(f"{server.label} is already watched")
+        self.server = server
+
+
+def _clean_tags(tags: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for tag in tags or []:
+        text = str(tag).strip()[:50]
+        if text and text not in out:
+            out.append(text)
+    if len(out) > MAX_TAGS:
+        raise InvalidTarget(f"at most {MAX_TAGS} tags")
+    return out
+
+
+def _fraction(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    if not 0 < number < 1:
+        raise InvalidTarget(f"{name} must be a fraction between 0 and 1")
+    return number
+
+
+def server_enrol(
+    *,
+    team: Team,
+    host: str,
+    port: int | str | None = None,
+    protocol: str | None = None,
+    pinned_ip: str | None = None,
+    scan_interval: int | None = None,
+    tags: list[str] | None = None,
+    ca_bundle: TeamCABundle | None = None,
+    due_fraction: float | None = None,
+    overdue_fraction: float | None = None,
+    added_by: User | None = None,
+) -> Server:
+    """Watch `host[:port]` for `team`; scanned by the next scheduler pass.
+
+    `host` may carry a port (`example.com:8443`); an explicit `port` wins. Without a port the
+    protocol's usual port is used (443 for TLS). Raises InvalidTarget or AlreadyWatched.
+    """
+    name, parsed_port = parse_target(host)
+    if port not in (None, ""):
+        parsed_port = parse_port(port)  # type: ignore[arg-type]
+    if parsed_port is None:
+        parsed_port = PROTOCOL_PORT_DEFAULTS.get((protocol or "tls").strip().lower(), 443)
+    proto = parse_protocol(protocol, parsed_port)
+    pinned: str | None = None
+    if pinned_ip:
+        try:
+            pinned = str(ipaddress.ip_address(str(pinned_ip).strip().strip("[]")))
+        except ValueError:
+            raise InvalidTarget(f"pinned IP {pinned_ip!r} is not an IP address") from None
+    interval = DEFAULT_SCAN_INTERVAL if scan_interval is None else int(scan_interval)
+    if interval < MIN_SCAN_INTERVAL:
+        raise InvalidTarget(f"scan interval must be at least {MIN_SCAN_INTERVAL} seconds")
+    if ca_bundle is not None and ca_bundle.team_id != team.pk:
+        raise InvalidTarget("CA bundle of another team")
+    existing = (
+        Server.objects.for_team(team).filter(host=name, port=parsed_port, protocol=proto, removed_at=None).first()
+    )
+    if existing is not None:
+        raise AlreadyWatched(existing)
+    server = Server(
+        team=team,
+        host=name,
+        port=parsed_port,
+        protocol=proto,
+        pinned_ip=pinned,
+        scan_interval=interval,
+        tags=_clean_tags(tags),
+        ca_bundle=ca_bundle,
+        due_fraction=_fraction(due_fraction, "due_fraction"),
+        overdue_fraction=_fraction(overdue_fraction, "overdue_fraction"),
+        added_by=added_by,
+        next_scan_at=timezone.now(),
+    )
+    try:
+        with transaction.atomic():
+            server.save()
+    except IntegrityError:
+        # A concurrent enrolment of the same target won the race.
+        winner = Server.objects.for_team(team).get(host=name, port=parsed_port, protocol=proto, removed_at=None)
+        raise AlreadyWatched(winner) from None
+    return server
+
+
+@dataclass
+class BulkLineError:
+    line_number: int
+    line: str
+    message: str
+
+
+@dataclass
+class BulkResult:
+    """What a bulk paste did, line by line."""
+
+    created: list[Server] = field(default_factory=list)
+    existing: list[Server] = field(default_factory=list)
+    errors: list[BulkLineError] = field(default_factory=list)
+
+
+def servers_enrol_bulk(
+    *,
+    team: Team,
+    text: str,
+    protocol: str | None = None,
+    tags: list[str] | None = None,
+    added_by: User | None = None,
+) -> BulkResult:
+    """One `host[:port]` per line (blank lines and `#` comments skipped); errors are per line."""
+    result = BulkResult()
+    lines = text.splitlines()
+    if len(lines) > MAX_BULK_LINES:
+        result.errors.append(BulkLineError(MAX_BULK_LINES + 1, "", f"at most {MAX_BULK_LINES} lines at once"))
+        lines = lines[:MAX_BULK_LINES]
+    for number, raw in enumerate(lines, start=1):
+        line = raw.split("#", 1)[0].strip().strip(",;")
+        if not line:
+            continue
+        try:
+            server = server_enrol(team=team, host=line, protocol=protocol, tags=tags, added_by=added_by)
+        except InvalidTarget as exc:
+            result.errors.append(BulkLineError(number, raw.strip()[:300], str(exc)))
+        except AlreadyWatched as exc:
+            result.existing.append(exc.server)
+        else:
+            result.created.append(server)
+    return result
+
+
+def server_pause(*, server: Server) -> Server:
+    server.paused = True
+    server.save(update_fields=["paused"])
+    return server
+
+
+def server_resume(*, server: Server) -> Server:
+    server.paused = False
+    server.next_scan_at = timezone.now()
+    server.save(update_fields=["paused", "next_scan_at"])
+    return server
+
+
+@transaction.atomic
+def server_remove(*, server: Server) -> Server:
+    """Stop watching: the row, its results and its timeline stay (history), open findings close."""
+    now = timezone.now()
+    server.removed_at = now
+    server.paused = True
+    server.save(update_fields=["removed_at", "paused"])
+    server.findings.filter(resolved_at=None).update(resolved_at=now)
+    server.results.filter(current=True).update(current=False)
+    return server
+
+
+def server_update(*, server: Server, **changes: Any) -> Server:
+    """Change settings (interval, tags, thresholds, pinned IP, CA bundle); validated like enrol."""
+    fields: list[str] = []
+    if "scan_interval" in changes:
+        interval = int(changes["scan_interval"])
+        if interval < MIN_SCAN_INTERVAL:
+            raise InvalidTarget(f"scan interval must be at least {MIN_SCAN_INTERVAL} seconds")
+        server.scan_interval = interval
+        fields.append("scan_interval")
+    if "tags" in changes:
+        server.tags = _clean_tags(changes["tags"])
+        fields.append("tags")
+    for name in ("due_fraction", "overdue_fraction"):
+        if name in changes:
+            setattr(server, name, _fraction(changes[name], name))
+            fields.append(name)
+    if "pinned_ip" in changes:
+        value = changes["pinned_ip"]
+        try:
+            server.pinned_ip = str(ipaddress.ip_address(str(value).strip("[]"))) if value else None
+        except ValueError:
+            raise InvalidTarget(f"pinned IP {value!r} is not an IP address") from None
+        fields.append("pinned_ip")
+    if "ca_bundle" in changes:
+        bundle = changes["ca_bundle"]
+        if bundle is not None and bundle.team_id != server.team_id:
+            raise InvalidTarget("CA bundle of another team")
+        server.ca_bundle = bundle
+        fields.append("ca_bundle")
+    if fields:
+        server.save(update_fields=fields)
+    return server
+
+
+def server_scan_soon(*, server: Server, delay: timedelta | None = None) -> Server:
+    """Make the server due now (or after `delay`); the scheduler picks it up on its next pass."""
+    server.next_scan_at = timezone.now() + (delay or timedelta(0))
+    server.save(update_fields=["next_scan_at"])
+    return server
+
+
+def ca_bundle_create(*, team: Team, name: str, pem: str) -> TeamCABundle:
+    """A team CA bundle; every PEM block must parse as a certificate."""
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError as exc:
+        raise InvalidTarget(f"not a PEM certificate bundle ({exc})") from None
+    if not certs:
+        raise InvalidTarget("no certificate in the bundle")
+    return TeamCABundle.objects.create(team=team, name=name.strip()[:100] or "CA bundle", pem=pem)

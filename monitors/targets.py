@@ -1,0 +1,130 @@
+"""Watched-server targets: host normalisation, `host[:port]` parsing, per-port protocol defaults.
+
+Pure: no Django, so the API, the bulk form and the spot check all parse targets the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import idna
+
+PROTOCOLS = ("tls", "smtp", "imap", "pop3", "ftp", "ldap", "xmpp", "postgres")
+
+# Ports whose well-known service speaks STARTTLS; every other port defaults to implicit TLS
+# (including 465, 993, 995 and 636, the implicit-TLS variants of the mail and directory ports).
+STARTTLS_PORT_DEFAULTS = {
+    25: "smtp",
+    587: "smtp",
+    143: "imap",
+    110: "pop3",
+    21: "ftp",
+    389: "ldap",
+    5222: "xmpp",
+    5432: "postgres",
+}
+# The usual port for each protocol when only a protocol is given.
+PROTOCOL_PORT_DEFAULTS = {
+    "tls": 443,
+    "smtp": 25,
+    "imap": 143,
+    "pop3": 110,
+    "ftp": 21,
+    "ldap": 389,
+    "xmpp": 5222,
+    "postgres": 5432,
+}
+
+MAX_NAME = 253
+MAX_LABEL = 63
+
+
+class InvalidTarget(ValueError):
+    """A host, port or protocol that cannot be watched; the message says why."""
+
+
+def default_protocol(port: int) -> str:
+    return STARTTLS_PORT_DEFAULTS.get(port, "tls")
+
+
+def normalise_host(text: str) -> str:
+    """Lower-case, no trailing dot, IDNA 2008 A-labels, length limits; IP literals canonical.
+
+    Raises InvalidTarget for anything that is neither a host name nor an IP address.
+    """
+    raw = (text or "").strip()
+    if raw.startswith("[") and raw.endswith("]"):
+        raw = raw[1:-1]
+    if not raw:
+        raise InvalidTarget("empty host")
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        pass
+    name = raw.rstrip(".").lower() if raw != "." else ""
+    if not name:
+        raise InvalidTarget("empty host")
+    if "*" in name:
+        raise InvalidTarget("a wildcard is not a server; watch the domain instead")
+    try:
+        ascii_name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError as exc:
+        # Underscore labels (e.g. _dmarc) are not host names; the idna package refuses them too.
+        raise InvalidTarget(f"not a valid host name ({exc})") from None
+    if len(ascii_name) > MAX_NAME:
+        raise InvalidTarget("host name longer than 253 characters")
+    labels = ascii_name.split(".")
+    if any(not label or len(label) > MAX_LABEL for label in labels):
+        raise InvalidTarget("host name label empty or longer than 63 characters")
+    if labels[-1].isdigit():
+        # "1.2.3" or "127.1": resolvers would read it as an address; refuse the ambiguity.
+        raise InvalidTarget("host name looks like an incomplete IP address")
+    return ascii_name
+
+
+def parse_port(text: str | int) -> int:
+    try:
+        port = int(str(text).strip())
+    except ValueError:
+        raise InvalidTarget(f"port {text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise InvalidTarget(f"port {port} is out of range 1-65535")
+    return port
+
+
+def parse_protocol(text: str | None, port: int) -> str:
+    if not text:
+        return default_protocol(port)
+    protocol = text.strip().lower()
+    if protocol in ("https", "implicit", "ssl"):
+        protocol = "tls"
+    if protocol not in PROTOCOLS:
+        raise InvalidTarget(f"unknown protocol {text!r} (one of {', '.join(PROTOCOLS)})")
+    return protocol
+
+
+def parse_target(text: str, *, default_port: int | None = None) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]:port`, a bare IPv6 address, or a URL -> (host, port or None)."""
+    raw = (text or "").strip()
+    if "://" in raw:
+        scheme, _, rest = raw.partition("://")
+        raw = rest.split("/", 1)[0]
+        if default_port is None and scheme.lower() == "https":
+            default_port = 443
+    else:
+        raw = raw.split("/", 1)[0]
+    if "@" in raw:
+        raise InvalidTarget("user information is not part of a server address")
+    port: int | None = default_port
+    if raw.startswith("["):
+        host, _, rest = raw[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise InvalidTarget(f"cannot read {text!r}")
+            port = parse_port(rest[1:])
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+        port = parse_port(port_text)
+    else:
+        host = raw  # a bare IPv6 address has many colons and no port
+    return normalise_host(host), port
