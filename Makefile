@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Local development defaults; production sets DEBUG=0 and a real SECRET_KEY.
 export DEBUG ?= 1
 
-.PHONY: run test test-all test-fast lint format migrate demo venv dev-venv clean check-deploy
+.PHONY: run test test-all test-fast lint format migrate demo venv dev-venv clean check-deploy backup restore-drill
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ format: dev-venv
 check-deploy: venv
 	DEBUG=0 SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=keychest.example.com \
 	  SITE_URL=https://keychest.example.com $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+# PostgreSQL only (DATABASE_URL): see docs/operations.md.
+backup:
+	scripts/backup.sh
+
+restore-drill:
+	scripts/restore_drill.sh $(DUMP)
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache .mypy_cache
