@@ -73,7 +73,9 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's loop stays registered in this thread while it runs,
+# and tests elsewhere that call asyncio.run() must not find it.
+@pytest.fixture(scope="module")
 def _browser() -> Iterator[PlaywrightBrowser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
