@@ -11,3 +11,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "keychest.settings")
 app = Celery("keychest")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# api/: unconfirmed claimed keys, what they held and dormant accounts expire after 7 days.
+app.conf.beat_schedule["api-claims-expire"] = {"task": "api.tasks.claims_expire", "schedule": 3600.0}

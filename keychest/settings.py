@@ -268,3 +268,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- API keys and the claim flow (api/) -----------------------------------------------------
+# Links in claim emails and unconfirmed keys (and what they enrolled) last this long.
+KEYCHEST_CLAIM_MAX_AGE_DAYS = env_int("KEYCHEST_CLAIM_MAX_AGE_DAYS", 7, minimum=1)
+KEYCHEST_CLAIM_ACCOUNTS_PER_IP_PER_DAY = env_int("KEYCHEST_CLAIM_ACCOUNTS_PER_IP_PER_DAY", 5, minimum=0)
+KEYCHEST_CLAIM_UNCONFIRMED_KEYS_PER_USER = env_int("KEYCHEST_CLAIM_UNCONFIRMED_KEYS_PER_USER", 100, minimum=0)
+KEYCHEST_CLAIM_EMAILS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_CLAIM_EMAILS_PER_ADDRESS_PER_DAY", 10, minimum=0)
+KEYCHEST_CLAIM_GLOBAL_PER_HOUR = env_int("KEYCHEST_CLAIM_GLOBAL_PER_HOUR", 1000, minimum=0)
+# Requests per minute through the API, per key (or signed-in user) and per client address.
+KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)
+KEYCHEST_API_RATE_PER_IP = env_int("KEYCHEST_API_RATE_PER_IP", 1200, minimum=1)

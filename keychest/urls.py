@@ -12,4 +12,5 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),
     path("admin/", admin.site.urls),
+    path("", include("api.urls")),
 ]

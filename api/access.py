@@ -1,0 +1,179 @@
+"""Who is calling the API, for which team, and what they may do.
+
+A caller is a signed-in person (session, CSRF-checked, acting in their current team) or an API
+key (acting for its user in its one team, within its scopes and never beyond the user's role).
+Keys come as a Bearer token, as `api_key` in the query or JSON/form body, or as the Basic-auth
+password — the ways existing scripts send them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from rest_framework import exceptions, permissions, throttling
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.request import Request
+
+from api.models import ApiKey, Scope
+from api.services import apikey_find, apikey_touch, key_role_allows
+from keychest.accounts.models import Role, Team, User, role_at_least
+from keychest.ratelimit import Limit, client_ip, hit
+
+
+def key_from_request(request: Request) -> str | None:
+    """The API key the request carries, wherever an existing script may have put it."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and value.strip():
+            return value.strip()
+        if scheme == "basic":
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise exceptions.AuthenticationFailed("Malformed Basic authorization header.") from None
+            _user, _, password = decoded.partition(":")
+            if password:
+                return password
+    query_key = request.query_params.get("api_key")
+    if query_key:
+        return query_key
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.content_type:
+        data = request.data
+        if isinstance(data, dict) or hasattr(data, "getlist"):
+            body_key = data.get("api_key")
+            if isinstance(body_key, str) and body_key:
+                return body_key
+    return None
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """Authenticates by API key; a presented but unknown, revoked or expired key is a 401."""
+
+    def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
+        secret = key_from_request(request)
+        if secret is None:
+            return None
+        api_key = apikey_find(secret)
+        if api_key is None or not api_key.is_usable() or not api_key.user.is_active:
+            raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
+        if api_key.member_role is None:  # type: ignore[attr-defined]
+            raise exceptions.AuthenticationFailed("The key's user is no longer in its team.", code="not-registered")
+        apikey_touch(api_key=api_key, ip=client_ip(request))
+        return api_key.user, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="KeyChest API"'
+
+
+class CsrfSessionAuthentication(SessionAuthentication):
+    """The browser's session, with DRF's CSRF check on unsafe methods."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The acting user, the team they act in, their role there and the key (None for sessions)."""
+
+    user: User
+    team: Team
+    role: str
+    api_key: ApiKey | None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.api_key is None or self.api_key.is_confirmed()
+
+    def can(self, scope: str) -> bool:
+        if not key_role_allows(self.role, scope):
+            return False
+        if self.api_key is None:
+            return True
+        return self.api_key.has_scope(scope)
+
+    def is_admin(self) -> bool:
+        admin = role_at_least(self.role, Role.ADMIN)
+        return admin and (self.api_key is None or self.api_key.has_scope(Scope.MANAGE))
+
+
+def caller_of(request: Request) -> Caller | None:
+    """The caller of an authenticated request (cached on the request)."""
+    cached = getattr(request, "_keychest_caller", None)
+    if cached is not None:
+        return cached
+    user = request.user
+    if not getattr(user, "is_authenticated", False):
+        return None
+    api_key = request.auth if isinstance(request.auth, ApiKey) else None
+    if api_key is not None:
+        caller = Caller(user=user, team=api_key.team, role=api_key.member_role, api_key=api_key)  # type: ignore[attr-defined]
+    else:
+        membership = getattr(request._request, "membership", None)
+        if membership is None:
+            return None
+        caller = Caller(user=user, team=membership.team, role=membership.role, api_key=None)
+    request._keychest_caller = caller  # type: ignore[attr-defined]
+    return caller
+
+
+class ScopePermission(permissions.BasePermission):
+    """The view names the scope each action needs (`required_scopes` by action or method);
+    unconfirmed keys pass only where the view says `allows_unconfirmed`."""
+
+    message = "Your key or role does not allow this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        caller = caller_of(request)
+        if caller is None:
+            if getattr(request.user, "is_authenticated", False):
+                self.message = "You belong to no team."
+                return False
+            raise exceptions.NotAuthenticated()
+        if not caller.confirmed and not getattr(view, "allows_unconfirmed", False):
+            self.message = "This key is not confirmed yet: it may only enrol items and read their status."
+            return False
+        scope = required_scope(request, view)
+        if scope == "admin":
+            return caller.is_admin()
+        return caller.can(scope)
+
+
+def required_scope(request: Request, view: Any) -> str:
+    scopes: dict[str, str] = getattr(view, "required_scopes", {}) or {}
+    action = getattr(view, "action", None)
+    if action and action in scopes:
+        return scopes[action]
+    if request.method in permissions.SAFE_METHODS:
+        return scopes.get("safe", Scope.READ)
+    return scopes.get("unsafe", Scope.MANAGE)
+
+
+class ApiThrottle(throttling.BaseThrottle):
+    """Atomic per-key (or per-user) and per-address counters on the shared cache, per minute."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        from django.conf import settings
+
+        self._wait = 0
+        ip = client_ip(request)
+        verdict = hit(Limit("api-ip", settings.KEYCHEST_API_RATE_PER_IP, 60), ip)
+        if not verdict.allowed:
+            self._wait = verdict.retry_after
+            return False
+        if isinstance(request.auth, ApiKey):
+            who = f"key:{request.auth.pk}"
+        elif getattr(request.user, "is_authenticated", False):
+            who = f"user:{request.user.pk}"
+        else:
+            return True
+        verdict = hit(Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), who)
+        if not verdict.allowed:
+            self._wait = verdict.retry_after
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return float(self._wait) if self._wait else None

@@ -1,0 +1,93 @@
+"""Fixtures of the API tests: keys for the three people, and a real SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+from rest_framework.test import APIClient
+
+from api.models import Scope
+from api.services import apikey_create
+
+
+@dataclass
+class Inbox:
+    """Messages a real SMTP server on 127.0.0.1 received."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[attr-defined]
+        with self.lock:
+            self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if address in str(m["To"])]
+
+    @staticmethod
+    def text(message: EmailMessage) -> str:
+        part = message.get_body(preferencelist=("plain",))
+        assert part is not None
+        return part.get_content()
+
+
+class EphemeralController(Controller):
+    """aiosmtpd's controller on port 0: learn the bound port before it pokes the server."""
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+@pytest.fixture
+def smtp(settings) -> Iterator[Inbox]:
+    inbox = Inbox()
+    controller = EphemeralController(inbox, hostname="127.0.0.1", port=0)
+    controller.start()
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = controller.port
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = ""
+        settings.EMAIL_HOST_PASSWORD = ""
+        yield inbox
+    finally:
+        controller.stop()
+
+
+def key_client(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.fixture
+def alice_key(people) -> str:
+    return apikey_create(
+        team=people.team_a, user=people.alice, name="alice", scopes=[Scope.READ, Scope.ENROL, Scope.MANAGE]
+    ).secret
+
+
+@pytest.fixture
+def alice_read_key(people) -> str:
+    return apikey_create(team=people.team_a, user=people.alice, name="read only", scopes=[Scope.READ]).secret
+
+
+@pytest.fixture
+def charlie_key(people) -> str:
+    return apikey_create(
+        team=people.team_b, user=people.charlie, name="charlie", scopes=[Scope.READ, Scope.ENROL, Scope.MANAGE]
+    ).secret
