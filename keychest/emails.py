@@ -55,7 +55,11 @@ def send(
     context: Mapping[str, Any],
     *,
     headers: Mapping[str, str] | None = None,
+    connection: Any = None,
 ) -> None:
-    """Render and send now; raises on SMTP errors so a Celery task can retry."""
-    connection = get_connection(fail_silently=False)
+    """Render and send now; raises on SMTP errors so a Celery task can retry.
+
+    Pass an open `connection` to send many emails over one SMTP session (weekly reports).
+    """
+    connection = connection or get_connection(fail_silently=False)
     build(kind, to, context, headers=headers, connection=connection).send()

@@ -208,6 +208,22 @@ KEYCHEST_REPLY_TO_EMAIL = env_str("KEYCHEST_REPLY_TO_EMAIL") or ""
 KEYCHEST_ALLOW_PRIVATE_TARGETS = env_bool("KEYCHEST_ALLOW_PRIVATE_TARGETS", False)
 KEYCHEST_INVITATION_MAX_AGE_DAYS = env_int("KEYCHEST_INVITATION_MAX_AGE_DAYS", 7, minimum=1)
 
+# --- Notifications (notifications/) ---------------------------------------------------------
+# A failing webhook/Slack/email delivery is retried with exponential back-off for this long.
+KEYCHEST_DELIVERY_GIVE_UP_SECONDS = env_int("KEYCHEST_DELIVERY_GIVE_UP_SECONDS", 86400, minimum=60)
+# Connect and read timeout of one webhook or Slack request.
+KEYCHEST_WEBHOOK_TIMEOUT = env_int("KEYCHEST_WEBHOOK_TIMEOUT", 10, minimum=1, maximum=120)
+# How long a worker owns a claimed delivery or report before another may take it over.
+KEYCHEST_NOTIFY_CLAIM_SECONDS = env_int("KEYCHEST_NOTIFY_CLAIM_SECONDS", 600, minimum=10)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "notifications-dispatch-events": {"task": "notifications.tasks.events_dispatch_task", "schedule": 30.0},
+        "notifications-send-deliveries": {"task": "notifications.tasks.deliveries_send_due_task", "schedule": 30.0},
+        "notifications-weekly-reports": {"task": "notifications.tasks.weekly_reports_send_due_task", "schedule": 300.0},
+        "notifications-daily-digests": {"task": "notifications.tasks.digests_send_due_task", "schedule": 300.0},
+    }
+)
+
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")

@@ -11,6 +11,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),
+    path("", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("", include("api.urls")),
 ]

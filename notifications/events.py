@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +30,25 @@ class NewEvent:
     occurred_at: datetime | None = None
 
 
+_recent = threading.local()
+
+
+def _dispatch_soon() -> None:
+    """Ask a worker to dispatch new events right after commit (real-time alerts).
+
+    At most once a second per thread, so a loop of `event_record` calls queues one task; a
+    missed or rolled-back request costs nothing, the 30-second sweep dispatches the rows anyway.
+    """
+    now = time.monotonic()
+    if now - getattr(_recent, "at", -10.0) < 1.0:
+        return
+    _recent.at = now
+    from notifications import tasks
+    from notifications.services import enqueue_after_commit
+
+    enqueue_after_commit(tasks.events_dispatch_task)
+
+
 def event_record(
     *,
     team: Team,
@@ -50,6 +71,8 @@ def event_record(
             "occurred_at": occurred_at or timezone.now(),
         },
     )
+    if created:
+        _dispatch_soon()
     return event if created else None
 
 
@@ -70,4 +93,5 @@ def events_record_bulk(events: Iterable[NewEvent]) -> int:
     ]
     if rows:
         Event.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+        _dispatch_soon()
     return len(rows)

@@ -1,0 +1,61 @@
+"""Emails of the notifications app, one function per kind (templates in templates/emails/)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.urls import reverse
+
+from keychest import emails
+
+if TYPE_CHECKING:
+    from keychest.accounts.models import User
+    from notifications.models import Channel, Delivery, Event
+
+
+def alert(*, to: str, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> None:
+    from notifications.transports import MAX_LISTED, kind_label, summary_line
+
+    emails.send(
+        "alert",
+        to,
+        {
+            "team": channel.team,
+            "channel": channel,
+            "is_test": delivery.is_test,
+            "summary": summary_line(channel.team.name, events, test=delivery.is_test),
+            "events": [{"event": e, "label": kind_label(e.kind)} for e in events[:MAX_LISTED]],
+            "more": max(0, len(events) - MAX_LISTED),
+            "dashboard_url": settings.SITE_URL + reverse("dashboard"),
+            "preferences_url": settings.SITE_URL + reverse("notification_preferences"),
+        },
+        headers={"Idempotency-Key": str(delivery.uuid), "Auto-Submitted": "auto-generated"},
+    )
+
+
+def channel_disabled(*, to: list[str], channel: Channel, reason: str) -> None:
+    emails.send(
+        "channel_disabled",
+        to,
+        {
+            "team": channel.team,
+            "channel": channel,
+            "reason": reason,
+            "channel_url": settings.SITE_URL + reverse("channel_detail", args=[channel.uuid]),
+        },
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+
+
+def report(
+    *,
+    kind: str,
+    user: User,
+    context: Mapping[str, Any],
+    headers: Mapping[str, str],
+    connection: Any = None,
+) -> None:
+    """The weekly report, the "please add servers" nudge and the daily digest share this shape."""
+    emails.send(kind, user.notification_address(), context, headers=headers, connection=connection)

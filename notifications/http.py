@@ -1,0 +1,108 @@
+"""Posting JSON to a webhook URL safely: resolve once, refuse non-public targets, connect to
+the checked address (so DNS rebinding cannot swap it), time out.
+
+No Django imports: the caller passes whether private targets are allowed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class TargetRefused(Exception):
+    """The URL is malformed or points at an address we must not connect to (permanent)."""
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int
+    body: str
+
+
+def address_is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve_target(url: str, *, allow_private: bool) -> tuple[str, int, str, str, str]:
+    """(scheme, port, host, checked address, path) for an http(s) URL, or TargetRefused."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise TargetRefused("only http:// and https:// URLs with a host name are allowed")
+    if parts.username or parts.password:
+        raise TargetRefused("credentials in the URL are not allowed")
+    host = parts.hostname
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise TargetRefused("invalid port") from None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise ConnectionError(f"cannot resolve {host}: {error}") from error
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not allow_private:
+        # Every address must be public: otherwise an attacker's name could point half its
+        # records at the internal network and wait for the connection that lands there.
+        refused = [a for a in addresses if not address_is_public(a)]
+        if refused:
+            raise TargetRefused(f"{host} resolves to a non-public address ({refused[0]})")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return scheme, port, host, addresses[0], path
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+        self._context = context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        # SNI and certificate verification use the host name; the socket goes to the checked address.
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+
+
+def post_json(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    allow_private: bool,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> HttpResult:
+    """POST `body`; raises TargetRefused (permanent) or OSError/HTTPException (temporary)."""
+    scheme, port, host, address, path = resolve_target(url, allow_private=allow_private)
+    connection: http.client.HTTPConnection
+    if scheme == "https":
+        context = ssl_context or ssl.create_default_context()
+        connection = _PinnedHTTPSConnection(host, port, address, timeout, context)
+    else:
+        connection = _PinnedHTTPConnection(host, port, address, timeout)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
+        response = connection.getresponse()
+        text = response.read(4096).decode("utf-8", "replace")
+        return HttpResult(status=response.status, body=text)
+    finally:
+        connection.close()

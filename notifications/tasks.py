@@ -1,0 +1,68 @@
+"""Thin Celery tasks: they take ids, call a service, and are safe to run twice.
+
+The state lives in rows (events, deliveries, report claims), so a lost or repeated task only
+makes a send late, never lost or doubled; the beat sweeps below pick up whatever a queue lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+
+@shared_task(name="notifications.tasks.events_dispatch_task", ignore_result=True)
+def events_dispatch_task() -> int:
+    from notifications.services import events_dispatch
+
+    return len(events_dispatch())
+
+
+@shared_task(name="notifications.tasks.delivery_send_task", ignore_result=True)
+def delivery_send_task(delivery_id: int) -> str:
+    from notifications.services import delivery_send
+
+    return delivery_send(delivery_id=delivery_id)
+
+
+@shared_task(name="notifications.tasks.deliveries_send_due_task", ignore_result=True)
+def deliveries_send_due_task() -> dict[str, int]:
+    from notifications.services import deliveries_send_due, events_dispatch
+
+    events_dispatch()
+    return deliveries_send_due()
+
+
+@shared_task(
+    name="notifications.tasks.channel_disabled_email_task",
+    ignore_result=True,
+    autoretry_for=(OSError,),
+    retry_backoff=60,
+    retry_backoff_max=3600,
+    max_retries=30,
+)
+def channel_disabled_email_task(channel_id: int) -> None:
+    from notifications.services import channel_disabled_notify_owners
+
+    channel_disabled_notify_owners(channel_id=channel_id)
+
+
+@shared_task(name="notifications.tasks.weekly_reports_send_due_task", ignore_result=True)
+def weekly_reports_send_due_task() -> dict[str, Any]:
+    from notifications.reports import weekly_reports_send_due
+
+    return weekly_reports_send_due().as_dict()
+
+
+@shared_task(name="notifications.tasks.weekly_report_send_task", ignore_result=True)
+def weekly_report_send_task(user_id: int) -> str:
+    from notifications.reports import weekly_report_send_one
+
+    return weekly_report_send_one(user_id=user_id)
+
+
+@shared_task(name="notifications.tasks.digests_send_due_task", ignore_result=True)
+def digests_send_due_task() -> dict[str, int]:
+    from notifications.digests import digests_send_due
+
+    return digests_send_due()

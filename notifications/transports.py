@@ -1,0 +1,219 @@
+"""Channel transports: one class per channel kind, each with one `notify()`.
+
+As in healthchecks' `Transport` classes, a transport only sends; the caller (services) records
+the attempt, decides about back-off and disables a channel after a permanent failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.conf import settings
+from django.urls import reverse
+
+from notifications import emails
+from notifications.http import TargetRefused, post_json
+from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences
+
+if TYPE_CHECKING:
+    from notifications.models import Delivery, Event
+
+# A message lists at most this many events and counts the rest ("and 250 more").
+MAX_LISTED = 50
+SIGNATURE_HEADER = "X-KeyChest-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one `notify()` achieved; `permanent` failures are not retried."""
+
+    ok: bool
+    permanent: bool = False
+    status_code: int | None = None
+    error: str = ""
+
+
+def kind_label(kind: str) -> str:
+    try:
+        return str(EventKind(kind).label)
+    except ValueError:
+        return kind.replace("_", " ")
+
+
+def summary_line(team_name: str, events: Sequence[Event], *, test: bool = False) -> str:
+    """One line for a subject or a chat message: what happened, counted by kind.
+
+    Never the event subjects: they come from certificates and remote servers, and this line
+    becomes an email Subject header.
+    """
+    if test:
+        return f"Test message for {team_name}"
+    counts = Counter(e.kind for e in events)
+    parts = [f"{n} x {kind_label(kind)}" if n > 1 else kind_label(kind) for kind, n in counts.most_common()]
+    if len(events) == 1:
+        return f"{kind_label(events[0].kind)} ({team_name})"
+    return f"{len(events)} alerts for {team_name}: " + ", ".join(parts)
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "id": str(event.uuid),
+        # Stable across retries and across channels: receivers drop what they have already seen.
+        "idempotency_key": str(event.uuid),
+        "kind": event.kind,
+        "severity": event.severity,
+        "subject": event.subject,
+        "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
+        "payload": event.payload,
+    }
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Transport:
+    kind: ClassVar[str]
+
+    def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:
+        raise NotImplementedError
+
+
+class _HttpTransport(Transport):
+    def body(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> bytes:
+        raise NotImplementedError
+
+    def headers(self, channel: Channel, delivery: Delivery, body: bytes) -> dict[str, str]:
+        return {"User-Agent": "KeyChest-Notifications/1"}
+
+    def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:
+        body = self.body(channel, delivery, events)
+        try:
+            result = post_json(
+                channel.url,
+                body,
+                self.headers(channel, delivery, body),
+                allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
+                timeout=settings.KEYCHEST_WEBHOOK_TIMEOUT,
+            )
+        except TargetRefused as error:
+            return Outcome(ok=False, permanent=True, error=f"refused: {error}")
+        except (OSError, ValueError) as error:
+            return Outcome(ok=False, error=f"{type(error).__name__}: {error}"[:500])
+        except Exception as error:  # noqa: BLE001 - http.client raises many kinds; all are retryable
+            return Outcome(ok=False, error=f"{type(error).__name__}: {error}"[:500])
+        if 200 <= result.status < 300:
+            return Outcome(ok=True, status_code=result.status)
+        # 4xx means the receiver rejects this request as such (gone, forbidden, bad URL): retrying
+        # will not help. 408 and 429 are the receiver asking us to come back later.
+        permanent = 400 <= result.status < 500 and result.status not in (408, 425, 429)
+        return Outcome(
+            ok=False, permanent=permanent, status_code=result.status, error=f"HTTP {result.status}: {result.body[:200]}"
+        )
+
+
+class WebhookTransport(_HttpTransport):
+    """JSON POST signed with HMAC-SHA256 over the exact body bytes."""
+
+    kind = ChannelKind.WEBHOOK
+
+    def body(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> bytes:
+        document = {
+            "type": "keychest.test" if delivery.is_test else "keychest.alerts",
+            "delivery_id": str(delivery.uuid),
+            "team": {"id": str(channel.team.uuid), "name": channel.team.name},
+            "channel": {"id": str(channel.uuid), "name": channel.name},
+            "summary": summary_line(channel.team.name, events, test=delivery.is_test),
+            "events": [event_json(e) for e in events],
+            "sent_at": datetime.now(UTC).isoformat(),
+        }
+        return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+    def headers(self, channel: Channel, delivery: Delivery, body: bytes) -> dict[str, str]:
+        return {
+            **super().headers(channel, delivery, body),
+            SIGNATURE_HEADER: sign(channel.secret, body),
+            # The same for every retry of this message.
+            IDEMPOTENCY_HEADER: str(delivery.uuid),
+        }
+
+
+def slack_escape(text: str) -> str:
+    """Slack's mrkdwn control characters; certificate names are attacker-controlled."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackTransport(_HttpTransport):
+    """Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): `{"text": ...}`."""
+
+    kind = ChannelKind.SLACK
+
+    def body(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> bytes:
+        lines = [f"*{slack_escape(summary_line(channel.team.name, events, test=delivery.is_test))}*"]
+        if delivery.is_test:
+            lines.append("KeyChest can reach this channel.")
+        for event in events[:MAX_LISTED]:
+            lines.append(f"• {slack_escape(kind_label(event.kind))}: `{slack_escape(event.subject)}`")
+        if len(events) > MAX_LISTED:
+            lines.append(f"… and {len(events) - MAX_LISTED} more")
+        lines.append(f"<{settings.SITE_URL}{reverse('dashboard')}|Open KeyChest>")
+        return json.dumps({"text": "\n".join(lines)}).encode()
+
+
+class EmailTransport(Transport):
+    """One email per recipient, holding only the event kinds that recipient wants."""
+
+    kind = ChannelKind.EMAIL
+
+    def recipients(self, channel: Channel, events: Sequence[Event]) -> dict[str, list[Event]]:
+        chosen: dict[str, list[Event]] = {}
+        members = (
+            channel.team.memberships.select_related("user")
+            if channel.email_all_members
+            else channel.team.memberships.select_related("user").filter(user__in=channel.email_members.all())
+        )
+        users = [m.user for m in members if m.user.is_active]
+        prefs = {p.user_id: p for p in NotificationPreferences.objects.filter(user__in=users)}
+        for user in users:
+            pref = prefs.get(user.pk)
+            if pref is not None and pref.digest_mode != DigestMode.IMMEDIATE:
+                continue  # the daily digest carries these, or the user wants no alert emails
+            wanted = [e for e in events if pref is None or pref.wants(e.kind)]
+            if wanted:
+                chosen.setdefault(user.notification_address().lower(), wanted)
+        for address in channel.extra_addresses():
+            chosen.setdefault(address, list(events))
+        return chosen
+
+    def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:
+        recipients = self.recipients(channel, events)
+        if delivery.is_test and not recipients:
+            return Outcome(ok=False, permanent=False, error="no recipients: every member chose a digest or no kinds")
+        done = set(delivery.sent_to)
+        for address, wanted in recipients.items():
+            if address in done:
+                continue
+            try:
+                emails.alert(to=address, channel=channel, delivery=delivery, events=wanted)
+            except Exception as error:  # noqa: BLE001 - any SMTP/socket failure is retried later
+                return Outcome(ok=False, error=f"{address}: {type(error).__name__}: {error}"[:500])
+            done.add(address)
+            delivery.sent_to = sorted(done)
+            # Remember progress now: a retry after a failure on the next address skips this one.
+            type(delivery).objects.filter(pk=delivery.pk).update(sent_to=delivery.sent_to)
+        return Outcome(ok=True)
+
+
+TRANSPORTS: dict[str, Transport] = {t.kind: t for t in (EmailTransport(), WebhookTransport(), SlackTransport())}
+
+
+def transport_for(channel: Channel) -> Transport:
+    return TRANSPORTS[channel.kind]

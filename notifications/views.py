@@ -1,0 +1,180 @@
+"""Pages: the team's notification channels, the user's notification preferences, unsubscribe."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from keychest.accounts.decorators import team_required
+from keychest.accounts.models import Membership, Role, User
+from keychest.tenancy import get_for_team_or_404
+from notifications import services
+from notifications.forms import ChannelForm, NotificationPreferencesForm
+from notifications.models import Channel, ChannelKind, DeliveryAttempt, DigestMode, EventKind, NotificationPreferences
+from notifications.unsubscribe import LISTS, unsubscribe_read
+
+
+def _live_channels(request: HttpRequest):  # type: ignore[no-untyped-def]
+    return Channel.objects.for_team(request.team).filter(deleted_at=None)  # type: ignore[attr-defined]
+
+
+def _member_choices(request: HttpRequest) -> list[tuple[str, str]]:
+    return [
+        (str(m.user.uuid), m.user.email)
+        for m in Membership.objects.filter(team=request.team).select_related("user").order_by("user__email")  # type: ignore[attr-defined]
+    ]
+
+
+@team_required(Role.VIEWER)
+def channel_list(request: HttpRequest) -> HttpResponse:
+    can_manage = request.membership.has_role(Role.ADMIN)  # type: ignore[attr-defined]
+    members = _member_choices(request)
+    form = ChannelForm(members=members, initial={"kind": ChannelKind.EMAIL})
+    if request.method == "POST":
+        if not can_manage:
+            messages.error(request, "Only admins and owners can add channels.")
+            return redirect("channel_list")
+        form = ChannelForm(request.POST, members=members)
+        if form.is_valid():
+            data = form.cleaned_data
+            chosen = User.objects.filter(
+                uuid__in=data["email_members"],
+                memberships__team=request.team,  # type: ignore[attr-defined]
+            )
+            channel = services.channel_create(
+                team=request.team,  # type: ignore[attr-defined]
+                kind=data["kind"],
+                name=data["name"],
+                url=data["url"] or "",
+                email_all_members=data["email_all_members"],
+                email_members=chosen,
+                email_addresses=data["email_addresses"],
+                event_kinds=data["event_kinds"],
+                rate_limit_per_hour=data["rate_limit_per_hour"],
+                grouping_seconds=data["grouping_seconds"],
+            )
+            messages.success(request, f"Channel “{channel.name}” added. Send a test to check it.")
+            return redirect("channel_detail", channel_id=channel.uuid)
+    channels = _live_channels(request).order_by("name", "id")
+    return render(
+        request,
+        "notifications/channel_list.html",
+        {"channels": channels, "form": form, "can_manage": can_manage, "team": request.team},  # type: ignore[attr-defined]
+    )
+
+
+@team_required(Role.VIEWER)
+def channel_detail(request: HttpRequest, channel_id: str) -> HttpResponse:
+    channel = get_for_team_or_404(_live_channels(request), request.team, channel_id)  # type: ignore[attr-defined]
+    deliveries = list(channel.deliveries.order_by("-created_at", "-id")[:20])
+    attempts = (
+        DeliveryAttempt.objects.filter(delivery__channel=channel)
+        .select_related("delivery")
+        .order_by("-started_at", "-id")[:50]
+    )
+    return render(
+        request,
+        "notifications/channel_detail.html",
+        {
+            "channel": channel,
+            "deliveries": deliveries,
+            "attempts": attempts,
+            "can_manage": request.membership.has_role(Role.ADMIN),  # type: ignore[attr-defined]
+            "kinds": [EventKind(k).label for k in channel.event_kinds if k in EventKind.values],
+            "members": channel.email_members.all(),
+        },
+    )
+
+
+def _admin_channel(request: HttpRequest, channel_id: str) -> Channel:
+    return get_for_team_or_404(_live_channels(request), request.team, channel_id)  # type: ignore[attr-defined]
+
+
+@team_required(Role.ADMIN)
+@require_POST
+def channel_test(request: HttpRequest, channel_id: str) -> HttpResponse:
+    channel = _admin_channel(request, channel_id)
+    if not channel.enabled:
+        messages.error(request, "Enable the channel first.")
+    else:
+        services.channel_send_test(channel=channel)
+        messages.success(request, "Test message queued; its attempt appears below within seconds.")
+    return redirect("channel_detail", channel_id=channel.uuid)
+
+
+@team_required(Role.ADMIN)
+@require_POST
+def channel_enable(request: HttpRequest, channel_id: str) -> HttpResponse:
+    channel = _admin_channel(request, channel_id)
+    services.channel_enable(channel=channel)
+    messages.success(request, "Channel enabled.")
+    return redirect("channel_detail", channel_id=channel.uuid)
+
+
+@team_required(Role.ADMIN)
+@require_POST
+def channel_secret(request: HttpRequest, channel_id: str) -> HttpResponse:
+    channel = _admin_channel(request, channel_id)
+    services.channel_rotate_secret(channel=channel)
+    messages.success(request, "New signing secret created; update your receiver.")
+    return redirect("channel_detail", channel_id=channel.uuid)
+
+
+@team_required(Role.ADMIN)
+@require_POST
+def channel_delete(request: HttpRequest, channel_id: str) -> HttpResponse:
+    channel = _admin_channel(request, channel_id)
+    services.channel_delete(channel=channel)
+    messages.success(request, f"Channel “{channel.name}” deleted.")
+    return redirect("channel_list")
+
+
+@login_required
+def preferences(request: HttpRequest) -> HttpResponse:
+    prefs = services.preferences_for(user=request.user)  # type: ignore[arg-type]
+    if request.method == "POST":
+        form = NotificationPreferencesForm(request.POST)
+        if form.is_valid():
+            services.preferences_update(user=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+            messages.success(request, "Notification preferences saved.")
+            return redirect("notification_preferences")
+    else:
+        form = NotificationPreferencesForm(
+            initial={
+                "weekly_report_enabled": prefs.weekly_report_enabled,
+                "weekly_report_day": prefs.weekly_report_day,
+                "weekly_report_hour": prefs.weekly_report_hour,
+                "send_all_good": prefs.send_all_good,
+                "digest_mode": prefs.digest_mode,
+                "alert_kinds": prefs.alert_kinds or list(EventKind.values),
+            }
+        )
+    return render(
+        request,
+        "notifications/preferences.html",
+        {"form": form, "timezone": request.user.timezone},  # type: ignore[union-attr]
+    )
+
+
+@csrf_exempt  # RFC 8058: mail clients POST without cookies or a CSRF token; the signed token is the proof
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a confirmation page (link scanners follow GETs); only POST unsubscribes."""
+    parsed = unsubscribe_read(token)
+    user = User.objects.filter(uuid=parsed[0]).first() if parsed else None
+    if parsed is None or user is None:
+        return render(request, "notifications/unsubscribe.html", {"invalid": True}, status=404)
+    what = parsed[1]
+    if request.method == "POST":
+        prefs, _ = NotificationPreferences.objects.get_or_create(user=user)
+        if what == "weekly":
+            prefs.weekly_report_enabled = False
+            prefs.save(update_fields=["weekly_report_enabled", "updated_at"])
+        else:
+            prefs.digest_mode = DigestMode.OFF
+            prefs.save(update_fields=["digest_mode", "updated_at"])
+        return render(request, "notifications/unsubscribe.html", {"done": True, "what": LISTS[what]})
+    return render(request, "notifications/unsubscribe.html", {"what": LISTS[what], "email": user.email})

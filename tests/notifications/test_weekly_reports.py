@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from keychest.accounts.models import User
+from monitors.models import WatchedDomain
+from notifications import emails
+from notifications.events import event_record
+from notifications.models import EventKind, NotificationPreferences, ReportSend, ReportStatus
+from notifications.reports import week_of, weekly_reports_send_due
+
+pytestmark = pytest.mark.django_db
+LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def at(*args: int) -> time_machine.travel:
+    return time_machine.travel(datetime(*args, tzinfo=UTC), tick=False)
+
+
+@pytest.fixture
+def alice(people):
+    User.objects.update(date_joined=LONG_AGO)
+    people.alice.refresh_from_db()
+    people.alice.timezone = "Europe/Prague"
+    people.alice.save()
+    WatchedDomain.objects.create(team=people.team_a, domain="example.com")
+    return people.alice
+
+
+def test_it_sends_at_0800_monday_in_the_users_zone_across_a_dst_change(alice, smtp) -> None:
+    # Monday 23 March 2026: Prague is on CET (UTC+1), so 08:00 local is 07:00 UTC.
+    with at(2026, 3, 23, 6, 59):
+        assert weekly_reports_send_due(email=alice.email).sent == 0
+    with at(2026, 3, 23, 7, 0):
+        assert weekly_reports_send_due(email=alice.email).sent == 1
+    # DST began on Sunday 29 March: 08:00 CEST is 06:00 UTC on Monday 30 March.
+    with at(2026, 3, 30, 5, 59):
+        assert weekly_reports_send_due(email=alice.email).sent == 0
+    with at(2026, 3, 30, 6, 0):
+        assert weekly_reports_send_due(email=alice.email).sent == 1
+    first, second = smtp.to("alice@example.org")
+    assert "Mon 23 Mar 2026 08:00 CET" in smtp.text(first)
+    assert "Mon 30 Mar 2026 08:00 CEST" in smtp.text(second)
+    assert first["Message-ID"] != second["Message-ID"]
+
+
+def test_it_sends_once_per_week_however_often_the_scheduler_runs(alice, smtp) -> None:
+    for hour in range(7, 23):
+        with at(2026, 3, 23, hour, 0):
+            weekly_reports_send_due(email=alice.email)
+            weekly_reports_send_due(email=alice.email, force=True)
+    assert len(smtp.to("alice@example.org")) == 1
+    assert ReportSend.objects.get(user=alice).status == ReportStatus.SENT
+
+
+class Crash(BaseException):
+    """A worker dying (SIGKILL, OOM) right after it claimed the report."""
+
+
+def test_two_schedulers_and_a_crash_after_the_claim_send_exactly_one_report(alice, smtp, monkeypatch) -> None:
+    real_report = emails.report
+    calls = {"n": 0}
+
+    def crash_once(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Crash
+        return real_report(**kwargs)
+
+    monkeypatch.setattr(emails, "report", crash_once)
+    with at(2026, 3, 23, 7, 0), pytest.raises(Crash):
+        weekly_reports_send_due()  # scheduler A claims alice's report, then dies
+    with at(2026, 3, 23, 7, 1):
+        assert weekly_reports_send_due(email=alice.email).sent == 0  # scheduler B: A's claim is live
+    with at(2026, 3, 23, 7, 15):
+        first = weekly_reports_send_due(email=alice.email)  # the claim ran out: B takes over
+        second = weekly_reports_send_due(email=alice.email)  # A restarted: nothing left to do
+    assert (first.sent, second.sent) == (1, 0)
+    assert len(smtp.to("alice@example.org")) == 1
+    row = ReportSend.objects.get(user=alice)
+    assert row.status == ReportStatus.SENT and row.attempts == 2
+
+
+def test_concurrent_schedulers_on_threads_send_one_report_each(people, smtp, transactional_db) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("true concurrency needs PostgreSQL (DATABASE_URL)")
+    import threading
+
+    from django.db import connections
+
+    User.objects.update(date_joined=LONG_AGO)
+    for team in (people.team_a, people.team_b):
+        WatchedDomain.objects.create(team=team, domain=f"{team.pk}.example.com")
+    results = []
+
+    def run() -> None:
+        try:
+            results.append(weekly_reports_send_due(force=True).sent)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results) == 3
+    assert sorted(str(m["To"]) for m in smtp.messages) == [
+        "alice@example.org",
+        "bob@example.org",
+        "charlie@example.org",
+    ]
+
+
+def test_smtp_down_for_an_hour_makes_the_report_late_not_lost_or_doubled(alice, smtp) -> None:
+    smtp.handler.fail = True
+    with at(2026, 3, 23, 7, 0):
+        assert weekly_reports_send_due(email=alice.email).failed == 1
+    with at(2026, 3, 23, 7, 30):
+        assert weekly_reports_send_due(email=alice.email).failed == 1
+    smtp.handler.fail = False
+    with at(2026, 3, 23, 8, 5):
+        assert weekly_reports_send_due(email=alice.email).sent == 1
+    with at(2026, 3, 23, 9, 0):
+        assert weekly_reports_send_due(email=alice.email).sent == 0
+    assert len(smtp.to("alice@example.org")) == 1
+
+
+def test_report_has_unsubscribe_headers_a_stable_message_id_and_self_contained_html(alice, smtp) -> None:
+    with at(2026, 3, 23, 7, 0):
+        weekly_reports_send_due(email=alice.email)
+    [message] = smtp.messages
+    assert message["List-Unsubscribe"].strip().startswith("<http://127.0.0.1:8000/notifications/unsubscribe/")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Message-ID"].startswith("<weekly-2026-03-23-")
+    html = smtp.html(message)
+    assert "<img" not in html and "<link" not in html and "<style" not in html
+    assert 'style="' in html
+    assert "All good" in smtp.text(message) and "All good" in html
+
+
+def test_report_covers_all_teams_grouped_by_team_with_new_ct_certificates(people, smtp) -> None:
+    User.objects.update(date_joined=LONG_AGO)
+    bobs_team = people.bob.memberships.exclude(team=people.team_a).get().team
+    WatchedDomain.objects.create(team=people.team_a, domain="a.example")
+    WatchedDomain.objects.create(team=bobs_team, domain="bob.example")
+    with at(2026, 3, 22, 12, 0):
+        event_record(
+            team=people.team_a,
+            kind=EventKind.CERTIFICATE_ISSUED,
+            subject="<b>www.a.example</b>",
+            dedup_key="ct:1",
+            payload={"issuer": "Let's Encrypt R11", "not_after": "2026-06-20T12:00:00+00:00"},
+        )
+    with at(2026, 3, 23, 8, 0):
+        weekly_reports_send_due(email=people.bob.email)
+    [message] = smtp.to("bob@example.org")
+    text, html = smtp.text(message), smtp.html(message)
+    assert "=== Team A ===" in text and f"=== {bobs_team.name} ===" in text
+    assert "<b>www.a.example</b> by Let's Encrypt R11" in text
+    assert "&lt;b&gt;www.a.example&lt;/b&gt;" in html and "<b>www.a.example</b>" not in html
+
+
+def test_all_good_reports_can_be_skipped(alice, smtp) -> None:
+    NotificationPreferences.objects.create(user=alice, send_all_good=False)
+    with at(2026, 3, 23, 7, 0):
+        result = weekly_reports_send_due(email=alice.email)
+    assert (result.sent, result.skipped) == (0, 1)
+    assert smtp.messages == []
+
+
+def test_users_with_nothing_watched_get_a_nudge_at_most_every_84_days(people, smtp) -> None:
+    User.objects.update(date_joined=LONG_AGO)
+    monday = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    for week in range(14):
+        with time_machine.travel(monday + timedelta(weeks=week), tick=False):
+            weekly_reports_send_due(email="charlie@example.org")
+    nudges = smtp.to("charlie@example.org")
+    assert len(nudges) == 2  # week 0 and week 12 (84 days later)
+    assert "Add your servers" in nudges[0]["Subject"]
+    assert nudges[0]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_accounts_younger_than_18_hours_get_no_report(alice, smtp) -> None:
+    with at(2026, 3, 23, 7, 0):
+        User.objects.filter(pk=alice.pk).update(date_joined=timezone.now() - timedelta(hours=17))
+        assert weekly_reports_send_due(email=alice.email).considered == 0
+        User.objects.filter(pk=alice.pk).update(date_joined=timezone.now() - timedelta(hours=19))
+        assert weekly_reports_send_due(email=alice.email).sent == 1
+
+
+def test_day_hour_and_off_switch_are_per_user(alice, smtp) -> None:
+    prefs = NotificationPreferences.objects.create(user=alice, weekly_report_day=3, weekly_report_hour=17)
+    with at(2026, 3, 25, 15, 59):  # Wednesday 16:59 CET
+        assert weekly_reports_send_due(email=alice.email).sent == 0
+    with at(2026, 3, 25, 16, 0):
+        assert weekly_reports_send_due(email=alice.email).sent == 1
+    prefs.weekly_report_enabled = False
+    prefs.save()
+    with at(2026, 4, 1, 16, 0):
+        assert weekly_reports_send_due(email=alice.email).considered == 0
+
+
+def test_week_is_the_monday_of_the_users_local_week() -> None:
+    from zoneinfo import ZoneInfo
+
+    sunday_night_utc = datetime(2026, 3, 29, 23, 30, tzinfo=UTC)
+    assert week_of(sunday_night_utc, ZoneInfo("UTC")).isoformat() == "2026-03-23"
+    assert week_of(sunday_night_utc, ZoneInfo("Europe/Prague")).isoformat() == "2026-03-30"
