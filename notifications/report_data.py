@@ -12,29 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitors.models import WatchedDomain
+from django.db.models import Count, Q
+
+from monitors import renewal
+from monitors.models import Finding, ScanResult, Server, TeamScanPolicy, WatchedDomain
 from notifications.models import Event, EventKind
 
 SOON_DAYS = 28
 NOW_DAYS = 7
-
-
-def renewal_state(not_before: datetime | None, not_after: datetime, now: datetime) -> str:
-    """'overdue', 'due' or 'planned', as a fraction of the certificate's own lifetime.
-
-    ACME clients renew with a third of the lifetime left (30 of 90 days); with a sixth left
-    the renewal has failed for half its window, which we call overdue. A 6-day certificate
-    with 1 day left is overdue; a 398-day one with 30 days left is merely planned.
-    """
-    if not_after <= now:
-        return "expired"
-    lifetime = (not_after - not_before) if not_before else timedelta(days=90)
-    left = not_after - now
-    if left <= lifetime / 6:
-        return "overdue"
-    if left <= lifetime / 3:
-        return "due"
-    return "planned"
 
 
 @dataclass
@@ -102,10 +87,114 @@ def _parse_dt(value: Any) -> datetime | None:
         return None
 
 
+# Findings the expiry lists already show, so the problem list does not repeat them.
+EXPIRY_CODES = {"expired", "renewal_due", "renewal_overdue", "expiring", "expiring_soon"}
+PROBLEM_LABELS = {
+    "hostname_mismatch": "Certificate does not match the host name",
+    "ips_disagree": "Addresses serve different certificates",
+    "newer_certificate_not_deployed": "A newer certificate exists but is not deployed",
+    "untrusted": "Certificate is not trusted",
+    "self_signed": "Self-signed certificate",
+    "incomplete_chain": "Incomplete certificate chain",
+    "no_certificate": "No certificate",
+    "ca_flag_on_leaf": "CA flag on a leaf certificate",
+    "dns_failure": "DNS failure",
+    "unreachable": "Server unreachable",
+    "tls_failure": "TLS handshake failed",
+    "down": "Server down or TLS failure",
+}
+
+
+def problem_label(code: str, message: str = "") -> str:
+    return PROBLEM_LABELS.get(code) or message or code.replace("_", " ")
+
+
+def _servers_part(reports: dict[int, TeamReport], team_ids: list[int], now: datetime) -> None:
+    """Counts, expiring certificates per server:port and open problems, for all teams at once."""
+    live = Q(server__removed_at=None)
+    for row in Server.objects.filter(team_id__in=team_ids, removed_at=None).values("team_id").annotate(n=Count("id")):
+        reports[row["team_id"]].servers = row["n"]
+    for row in (
+        ScanResult.objects.filter(live, team_id__in=team_ids, current=True)
+        .exclude(leaf_sha256="")
+        .values("team_id")
+        .annotate(n=Count("leaf_sha256", distinct=True))
+    ):
+        reports[row["team_id"]].certificates = row["n"]
+    policies = {p.team_id: p for p in TeamScanPolicy.objects.filter(team_id__in=team_ids)}
+    soon = now + timedelta(days=SOON_DAYS)
+    # One row per (server, certificate), with every address that serves it.
+    grouped: dict[tuple[int, str], tuple[Server, ScanResult, list[str]]] = {}
+    for result in (
+        ScanResult.objects.filter(live, team_id__in=team_ids, current=True, not_after__lt=soon)
+        .exclude(leaf_sha256="")
+        .select_related("server")
+        .order_by("not_after", "server_id", "address")
+    ):
+        key = (result.server_id, result.leaf_sha256)
+        if key in grouped:
+            grouped[key][2].append(result.address)
+        else:
+            grouped[key] = (result.server, result, [result.address])
+    for server, result, addresses in grouped.values():
+        assert result.not_after is not None
+        due, overdue = server.thresholds(policies.get(server.team_id))
+        state = (
+            renewal.renewal_state(result.not_before, result.not_after, now, due_fraction=due, overdue_fraction=overdue)
+            if result.not_before
+            else ("expired" if result.not_after <= now else "due")
+        )
+        row = ExpiryRow(
+            server=server.label,
+            addresses=addresses,
+            names=", ".join(result.names[:3]) + (" …" if len(result.names) > 3 else "") or result.subject,
+            not_before=result.not_before,
+            not_after=result.not_after,
+            renewal=state,
+        )
+        report = reports[server.team_id]
+        (report.expiring_now if result.not_after < now + timedelta(days=NOW_DAYS) else report.expiring_soon).append(row)
+    with_findings: set[int] = set()
+    for finding in (
+        Finding.objects.filter(live, team_id__in=team_ids, resolved_at=None)
+        .select_related("server")
+        .order_by("server__host", "server__port", "code")
+    ):
+        with_findings.add(finding.server_id)
+        if finding.code in EXPIRY_CODES:
+            continue
+        reports[finding.team_id].problems.append(
+            ProblemRow(
+                server=finding.server.label + (f" [{finding.address}]" if finding.address else ""),
+                code=finding.code,
+                label=problem_label(finding.code, finding.message),
+                since=finding.first_seen,
+            )
+        )
+    # A failing address without a finding of its own still counts as down.
+    for result in (
+        ScanResult.objects.filter(live, team_id__in=team_ids, current=True)
+        .exclude(error_code="")
+        .select_related("server")
+        .order_by("server__host", "address")
+    ):
+        if result.server_id in with_findings:
+            continue
+        reports[result.team_id].problems.append(
+            ProblemRow(
+                server=f"{result.server.label} [{result.address}]",
+                code=result.error_code,
+                label=problem_label("down") + f": {result.error_code}",
+                since=result.first_seen,
+            )
+        )
+
+
 def teams_report_data(team_ids: list[int], names: dict[int, str], now: datetime) -> dict[int, TeamReport]:
     reports = {tid: TeamReport(team_id=tid, name=names.get(tid, "")) for tid in team_ids}
     if not team_ids:
         return reports
+    _servers_part(reports, team_ids, now)
     domain_counts: dict[int, int] = defaultdict(int)
     for team_id in WatchedDomain.objects.filter(team_id__in=team_ids, removed_at=None).values_list(
         "team_id", flat=True

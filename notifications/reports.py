@@ -140,6 +140,15 @@ def absolute(moment: datetime, zone: tzinfo) -> str:
     return moment.astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
 
 
+RENEWAL_WORDS = {
+    "ok": "renewal planned",
+    "due": "renewal due",
+    "overdue": "renewal overdue",
+    "expired": "expired",
+    "not_yet_valid": "not yet valid",
+}
+
+
 def _expiry_rows(rows: list[ExpiryRow], now: datetime, zone: tzinfo) -> dict[str, Any]:
     shown = [
         {
@@ -148,7 +157,8 @@ def _expiry_rows(rows: list[ExpiryRow], now: datetime, zone: tzinfo) -> dict[str
             "names": r.names,
             "relative": relative(r.not_after, now),
             "absolute": absolute(r.not_after, zone),
-            "renewal": r.renewal,
+            "renewal": RENEWAL_WORDS.get(r.renewal, r.renewal),
+            "renewal_state": r.renewal,
         }
         for r in rows[:MAX_ROWS]
     ]
