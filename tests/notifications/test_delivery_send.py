@@ -15,11 +15,11 @@ from notifications.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    DigestMode,
     EventKind,
     NotificationPreferences,
-    DigestMode,
 )
-from notifications.services import channel_create, delivery_send, deliveries_send_due, events_dispatch
+from notifications.services import channel_create, deliveries_send_due, delivery_send, events_dispatch
 
 pytestmark = pytest.mark.django_db
 

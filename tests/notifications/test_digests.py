@@ -6,9 +6,9 @@ import pytest
 import time_machine
 
 from keychest.accounts.models import User
+from notifications.digests import digests_send_due
 from notifications.events import event_record
 from notifications.models import ChannelKind, DigestMode, EventKind, NotificationPreferences
-from notifications.digests import digests_send_due
 from notifications.services import channel_create
 
 pytestmark = pytest.mark.django_db
