@@ -7,11 +7,58 @@ about them until the address owner confirms; then `enrolments_release` enrols th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from api.audit import audit_record
-from api.models import ApiKey, AuditAction, EnrolmentKind, PendingEnrolment
+from api.models import ApiKey, AuditAction, EnrolmentKind, PendingEnrolment, UploadedCertificate
+from certificates.models import Certificate, SourceKind
+from certificates.services import certificate_store_der
+from certificates.x509 import ParsedCertificate, parse_certificate, pem_to_der_list
+from keychest.accounts.models import Team, User
+from monitors.models import Server
+from monitors.services import AlreadyWatched, server_enrol
+
+
+def server_enrol_for_key(*, api_key: ApiKey, host: str, port: int | None) -> tuple[Server, bool]:
+    """Watch a server for the key's team; (server, created). Raises monitors' InvalidTarget."""
+    try:
+        return server_enrol(team=api_key.team, host=host, port=port, added_by=api_key.user), True
+    except AlreadyWatched as exc:
+        return exc.server, False
+
+
+class SingleCertificateExpected(ValueError):
+    """The upload held more than one certificate (the v1.0 status `single-cert-expected`)."""
+
+
+def certificate_parse_one(text: str | bytes) -> ParsedCertificate:
+    """Exactly one certificate, as PEM (or DER bytes). Raises CertificateParseError or
+    SingleCertificateExpected."""
+    raw = text.encode() if isinstance(text, str) else text
+    if b"-----BEGIN" in raw:
+        ders = pem_to_der_list(raw)
+        if len(ders) != 1:
+            raise SingleCertificateExpected(f"{len(ders)} certificates given, one expected")
+        raw = ders[0]
+    return parse_certificate(raw)
+
+
+@dataclass(frozen=True)
+class Upload:
+    certificate: Certificate
+    created: bool
+
+
+def certificate_upload(*, team: Team, der: bytes, user: User | None, api_key: ApiKey | None = None) -> Upload:
+    """Store a certificate and record that `team` uploaded it; idempotent per team."""
+    certificate = certificate_store_der(der=der, source=SourceKind.UPLOAD, source_ref=f"team:{team.uuid}")
+    _row, created = UploadedCertificate.objects.get_or_create(
+        team=team, certificate=certificate, defaults={"added_by": user, "api_key": api_key}
+    )
+    return Upload(certificate=certificate, created=created)
 
 
 def enrolment_hold_server(
@@ -73,13 +120,9 @@ def enrolments_release(*, api_key: ApiKey, ip: str | None) -> int:
     items = list(PendingEnrolment.objects.filter(api_key=api_key).order_by("created_at", "id"))
     for item in items:
         if item.kind == EnrolmentKind.SERVER:
-            from api.enrol import server_enrol_for_key
-
             server_enrol_for_key(api_key=api_key, host=item.host, port=item.port)
         else:
-            from api.enrol import certificate_enrol_for_key
-
-            certificate_enrol_for_key(api_key=api_key, der=bytes(item.der or b""))
+            certificate_upload(team=api_key.team, der=bytes(item.der or b""), user=api_key.user, api_key=api_key)
         audit_record(
             team=api_key.team,
             action=AuditAction.ENROLMENT_RELEASED,

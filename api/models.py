@@ -198,3 +198,20 @@ class CalendarFeed(models.Model):
 
     def __str__(self) -> str:
         return f"calendar of {self.user_id}"
+
+
+class UploadedCertificate(TeamOwnedModel):
+    """A certificate a team uploaded (API or deploy hook); the certificate itself is in the store."""
+
+    certificate = models.ForeignKey("certificates.Certificate", on_delete=models.CASCADE, related_name="+")
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["team", "certificate"], name="uploadedcert_unique")]
+
+    def __str__(self) -> str:
+        return f"upload {self.certificate_id} by team {self.team_id}"

@@ -11,6 +11,9 @@ v10 = [
     path("user", views_v10.UserView.as_view(), name="v10_user"),
     path("access/claim", views_v10.ClaimView.as_view(), name="v10_claim"),
     path("access/claim/<str:email>", views_v10.ClaimGenerateView.as_view(), name="v10_claim_generate"),
+    path("servers/add", views_v10.ServerAddView.as_view(), name="v10_servers_add"),
+    path("certificate/add", views_v10.CertificateAddView.as_view(), name="v10_certificate_add"),
+    path("servers/expiration/<str:domain>", views_v10.ExpirationView.as_view(), name="v10_servers_expiration"),
 ]
 
 pages = [

@@ -17,9 +17,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.access import ApiKeyAuthentication, ApiThrottle, caller_of
+from api.enrolment import (
+    SingleCertificateExpected,
+    certificate_parse_one,
+    certificate_upload,
+    enrolment_hold_certificate,
+    enrolment_hold_server,
+)
 from api.errors import v10_exception_handler
+from api.expiry import expiration_report
+from api.models import Scope
 from api.services import claim_create
+from certificates.x509 import CertificateParseError
 from keychest.ratelimit import client_ip
+from monitors.services import AlreadyWatched, server_enrol
+from monitors.targets import InvalidTarget, parse_target
 
 
 class CompatView(APIView):
@@ -147,3 +159,184 @@ class ClaimGenerateView(CompatView):
     )
     def get(self, request: Request, email: str) -> Response:
         return _claim_response(request, email, None)
+
+
+def _forbidden_unless(request: Request, scope: str) -> Response | None:
+    caller = caller_of(request)
+    if caller is None:
+        return Response({"status": "not-registered"}, status=401)
+    if not caller.can(scope):
+        return Response({"status": "not-allowed", "detail": f"the key needs the {scope} scope"}, status=403)
+    return None
+
+
+class ServerAddSerializer(serializers.Serializer):
+    domain = serializers.CharField(help_text="host, or host:port (default port 443)")
+
+
+class ServerAddResponseSerializer(StatusSerializer):
+    id = serializers.UUIDField(required=False)
+    domain = serializers.CharField(required=False)
+    port = serializers.IntegerField(required=False)
+    pending = serializers.BooleanField(required=False)
+
+
+@extend_schema(
+    tags=["v1.0"],
+    request=ServerAddSerializer,
+    responses={200: ServerAddResponseSerializer, 400: StatusSerializer, 401: StatusSerializer, 403: StatusSerializer},
+    summary="Watch a server (host or host:port)",
+)
+class ServerAddView(CompatView):
+    def post(self, request: Request) -> Response:
+        refused = _forbidden_unless(request, Scope.ENROL)
+        if refused is not None:
+            return refused
+        caller = caller_of(request)
+        assert caller is not None
+        domain = request.data.get("domain") if hasattr(request.data, "get") else None
+        if not isinstance(domain, str) or not domain.strip():
+            return Response({"status": "invalid-domain", "detail": "domain is required"}, status=400)
+        try:
+            host, port = parse_target(domain)
+        except InvalidTarget as exc:
+            return Response({"status": "invalid-domain", "detail": str(exc)}, status=400)
+        if caller.api_key is not None and not caller.api_key.is_confirmed():
+            item, created = enrolment_hold_server(
+                api_key=caller.api_key, host=host, port=port or 443, ip=client_ip(request)
+            )
+            body = {
+                "status": "success" if created else "already-inserted",
+                "domain": host,
+                "port": item.port,
+                "pending": True,
+            }
+            return Response(body)
+        try:
+            server = server_enrol(team=caller.team, host=host, port=port, added_by=caller.user)
+        except InvalidTarget as exc:
+            return Response({"status": "invalid-domain", "detail": str(exc)}, status=400)
+        except AlreadyWatched as exc:
+            existing = exc.server
+            return Response(
+                {
+                    "status": "already-inserted",
+                    "id": existing.uuid,
+                    "domain": existing.host,
+                    "port": existing.port,
+                    "pending": False,
+                }
+            )
+        return Response(
+            {"status": "success", "id": server.uuid, "domain": server.host, "port": server.port, "pending": False}
+        )
+
+
+class CertificateAddSerializer(serializers.Serializer):
+    certificate = serializers.CharField(help_text="one certificate, PEM")
+
+
+class CertificateAddResponseSerializer(StatusSerializer):
+    certificate_sha256 = serializers.CharField(required=False)
+    not_after_utc = serializers.IntegerField(required=False)
+    pending = serializers.BooleanField(required=False)
+
+
+@extend_schema(
+    tags=["v1.0"],
+    request=CertificateAddSerializer,
+    responses={
+        200: CertificateAddResponseSerializer,
+        400: StatusSerializer,
+        401: StatusSerializer,
+        403: StatusSerializer,
+    },
+    summary="Upload one certificate (PEM)",
+)
+class CertificateAddView(CompatView):
+    def post(self, request: Request) -> Response:
+        refused = _forbidden_unless(request, Scope.ENROL)
+        if refused is not None:
+            return refused
+        caller = caller_of(request)
+        assert caller is not None
+        text = request.data.get("certificate") if hasattr(request.data, "get") else None
+        if hasattr(text, "read"):  # an uploaded file (curl -F certificate=@cert.pem)
+            text = text.read(65536)
+        if not isinstance(text, str | bytes) or not text.strip():
+            return Response({"status": "invalid-certificate", "detail": "certificate (PEM) is required"}, status=400)
+        try:
+            parsed = certificate_parse_one(text)
+        except SingleCertificateExpected as exc:
+            return Response({"status": "single-cert-expected", "detail": str(exc)}, status=400)
+        except CertificateParseError as exc:
+            return Response({"status": "invalid-certificate", "detail": str(exc)}, status=400)
+        not_after = int(parsed.not_after.timestamp())
+        if caller.api_key is not None and not caller.api_key.is_confirmed():
+            _item, created = enrolment_hold_certificate(
+                api_key=caller.api_key,
+                der=parsed.der,
+                sha256=parsed.sha256,
+                not_after=parsed.not_after,
+                ip=client_ip(request),
+            )
+        else:
+            created = certificate_upload(
+                team=caller.team, der=parsed.der, user=caller.user, api_key=caller.api_key
+            ).created
+        return Response(
+            {
+                "status": "success" if created else "already-inserted",
+                "certificate_sha256": parsed.sha256,
+                "not_after_utc": not_after,
+                "pending": caller.api_key is not None and not caller.api_key.is_confirmed(),
+            }
+        )
+
+
+class ExpirationEntrySerializer(serializers.Serializer):
+    ip = serializers.CharField()
+    port = serializers.IntegerField()
+    certificate_sha256 = serializers.CharField(allow_null=True)
+    renewal_due = serializers.BooleanField()
+    expired = serializers.BooleanField()
+    renewal_utc = serializers.IntegerField(allow_null=True, help_text="Unix seconds (UTC)")
+    expires_utc = serializers.IntegerField(allow_null=True, help_text="Unix seconds (UTC)")
+    last_scan_utc = serializers.IntegerField(allow_null=True, help_text="Unix seconds (UTC)")
+    error = serializers.CharField(allow_null=True)
+
+
+class ExpirationSerializer(StatusSerializer):
+    domain = serializers.CharField()
+    pending = serializers.BooleanField()
+    certificate_found = serializers.BooleanField()
+    renewal_due = serializers.BooleanField()
+    expired_found = serializers.BooleanField()
+    results = ExpirationEntrySerializer(many=True)
+
+
+@extend_schema(
+    tags=["v1.0"],
+    responses={200: ExpirationSerializer, 400: StatusSerializer, 401: StatusSerializer, 404: StatusSerializer},
+    summary="When do the certificates of a watched server expire (every IP)?",
+)
+class ExpirationView(CompatView):
+    def get(self, request: Request, domain: str) -> Response:
+        refused = _forbidden_unless(request, Scope.READ) if _confirmed(request) else None
+        if refused is not None:
+            return refused
+        caller = caller_of(request)
+        assert caller is not None
+        try:
+            report = expiration_report(team=caller.team, target=domain, now=timezone.now(), api_key=caller.api_key)
+        except InvalidTarget as exc:
+            return Response({"status": "invalid-domain", "detail": str(exc)}, status=400)
+        if report is None:
+            return Response({"status": "not-found", "detail": "this team does not watch that server"}, status=404)
+        return Response(report)
+
+
+def _confirmed(request: Request) -> bool:
+    """Unconfirmed keys (enrol scope only) may still read the status of what they enrolled."""
+    caller = caller_of(request)
+    return caller is None or caller.confirmed

@@ -91,3 +91,45 @@ def charlie_key(people) -> str:
     return apikey_create(
         team=people.team_b, user=people.charlie, name="charlie", scopes=[Scope.READ, Scope.ENROL, Scope.MANAGE]
     ).secret
+
+
+@pytest.fixture(scope="session")
+def lab_issuer():
+    from lab.ctlog.certgen import make_ca
+
+    return make_ca("KeyChest API Test CA")
+
+
+def pem_of(der: bytes) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
+
+
+def scan_result_for(server, *, address: str, der: bytes, last_seen=None):
+    """A current scan result of `server` presenting `der` (as the scanner stores one)."""
+    from django.utils import timezone
+
+    from certificates.services import certificate_store_der
+    from monitors.models import ScanResult
+
+    cert = certificate_store_der(der=der, source="scan", source_ref=f"{server.host}:{server.port}")
+    now = last_seen or timezone.now()
+    return ScanResult.objects.create(
+        team=server.team,
+        server=server,
+        address=address,
+        current=True,
+        state_digest=cert.sha256,
+        leaf_sha256=cert.sha256,
+        chain_sha256=[cert.sha256],
+        subject=cert.subject,
+        issuer=cert.issuer,
+        not_before=cert.not_before,
+        not_after=cert.not_after,
+        tls_version="TLSv1.3",
+        trusted=True,
+        first_seen=now,
+        last_seen=now,
+    )

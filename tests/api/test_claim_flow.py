@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from api.models import ApiKey, AuditAction, AuditEntry, Claim, ClaimBlock, ClaimState
 from api.services import claims_expire
 from keychest.accounts.models import User
+from lab.ctlog.certgen import issue
 from tests.api.conftest import key_client
 
 pytestmark = pytest.mark.django_db
@@ -237,3 +238,49 @@ def test_the_hourly_task_expires_old_claims(smtp, people) -> None:
     key = ApiKey.objects.get(claim_email="alice@example.org")
     assert key.revoked_at is not None
     assert User.objects.filter(email="alice@example.org").exists()
+
+
+def test_what_an_unconfirmed_key_enrols_is_held_unscanned_until_confirmed(smtp, people, lab_issuer) -> None:
+    from api.models import PendingEnrolment, UploadedCertificate
+    from monitors.models import Server
+    from tests.api.conftest import pem_of
+
+    claim("dave@example.net")
+    client = key_client(KEY)
+    added = client.post("/api/v1.0/servers/add", {"domain": "web.example.net:8443"}, format="json").json()
+    assert added == {"status": "success", "domain": "web.example.net", "port": 8443, "pending": True}
+    der = issue(lab_issuer, ["web.example.net"]).certificate
+    assert (
+        client.post("/api/v1.0/certificate/add", {"certificate": pem_of(der)}, format="json").json()["pending"] is True
+    )
+    # Held, not watched: the scheduler only ever sees Server rows, and there are none.
+    assert Server.objects.count() == 0 and UploadedCertificate.objects.count() == 0
+    status = client.get("/api/v1.0/servers/expiration/web.example.net:8443").json()
+    assert status["pending"] is True and status["certificate_found"] is False
+    # An unconfirmed key reads only what it enrolled, nothing else of the team.
+    dave_team = ApiKey.objects.get(claim_email="dave@example.net").team
+    Server.objects.create(team=dave_team, host="other.example.net", port=443)
+    assert client.get("/api/v1.0/servers/expiration/other.example.net").status_code == 404
+    Server.objects.filter(host="other.example.net").delete()
+    # The confirmation page lists what was enrolled meanwhile.
+    links = links_in(smtp.text(smtp.to("dave@example.net")[0]))
+    page = Client().get(links["confirm"])
+    assert b"web.example.net:8443" in page.content
+    Client().post(links["confirm"])
+    server = Server.objects.get(host="web.example.net", port=8443)
+    assert server.team == dave_team and server.next_scan_at is not None and not server.paused
+    assert UploadedCertificate.objects.filter(team=dave_team).count() == 1
+    assert PendingEnrolment.objects.count() == 0
+    assert client.get("/api/v1.0/servers/expiration/web.example.net:8443").json()["pending"] is False
+
+
+def test_held_items_expire_with_their_key(smtp, people) -> None:
+    from api.models import PendingEnrolment
+    from monitors.models import Server
+
+    claim("dave@example.net")
+    key_client(KEY).post("/api/v1.0/servers/add", {"domain": "web.example.net"}, format="json")
+    assert PendingEnrolment.objects.count() == 1
+    with time_machine.travel(timezone.now() + timedelta(days=8), tick=False):
+        claims_expire()
+    assert PendingEnrolment.objects.count() == 0 and Server.objects.count() == 0
