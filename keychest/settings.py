@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from keychest.env import (
     env_bool,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -206,6 +207,17 @@ KEYCHEST_REPLY_TO_EMAIL = env_str("KEYCHEST_REPLY_TO_EMAIL") or ""
 # --- KeyChest -------------------------------------------------------------------------------
 # Scanner and webhooks refuse loopback/private/link-local/... targets unless this is on.
 KEYCHEST_ALLOW_PRIVATE_TARGETS = env_bool("KEYCHEST_ALLOW_PRIVATE_TARGETS", False)
+# Scanner (docs/scanner.md): resolvers ("ip[:port]", comma-separated; empty = system), timeouts
+# in seconds, open connections per worker, servers per scan task.
+KEYCHEST_DNS_NAMESERVERS = env_list("KEYCHEST_DNS_NAMESERVERS", [])
+KEYCHEST_DNS_TIMEOUT = env_float("KEYCHEST_DNS_TIMEOUT", 5.0, minimum=0.1)
+KEYCHEST_SCAN_DEADLINE = env_float("KEYCHEST_SCAN_DEADLINE", 10.0, minimum=0.5)
+KEYCHEST_SCAN_CONNECT_TIMEOUT = env_float("KEYCHEST_SCAN_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+KEYCHEST_SCAN_CONCURRENCY = env_int("KEYCHEST_SCAN_CONCURRENCY", 200, minimum=1)
+KEYCHEST_SCAN_BATCH = env_int("KEYCHEST_SCAN_BATCH", 200, minimum=1)
+KEYCHEST_SCAN_LEGACY_TLS = env_bool("KEYCHEST_SCAN_LEGACY_TLS", True)
+KEYCHEST_SPOTCHECK_RATE = env_int("KEYCHEST_SPOTCHECK_RATE", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": 60.0}
 KEYCHEST_INVITATION_MAX_AGE_DAYS = env_int("KEYCHEST_INVITATION_MAX_AGE_DAYS", 7, minimum=1)
 
 # --- Notifications (notifications/) ---------------------------------------------------------

@@ -9,6 +9,8 @@ import ipaddress
 
 import idna
 
+from keychest import netguard
+
 PROTOCOLS = ("tls", "smtp", "imap", "pop3", "ftp", "ldap", "xmpp", "postgres")
 
 # Ports whose well-known service speaks STARTTLS; every other port defaults to implicit TLS
@@ -61,6 +63,10 @@ def normalise_host(text: str) -> str:
         return str(ipaddress.ip_address(raw))
     except ValueError:
         pass
+    # Encoded address forms (127.1, 0x7f.0.0.1, 2130706433) are addresses, as resolvers read them.
+    literal = netguard.parse_ip_literal(raw)
+    if literal is not None:
+        return str(literal)
     name = raw.rstrip(".").lower() if raw != "." else ""
     if not name:
         raise InvalidTarget("empty host")

@@ -30,6 +30,8 @@ from monitors.targets import InvalidTarget, normalise_host, parse_target
         ("2001:db8::1", "2001:db8::1", None),
         ("bücher.example", "xn--bcher-kva.example", None),
         ("BÜCHER.example:25", "xn--bcher-kva.example", 25),
+        ("0x7f.1:8443", "127.0.0.1", 8443),
+        ("2130706433", "127.0.0.1", None),
     ],
 )
 def test_it_normalises_targets(text: str, host: str, port: int | None) -> None:
@@ -37,7 +39,8 @@ def test_it_normalises_targets(text: str, host: str, port: int | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "*.example.com", "a" * 64 + ".com", ("a" * 60 + ".") * 5 + "com", "exa mple.com", "127.1", "x:99999"]
+    "text",
+    ["", "*.example.com", "a" * 64 + ".com", ("a" * 60 + ".") * 5 + "com", "exa mple.com", "1.2.3.4.5", "x:99999"],
 )
 def test_it_refuses_bad_targets(text: str) -> None:
     with pytest.raises(InvalidTarget):

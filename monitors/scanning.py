@@ -1,0 +1,684 @@
+"""Scanning servers: resolve, probe every address concurrently, validate, store, run the checks.
+
+`scan_servers(servers)` is the one path every caller uses (the Celery task, `scan --sync`, the
+detail page's "scan now", the benchmark). Network work runs first, concurrently on one asyncio
+loop with a bound on open connections; then everything is written in one transaction with a
+handful of bulk statements, whatever the number of servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from certificates.names import registered_domain
+from certificates.services import StoreItem, certificates_store_bulk
+from certificates.x509 import ParsedCertificate
+from keychest import netguard
+from monitors import checks, tlsprobe
+from monitors.checks import FindingSpec
+from monitors.models import (
+    DNS_REFRESH_SECONDS,
+    Finding,
+    ScanResult,
+    Server,
+    TeamScanPolicy,
+    TimelineEntry,
+)
+from monitors.validation import TrustStore, Validation, trust_store, validate
+from notifications.events import NewEvent, events_record_bulk
+from notifications.models import EventKind
+
+JITTER = 0.15
+CLAIM_LEASE = timedelta(minutes=15)
+NEWER_CERTIFICATE_GRACE = timedelta(hours=1)
+DOWN_CODES = {
+    "dns_failure",
+    "no_addresses",
+    "connect_failed",
+    "timeout",
+    "not_tls",
+    "tls_handshake_failed",
+    "no_certificate",
+    "target_refused",
+}
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Timeouts and bounds, from settings (see docs/scanner.md)."""
+
+    deadline: float = tlsprobe.DEFAULT_DEADLINE
+    connect_timeout: float = tlsprobe.DEFAULT_CONNECT_TIMEOUT
+    dns_timeout: float = 5.0
+    concurrency: int = 200
+    allow_private: bool = False
+    nameservers: tuple[tuple[str, int], ...] = ()
+    legacy_probe: bool = True
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> ScanConfig:
+        values: dict[str, Any] = {
+            "deadline": float(getattr(settings, "KEYCHEST_SCAN_DEADLINE", tlsprobe.DEFAULT_DEADLINE)),
+            "connect_timeout": float(
+                getattr(settings, "KEYCHEST_SCAN_CONNECT_TIMEOUT", tlsprobe.DEFAULT_CONNECT_TIMEOUT)
+            ),
+            "dns_timeout": float(getattr(settings, "KEYCHEST_DNS_TIMEOUT", 5.0)),
+            "concurrency": int(getattr(settings, "KEYCHEST_SCAN_CONCURRENCY", 200)),
+            "allow_private": bool(settings.KEYCHEST_ALLOW_PRIVATE_TARGETS),
+            "nameservers": tuple(netguard.parse_nameservers(getattr(settings, "KEYCHEST_DNS_NAMESERVERS", []))),
+            "legacy_probe": bool(getattr(settings, "KEYCHEST_SCAN_LEGACY_TLS", True)),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class Observed:
+    """The network view of one server in this scan."""
+
+    resolution: netguard.Resolution | None = None
+    probes: list[tlsprobe.Probe] = field(default_factory=list)
+    resolved_now: bool = False
+
+
+@dataclass
+class ScanSummary:
+    servers: int = 0
+    addresses: int = 0
+    findings: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    network_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "servers": self.servers,
+            "addresses": self.addresses,
+            "findings": dict(sorted(self.findings.items())),
+            "seconds": round(self.seconds, 3),
+            "network_seconds": round(self.network_seconds, 3),
+        }
+
+
+# --- network phase -----------------------------------------------------------------------------
+def _needs_dns(server: Server, now: datetime, force: bool) -> bool:
+    """Re-resolve at most every 2 h, unless forced or the last answer was an error or empty."""
+    if server.pinned_ip:
+        return False
+    if force or server.dns_resolved_at is None or server.dns_error or not server.dns_addresses:
+        return True
+    return (now - server.dns_resolved_at).total_seconds() >= DNS_REFRESH_SECONDS
+
+
+async def _observe_all(
+    servers: Sequence[Server], config: ScanConfig, now: datetime, force_dns: bool
+) -> dict[int, Observed]:
+    gate = asyncio.Semaphore(max(1, config.concurrency))
+    observed: dict[int, Observed] = {s.pk: Observed() for s in servers}
+
+    async def probe_one(server: Server, address: str) -> tlsprobe.Probe:
+        async with gate:
+            return await tlsprobe.probe(
+                address,
+                server.port,
+                sni=server.host,
+                protocol=server.protocol,
+                allow_private=config.allow_private,
+                deadline_seconds=config.deadline,
+                connect_timeout=config.connect_timeout,
+                legacy_probe=config.legacy_probe,
+            )
+
+    async def one(server: Server) -> None:
+        seen = observed[server.pk]
+        if server.pinned_ip:
+            addresses = [server.pinned_ip]
+        elif _needs_dns(server, now, force_dns):
+            async with gate:
+                seen.resolution = await netguard.resolve_async(
+                    server.host,
+                    allow_private=config.allow_private,
+                    timeout=config.dns_timeout,
+                    nameservers=config.nameservers or None,
+                )
+            seen.resolved_now = True
+            addresses = [str(a) for a in seen.resolution.addresses]
+        else:
+            addresses = list(server.dns_addresses)
+        seen.probes = list(await asyncio.gather(*(probe_one(server, a) for a in addresses)))
+
+    await asyncio.gather(*(one(s) for s in servers))
+    return observed
+
+
+# --- storing phase -----------------------------------------------------------------------------
+def _digest(probe: tlsprobe.Probe, chain: list[str]) -> str:
+    state = [probe.error_code, chain, probe.tls_version, probe.cipher, sorted(probe.legacy_versions)]
+    return hashlib.sha256(json.dumps(state).encode()).hexdigest()
+
+
+def _jittered(server: Server, now: datetime) -> datetime:
+    factor = 1 + random.uniform(-JITTER, JITTER)
+    return now + timedelta(seconds=server.scan_interval * factor)
+
+
+class _Run:
+    """The state of one storing pass; caches what many servers share (chains, trust stores)."""
+
+    def __init__(self, servers: Sequence[Server], now: datetime) -> None:
+        self.now = now
+        self.servers = servers
+        self.validations: dict[tuple[tuple[bytes, ...], str, str], Validation] = {}
+        self.stores: dict[str, TrustStore] = {}
+        self.bundles: dict[str, str] = {}
+        self.policies = {p.team_id: p for p in TeamScanPolicy.objects.filter(team_id__in={s.team_id for s in servers})}
+        self.parsed: dict[str, tuple[ParsedCertificate, str]] = {}
+        self.rate_limits: dict[str, Any] = {}
+
+    def store_for(self, server: Server) -> TrustStore:
+        bundle = server.ca_bundle.pem if server.ca_bundle_id and server.ca_bundle else ""
+        key = str(server.ca_bundle_id or "")
+        if key not in self.stores:
+            self.stores[key] = trust_store(bundle)
+            self.bundles[self.stores[key].key] = bundle
+        return self.stores[key]
+
+    def validate(self, chain_der: list[bytes], host: str, store: TrustStore) -> Validation:
+        key = (tuple(chain_der), host, store.key)
+        if key not in self.validations:
+            result = validate(chain_der, host, store)
+            if result.incomplete_chain and not result.trusted and result.chain:
+                # Intermediates the certificate store already knows may complete the path.
+                known = _known_issuers(result.chain[-1].issuer)
+                if known:
+                    result = validate(chain_der, host, trust_store(self.bundles.get(store.key, ""), known))
+            self.validations[key] = result
+        return self.validations[key]
+
+
+def _known_issuers(issuer_text: str) -> str:
+    """PEM of CA certificates in the store whose subject is `issuer_text`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certificates.models import Certificate
+
+    pems: list[str] = []
+    for der in Certificate.objects.filter(subject=issuer_text, is_ca=True, thinned=False).values_list("der", flat=True)[
+        :5
+    ]:
+        try:
+            pems.append(x509.load_der_x509_certificate(bytes(der)).public_bytes(Encoding.PEM).decode())
+        except ValueError:
+            continue
+    return "".join(pems)
+
+
+def scan_servers(
+    servers: Sequence[Server],
+    *,
+    config: ScanConfig | None = None,
+    now: datetime | None = None,
+    force_dns: bool = False,
+) -> ScanSummary:
+    """Scan `servers` now (network first, then one transaction of bulk writes)."""
+    config = config or ScanConfig.from_settings()
+    started = time.monotonic()
+    summary = ScanSummary(servers=len(servers))
+    if not servers:
+        return summary
+    now = now or timezone.now()
+    observed = asyncio.run(_observe_all(servers, config, now, force_dns))
+    summary.network_seconds = time.monotonic() - started
+    _store(servers, observed, now, summary)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _store(servers: Sequence[Server], observed: dict[int, Observed], now: datetime, summary: ScanSummary) -> None:
+    run = _Run(servers, now)
+    ids = [s.pk for s in servers]
+    current: dict[tuple[int, str], ScanResult] = {
+        (r.server_id, r.address): r for r in ScanResult.objects.filter(server_id__in=ids, current=True)
+    }
+    open_findings: dict[tuple[int, str, str], Finding] = {
+        (f.server_id, f.code, f.address): f for f in Finding.objects.filter(server_id__in=ids, resolved_at=None)
+    }
+    specs_by_server: dict[int, list[FindingSpec]] = {}
+    new_results: list[ScanResult] = []
+    retire_ids: list[int] = []
+    touch_ids: list[int] = []
+    timeline: list[TimelineEntry] = []
+    events: list[NewEvent] = []
+    keep_address_findings: set[int] = set()
+
+    # 1. Validate and collect certificates to store.
+    per_server: dict[int, list[tuple[tlsprobe.Probe, Validation | None]]] = {}
+    for server in servers:
+        seen = observed[server.pk]
+        rows: list[tuple[tlsprobe.Probe, Validation | None]] = []
+        for probe in seen.probes:
+            validation = None
+            if probe.ok and probe.chain_der:
+                validation = run.validate(probe.chain_der, server.host, run.store_for(server))
+                for parsed in validation.chain:
+                    run.parsed.setdefault(parsed.sha256, (parsed, f"{server.host}:{server.port}"))
+            rows.append((probe, validation))
+        per_server[server.pk] = rows
+        summary.addresses += len(rows)
+
+    with transaction.atomic():
+        if run.parsed:
+            certificates_store_bulk(
+                items=[StoreItem(parsed=p, source="scan", source_ref=ref) for p, ref in run.parsed.values()]
+            )
+        for server in servers:
+            seen = observed[server.pk]
+            specs: list[FindingSpec] = []
+            due, overdue = server.thresholds(run.policies.get(server.team_id))
+            if seen.resolution is not None:
+                server.dns_resolved_at = now
+                server.dns_addresses = [str(a) for a in seen.resolution.addresses]
+                server.dns_refused = [list(r) for r in seen.resolution.refused]
+                server.dns_error = seen.resolution.error[:40]
+            if not server.pinned_ip:
+                specs.extend(_dns_specs(server))
+                if server.dns_error and not server.dns_addresses and not server.dns_refused:
+                    keep_address_findings.add(server.pk)
+            leaf_by_address: dict[str, str] = {}
+            served: list[tuple[str, ParsedCertificate]] = []
+            for probe, validation in per_server[server.pk]:
+                specs.extend(
+                    checks.address_checks(
+                        probe, validation, host=server.host, now=now, due_fraction=due, overdue_fraction=overdue
+                    )
+                )
+                chain = [p.sha256 for p in validation.chain] if validation else []
+                leaf = validation.leaf if validation else None
+                leaf_by_address[probe.address] = leaf.sha256 if leaf else ""
+                if leaf is not None:
+                    served.append((probe.address, leaf))
+                digest = _digest(probe, chain)
+                previous = current.get((server.pk, probe.address))
+                if previous is not None and previous.state_digest == digest:
+                    touch_ids.append(previous.pk)
+                    continue
+                row = ScanResult(
+                    team_id=server.team_id,
+                    server=server,
+                    address=probe.address,
+                    state_digest=digest,
+                    error_code=probe.error_code,
+                    error_message=probe.error_message[:500],
+                    leaf_sha256=leaf.sha256 if leaf else "",
+                    chain_sha256=chain,
+                    subject=leaf.subject[:500] if leaf else "",
+                    issuer=leaf.issuer[:500] if leaf else "",
+                    issuer_key=leaf.issuer_key_id[:128] if leaf else "",
+                    names=list((leaf.names + leaf.ip_addresses)[:100]) if leaf else [],
+                    not_before=leaf.not_before if leaf else None,
+                    not_after=leaf.not_after if leaf else None,
+                    tls_version=probe.tls_version,
+                    cipher=probe.cipher[:100],
+                    legacy_tls=probe.legacy_versions,
+                    trusted=validation.trusted if validation else None,
+                    first_seen=now,
+                    last_seen=now,
+                )
+                new_results.append(row)
+                if previous is not None:
+                    retire_ids.append(previous.pk)
+                specs.extend(_change_specs(server, previous, row, timeline, events, now))
+            # Addresses no longer behind the name (not when DNS gave nothing to scan this time).
+            if per_server[server.pk]:
+                live = {p.address for p, _ in per_server[server.pk]}
+                for (sid, address), row in current.items():
+                    if sid == server.pk and address not in live:
+                        retire_ids.append(row.pk)
+                        timeline.append(
+                            _timeline(
+                                server, address, "address_removed", f"{address} no longer serves {server.host}", now
+                            )
+                        )
+            disagreement = checks.ips_disagree(leaf_by_address)
+            if disagreement is not None:
+                specs.append(disagreement)
+            specs.extend(_store_checks(server, served, now, run))
+            specs_by_server[server.pk] = specs
+            summary.findings.update(s.code for s in specs)
+            server.last_scan_at = now
+            server.last_scan_ms = min(sum(p.elapsed_ms for p, _ in per_server[server.pk]), 2**31 - 1)
+            server.next_scan_at = _jittered(server, now)
+            server.claimed_until = None
+
+        if retire_ids:
+            ScanResult.objects.filter(pk__in=retire_ids).update(current=False)
+        if touch_ids:
+            ScanResult.objects.filter(pk__in=touch_ids).update(last_seen=now)
+        ScanResult.objects.bulk_create(new_results, batch_size=500)
+        TimelineEntry.objects.bulk_create(timeline, batch_size=500)
+        _apply_findings(servers, specs_by_server, open_findings, keep_address_findings, now, events)
+        Server.objects.bulk_update(
+            servers,
+            [
+                "dns_resolved_at",
+                "dns_addresses",
+                "dns_refused",
+                "dns_error",
+                "last_scan_at",
+                "last_scan_ms",
+                "next_scan_at",
+                "claimed_until",
+            ],
+            batch_size=500,
+        )
+        if events:
+            events_record_bulk(events)
+
+
+def _dns_specs(server: Server) -> list[FindingSpec]:
+    specs = [
+        FindingSpec("target_refused", f"{address} is not a public address ({reason})", address)
+        for address, reason in server.dns_refused
+    ]
+    failed = server.dns_error and server.dns_error != "no_answer"
+    if failed and not server.dns_addresses and not server.dns_refused:
+        specs.append(FindingSpec("dns_failure", f"{server.host} does not resolve ({server.dns_error})"))
+    elif not server.dns_addresses and not server.dns_refused:
+        specs.append(FindingSpec("no_addresses", f"{server.host} has no A or AAAA records"))
+    return specs
+
+
+def _timeline(server: Server, address: str, kind: str, summary: str, now: datetime, **details: Any) -> TimelineEntry:
+    return TimelineEntry(
+        team_id=server.team_id,
+        server=server,
+        address=address,
+        kind=kind,
+        summary=summary[:500],
+        details=details,
+        at=now,
+    )
+
+
+def _event(server: Server, kind: str, dedup: str, subject: str, severity: str, **payload: Any) -> NewEvent:
+    return NewEvent(
+        team_id=server.team_id,
+        kind=kind,
+        subject=subject,
+        dedup_key=dedup,
+        severity=severity,
+        payload={"server": str(server.uuid), "host": server.host, "port": server.port, **payload},
+    )
+
+
+def _change_specs(
+    server: Server,
+    previous: ScanResult | None,
+    row: ScanResult,
+    timeline: list[TimelineEntry],
+    events: list[NewEvent],
+    now: datetime,
+) -> list[FindingSpec]:
+    """Timeline entries, events and findings for what changed on one address."""
+    address = row.address
+    if previous is None:
+        what = f"new certificate {row.leaf_sha256[:12]}" if row.leaf_sha256 else f"error {row.error_code}"
+        timeline.append(
+            _timeline(server, address, "address_added", f"{address} first seen: {what}", now, sha256=row.leaf_sha256)
+        )
+        return []
+    specs: list[FindingSpec] = []
+    if row.leaf_sha256 and previous.leaf_sha256 and row.leaf_sha256 != previous.leaf_sha256:
+        details = {"old": previous.leaf_sha256, "new": row.leaf_sha256}
+        timeline.append(
+            _timeline(
+                server,
+                address,
+                "certificate_changed",
+                f"New certificate {row.leaf_sha256[:12]} on {address} (was {previous.leaf_sha256[:12]})",
+                now,
+                **details,
+            )
+        )
+        specs.append(
+            FindingSpec(
+                "certificate_changed",
+                f"New certificate on {address}, valid until {row.not_after:%Y-%m-%d}",
+                address,
+                details,
+            )
+        )
+        events.append(
+            _event(
+                server,
+                EventKind.CERTIFICATE_CHANGED,
+                f"scan:{server.uuid}:{address}:cert:{row.leaf_sha256}",
+                server.label,
+                "info",
+                address=address,
+                **details,
+            )
+        )
+        if previous.issuer != row.issuer:
+            issuers = {"old_issuer": previous.issuer, "new_issuer": row.issuer}
+            timeline.append(
+                _timeline(
+                    server, address, "issuer_changed", f"Issuer changed on {address}: {row.issuer}", now, **issuers
+                )
+            )
+            specs.append(
+                FindingSpec(
+                    "issuer_changed", f"Issuer changed from {previous.issuer} to {row.issuer}"[:500], address, issuers
+                )
+            )
+            events.append(
+                _event(
+                    server,
+                    EventKind.ISSUER_CHANGED,
+                    f"scan:{server.uuid}:{address}:issuer:{row.leaf_sha256}",
+                    server.label,
+                    "warning",
+                    address=address,
+                    **issuers,
+                )
+            )
+    elif row.error_code and not previous.error_code:
+        timeline.append(_timeline(server, address, "error", f"{address}: {row.error_code} ({row.error_message})", now))
+    elif previous.error_code and not row.error_code:
+        timeline.append(_timeline(server, address, "recovered", f"{address} serves {row.leaf_sha256[:12]} again", now))
+    else:
+        timeline.append(
+            _timeline(server, address, "changed", f"{address}: TLS {row.tls_version or row.error_code} changed", now)
+        )
+    return specs
+
+
+def _store_checks(
+    server: Server, served: list[tuple[str, ParsedCertificate]], now: datetime, run: _Run
+) -> list[FindingSpec]:
+    """Checks against the certificate store: renewed-not-deployed, rate-limit risk."""
+    if not served or netguard.parse_ip_literal(server.host) is not None:
+        return []
+    from certificates.services import certificates_for, rate_limit_usage
+
+    specs: list[FindingSpec] = []
+    newest_by_type: dict[str, Any] = {}
+    for address, leaf in served:
+        if leaf.key_type not in newest_by_type:
+            newest_by_type[leaf.key_type] = (
+                certificates_for(server.host, include_subdomains=False, valid_at=now)
+                .filter(is_ca=False, key_type=leaf.key_type, not_before__lte=now - NEWER_CERTIFICATE_GRACE)
+                .first()
+            )
+        newest = newest_by_type[leaf.key_type]
+        if newest is not None and newest.not_before > leaf.not_before and newest.issuance_key != leaf.issuance_key:
+            specs.append(
+                FindingSpec(
+                    "newer_certificate_not_deployed",
+                    f"{address} serves a certificate from {leaf.not_before:%Y-%m-%d}; a newer one from "
+                    f"{newest.not_before:%Y-%m-%d} ({newest.sha256[:12]}) is not deployed",
+                    address,
+                    {"served": leaf.sha256, "newer": newest.sha256},
+                )
+            )
+    domain = registered_domain(server.host)
+    if domain not in run.rate_limits:
+        run.rate_limits[domain] = rate_limit_usage(name=server.host, now=now)
+    usage = run.rate_limits[domain]
+    spec = checks.rate_limit_check(usage.registered_domain, usage.issued, usage.limit)
+    if spec is not None:
+        specs.append(spec)
+    return specs
+
+
+_SPECIFIC_EVENTS = {
+    "ips_disagree": EventKind.IPS_DISAGREE,
+    "newer_certificate_not_deployed": EventKind.NEWER_CERTIFICATE_NOT_DEPLOYED,
+}
+
+
+def _apply_findings(
+    servers: Sequence[Server],
+    specs_by_server: dict[int, list[FindingSpec]],
+    open_findings: dict[tuple[int, str, str], Finding],
+    keep_address_findings: set[int],
+    now: datetime,
+    events: list[NewEvent],
+) -> None:
+    """Open new findings, refresh those still seen, resolve those gone; events for each flip."""
+    by_id = {s.pk: s for s in servers}
+    to_create: list[Finding] = []
+    to_refresh: list[Finding] = []
+    seen_keys: set[tuple[int, str, str]] = set()
+    for server_id, specs in specs_by_server.items():
+        server = by_id[server_id]
+        for spec in specs:
+            key = (server_id, spec.code, spec.address)
+            if key in seen_keys:
+                continue
+            seen_keys.add(key)
+            existing = open_findings.get(key)
+            if existing is not None:
+                existing.last_seen = now
+                existing.message = spec.message[:500]
+                existing.severity = spec.severity
+                existing.details = spec.details
+                to_refresh.append(existing)
+                continue
+            finding = Finding(
+                team_id=server.team_id,
+                server=server,
+                code=spec.code,
+                severity=spec.severity,
+                message=spec.message[:500],
+                address=spec.address,
+                details=spec.details,
+                first_seen=now,
+                last_seen=now,
+            )
+            to_create.append(finding)
+            payload = {
+                "code": spec.code,
+                "address": spec.address,
+                "message": finding.message,
+                "finding": str(finding.uuid),
+            }
+            events.append(
+                _event(
+                    server,
+                    EventKind.FINDING_OPENED,
+                    f"finding:{finding.uuid}:opened",
+                    server.label,
+                    spec.severity,
+                    **payload,
+                )
+            )
+            specific = _SPECIFIC_EVENTS.get(spec.code)
+            if specific is not None:
+                events.append(
+                    _event(
+                        server, specific, f"finding:{finding.uuid}:{spec.code}", server.label, spec.severity, **payload
+                    )
+                )
+            if spec.code in DOWN_CODES:
+                events.append(
+                    _event(
+                        server,
+                        EventKind.SERVER_DOWN,
+                        f"finding:{finding.uuid}:down",
+                        server.label,
+                        spec.severity,
+                        **payload,
+                    )
+                )
+    resolved: list[int] = []
+    for key, finding in open_findings.items():
+        server_id, code, address = key
+        if key in seen_keys or server_id not in specs_by_server:
+            continue
+        if address and server_id in keep_address_findings:
+            continue  # DNS failed: we could not look at the addresses, so we know nothing new
+        resolved.append(finding.pk)
+        server = by_id[server_id]
+        payload = {"code": code, "address": address, "message": finding.message, "finding": str(finding.uuid)}
+        events.append(
+            _event(
+                server, EventKind.FINDING_RESOLVED, f"finding:{finding.uuid}:resolved", server.label, "info", **payload
+            )
+        )
+        if code in DOWN_CODES:
+            events.append(
+                _event(
+                    server,
+                    EventKind.SERVER_RECOVERED,
+                    f"finding:{finding.uuid}:recovered",
+                    server.label,
+                    "info",
+                    **payload,
+                )
+            )
+    if resolved:
+        Finding.objects.filter(pk__in=resolved).update(resolved_at=now)
+    if to_refresh:
+        Finding.objects.bulk_update(to_refresh, ["last_seen", "message", "severity", "details"], batch_size=500)
+    Finding.objects.bulk_create(to_create, batch_size=500)
+
+
+# --- scheduling ---------------------------------------------------------------------------------
+def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: timedelta = CLAIM_LEASE) -> list[int]:
+    """Claim up to `limit` due servers atomically (skip rows another scheduler holds)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = (
+            Server.objects.filter(removed_at=None, paused=False, next_scan_at__lte=now)
+            .filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
+            .order_by("next_scan_at")
+            .select_for_update(skip_locked=True)
+        )
+        ids = list(due.values_list("id", flat=True)[:limit])
+        if ids:
+            # The conditional update is the claim itself: a row someone else claimed meanwhile is not ours.
+            Server.objects.filter(pk__in=ids).filter(Q(claimed_until=None) | Q(claimed_until__lt=now)).update(
+                claimed_until=now + lease
+            )
+    return ids
+
+
+def scan_server_ids(ids: Sequence[int], *, config: ScanConfig | None = None, force_dns: bool = False) -> ScanSummary:
+    """Scan the servers with these ids that are still watched (removed or paused ones are skipped)."""
+    servers = list(Server.objects.filter(pk__in=list(ids), removed_at=None).select_related("ca_bundle").order_by("pk"))
+    return scan_servers(servers, config=config, force_dns=force_dns)

@@ -1,0 +1,134 @@
+"""One-off checks of any host[:port] without storing anything into any team.
+
+Used by `manage.py spotcheck` and the public spot-check page: the same probes, validation and
+check sequence as a team scan, returned as one JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from keychest import netguard
+from monitors import checks, tlsprobe
+from monitors.checks import FindingSpec
+from monitors.scanning import ScanConfig
+from monitors.targets import PROTOCOL_PORT_DEFAULTS, InvalidTarget, parse_protocol, parse_target
+from monitors.validation import trust_store, validate
+
+SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def _finding(spec: FindingSpec) -> dict[str, Any]:
+    return {"code": spec.code, "severity": spec.severity, "message": spec.message, "address": spec.address}
+
+
+def _cert(parsed: Any) -> dict[str, Any]:
+    return {
+        "subject": parsed.subject,
+        "issuer": parsed.issuer,
+        "names": list(parsed.names + parsed.ip_addresses)[:100],
+        "not_before": parsed.not_before.isoformat(),
+        "not_after": parsed.not_after.isoformat(),
+        "sha256": parsed.sha256,
+        "key": f"{parsed.key_type} {parsed.key_size}",
+        "signature_algorithm": parsed.signature_algorithm,
+        "is_ca": parsed.is_ca,
+    }
+
+
+def spotcheck(
+    *,
+    target: str,
+    ip: str | None = None,
+    protocol: str | None = None,
+    ca_pem: str = "",
+    config: ScanConfig | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Check `target` (host[:port]) now. Raises InvalidTarget for an unreadable target."""
+    config = config or ScanConfig.from_settings()
+    now = now or timezone.now()
+    host, port = parse_target(target)
+    if port is None:
+        port = PROTOCOL_PORT_DEFAULTS.get((protocol or "tls").lower(), 443)
+    proto = parse_protocol(protocol, port)
+    specs: list[FindingSpec] = []
+    dns: dict[str, Any] = {"addresses": [], "refused": [], "error": ""}
+    if ip:
+        parsed_ip = netguard.parse_ip_literal(ip)
+        if parsed_ip is None:
+            raise InvalidTarget(f"{ip!r} is not an IP address")
+        addresses = [str(parsed_ip)]
+    else:
+        resolution = netguard.resolve(
+            host, allow_private=config.allow_private, timeout=config.dns_timeout, nameservers=config.nameservers or None
+        )
+        addresses = [str(a) for a in resolution.addresses]
+        dns = {"addresses": addresses, "refused": [list(r) for r in resolution.refused], "error": resolution.error}
+        for address, reason in resolution.refused:
+            specs.append(FindingSpec("target_refused", f"{address} is not a public address ({reason})", address))
+        if not addresses and not resolution.refused:
+            if resolution.error and resolution.error != "no_answer":
+                specs.append(FindingSpec("dns_failure", f"{host} does not resolve ({resolution.error})"))
+            else:
+                specs.append(FindingSpec("no_addresses", f"{host} has no A or AAAA records"))
+
+    async def run() -> list[tlsprobe.Probe]:
+        return list(
+            await asyncio.gather(
+                *(
+                    tlsprobe.probe(
+                        a,
+                        port,
+                        sni=host,
+                        protocol=proto,
+                        allow_private=config.allow_private,
+                        deadline_seconds=config.deadline,
+                        connect_timeout=config.connect_timeout,
+                        legacy_probe=config.legacy_probe,
+                    )
+                    for a in addresses
+                )
+            )
+        )
+
+    probes = asyncio.run(run()) if addresses else []
+    store = trust_store(ca_pem)
+    per_address: list[dict[str, Any]] = []
+    leaf_by_address: dict[str, str] = {}
+    for probe in probes:
+        validation = validate(probe.chain_der, host, store) if probe.ok and probe.chain_der else None
+        found = checks.address_checks(probe, validation, host=host, now=now)
+        specs.extend(found)
+        leaf_by_address[probe.address] = validation.leaf.sha256 if validation and validation.leaf else ""
+        per_address.append(
+            {
+                "ip": probe.address,
+                "error_code": probe.error_code,
+                "error_message": probe.error_message,
+                "tls_version": probe.tls_version,
+                "cipher": probe.cipher,
+                "legacy_tls": probe.legacy_versions,
+                "trusted": validation.trusted if validation else None,
+                "chain": [_cert(p) for p in validation.chain] if validation else [],
+                "findings": [_finding(s) for s in found],
+                "elapsed_ms": probe.elapsed_ms,
+            }
+        )
+    disagreement = checks.ips_disagree(leaf_by_address)
+    if disagreement is not None:
+        specs.append(disagreement)
+    specs.sort(key=lambda s: (SEVERITY_ORDER[s.severity], s.code, s.address))
+    return {
+        "host": host,
+        "port": port,
+        "protocol": proto,
+        "checked_at": now.isoformat(),
+        "dns": dns,
+        "addresses": per_address,
+        "findings": [_finding(s) for s in specs],
+    }

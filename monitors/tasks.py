@@ -1,0 +1,43 @@
+"""Celery tasks for scanning: thin wrappers over monitors/scanning.py, safe to run twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+
+from monitors.scanning import scan_server_ids, servers_claim_due
+
+
+@shared_task(ignore_result=True)
+def scan_due() -> int:
+    """Beat, every minute: claim due servers in batches and hand each batch to a worker."""
+    batch = settings.KEYCHEST_SCAN_BATCH
+    queued = 0
+    # Bounded: at most 50 batches per pass, the next pass (a minute later) takes the rest.
+    for _ in range(50):
+        ids = servers_claim_due(limit=batch)
+        if not ids:
+            break
+        scan_batch.delay(ids)
+        queued += len(ids)
+    return queued
+
+
+@shared_task(
+    ignore_result=True,
+    acks_late=True,  # a second run of a batch only rescans: harmless
+    autoretry_for=(OperationalError,),
+    retry_backoff=10,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def scan_batch(server_ids: list[int]) -> dict[str, Any]:
+    return scan_server_ids(server_ids).as_dict()
+
+
+@shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=10, max_retries=3)
+def scan_server_now(server_id: int) -> dict[str, Any]:
+    return scan_server_ids([server_id], force_dns=True).as_dict()
