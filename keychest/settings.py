@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "keychest.accounts",
+    "keychest.dashboard",
     "certificates",
     "monitors",
     "notifications",
@@ -65,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "keychest.accounts.middleware.CurrentTeamMiddleware",
+    "keychest.dashboard.middleware.UserTimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "keychest.urls"

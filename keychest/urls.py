@@ -4,10 +4,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from keychest import views
+from keychest.dashboard import views as dashboard_views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("dashboard/", views.dashboard, name="dashboard"),
+    path("dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),

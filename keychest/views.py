@@ -1,4 +1,4 @@
-"""Site-wide pages: home, the team dashboard entry point, and the health check."""
+"""Site-wide pages: home and the health check (the dashboard lives in keychest/dashboard/)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,11 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
-from keychest.accounts.decorators import team_required
-
 
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("dashboard")
     return render(request, "home.html")
-
-
-@team_required()
-def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard.html", {"team": request.team})  # type: ignore[attr-defined]
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

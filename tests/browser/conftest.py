@@ -112,6 +112,8 @@ class Browser:
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self.problems.page_errors.append(str(error)))
         page.on("load", lambda: self._collect_csp(page))
+        # Confirmations ("Remove this server?") are answered yes, as a person going ahead would.
+        page.on("dialog", lambda dialog: dialog.accept())
         return page
 
     def _on_console(self, message: ConsoleMessage) -> None:

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class DashboardConfig(AppConfig):
+    name = "keychest.dashboard"
+    label = "dashboard"
+    verbose_name = "Dashboard"

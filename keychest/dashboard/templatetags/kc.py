@@ -1,0 +1,147 @@
+"""Template helpers shared by every page: relative times, status badges, query strings."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+
+register = template.Library()
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return "moments"
+
+
+def relative_time(value: datetime | None, now: datetime | None = None) -> str:
+    """'in 5 days', '3 hours ago', 'just now' (the absolute time goes in a title or beside it)."""
+    if value is None:
+        return "—"
+    now = now or timezone.now()
+    delta = (value - now).total_seconds()
+    if abs(delta) < 60:
+        return "just now"
+    return f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago"
+
+
+@register.filter
+def relative(value: datetime | None) -> str:
+    return relative_time(value)
+
+
+@register.simple_tag
+def when(value: datetime | None, fmt: str = "Y-m-d H:i") -> str:
+    """A <time> element: relative text, the absolute local time as its title and datetime."""
+    if value is None:
+        return "—"
+    from django.template.defaultfilters import date as date_filter
+
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        f"{date_filter(local, fmt)} {local.tzname()}",
+        relative_time(value),
+    )
+
+
+@register.simple_tag
+def when_abs(value: datetime | None, fmt: str = "Y-m-d H:i") -> str:
+    """The absolute local time, with the relative time as its title."""
+    if value is None:
+        return "—"
+    from django.template.defaultfilters import date as date_filter
+
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), relative_time(value), date_filter(local, fmt)
+    )
+
+
+@register.filter
+def days_left(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    days = (value - timezone.now()) / timedelta(days=1)
+    return f"{days:.0f}" if abs(days) >= 1 else f"{days:.1f}"
+
+
+STATUS_BADGE = {
+    "ok": "badge-ok",
+    "warning": "badge-warning",
+    "error": "badge-error",
+    "critical": "badge-critical",
+    "down": "badge-critical",
+    "expired": "badge-critical",
+    "overdue": "badge-error",
+    "due": "badge-warning",
+    "paused": "",
+    "pending": "",
+    "info": "",
+}
+
+
+@register.simple_tag
+def badge(status: str, label: str | None = None) -> str:
+    return format_html('<span class="badge {}">{}</span>', STATUS_BADGE.get(status, ""), label or status)
+
+
+@register.simple_tag(takes_context=True)
+def query(context: dict[str, Any], **changes: Any) -> str:
+    """The current query string with some parameters changed (None or "" removes one)."""
+    params = context["request"].GET.copy()
+    for key, value in changes.items():
+        if value in (None, ""):
+            params.pop(key, None)
+        else:
+            params[key] = value
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@register.simple_tag
+def optional_url(name: str, *args: Any) -> str:
+    """The URL of a page another app provides, or "" while that app does not provide it."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+@register.filter
+def get_item(mapping: dict[str, Any], key: str) -> Any:
+    return mapping.get(key, "") if mapping else ""
+
+
+@register.filter
+def issuer_cn(issuer: str) -> str:
+    """The CN (else O) of an RFC 4514 issuer name, for narrow columns; the full text otherwise."""
+    if not issuer:
+        return ""
+    parts = dict(part.split("=", 1) for part in issuer.replace("\\,", "\x00").split(",") if "=" in part)
+    value = parts.get("CN") or parts.get("O") or issuer
+    return value.replace("\x00", ",").strip()
+
+
+@register.simple_tag
+def certificate_link(sha256: str) -> str:
+    return optional_url("certificate_detail", sha256) if sha256 else ""
+
+
+@register.simple_tag
+def server_link(server: Any) -> str:
+    """The server's label, linked to its detail page (escaped: the host comes from users)."""
+    url = optional_url("server_detail", server.uuid)
+    if not url:
+        return format_html('<span class="server">{}</span>', server.label)
+    return format_html('<a class="server" href="{}">{}</a>', url, server.label)

@@ -1,0 +1,45 @@
+"""The team's pages in a real browser: they render with data, pass the CSP and look right."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from tests.browser.conftest import Browser
+from tests.conftest import PASSWORD, make_user
+from tests.dashboard.factories import CLOUDFLARE, DIGICERT, finding, server_with_certificate
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+D = timedelta(days=1)
+
+
+def sign_in(page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", password)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/dashboard/$"))
+
+
+def test_the_dashboard_shows_tiles_calendar_planner_and_incidents(browser: Browser) -> None:
+    alice = make_user("alice@example.org")
+    team = alice.memberships.get().team
+    server_with_certificate(team, "www.example.com", expires_in=3 * D)
+    server_with_certificate(team, "api.example.com", expires_in=10 * D, issuer=CLOUDFLARE)
+    server_with_certificate(team, "mail.example.com", expires_in=120 * D, issuer=DIGICERT, port=465)
+    bad = server_with_certificate(team, "old.example.com", expires_in=-1 * D)
+    finding(bad, "expired", severity="critical", message="expired a day ago")
+    finding(bad, "hostname_mismatch", message="the certificate names only old.example.net")
+
+    page = browser.new_page(timezone_id="Europe/Prague")
+    sign_in(page, "alice@example.org")
+    assert page.get_by_test_id("tile-expiring-now").locator(".tile-value").inner_text() == "1"
+    assert page.get_by_test_id("tile-expiring-soon").locator(".tile-value").inner_text() == "2"
+    assert page.get_by_test_id("bucket-count-expired").inner_text() == "1"
+    assert page.locator("[data-testid=calendar] rect").count() >= 3
+    page.get_by_test_id("bucket-d8_14").locator("summary").click()
+    assert "api.example.com" in page.get_by_test_id("bucket-d8_14").inner_text()
+    assert "hostname_mismatch" in page.get_by_test_id("incident-hostname").inner_text()
+    browser.screenshot(page, "dashboard")
