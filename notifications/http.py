@@ -1,5 +1,5 @@
-"""Posting JSON to a webhook URL safely: resolve once, refuse non-public targets, connect to
-the checked address (so DNS rebinding cannot swap it), time out.
+"""Posting JSON to a webhook URL safely through `keychest.netguard`: resolve once, refuse
+non-public targets, connect to the checked address (so DNS rebinding cannot swap it), time out.
 
 No Django imports: the caller passes whether private targets are allowed.
 """
@@ -7,11 +7,12 @@ No Django imports: the caller passes whether private targets are allowed.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from keychest import netguard
 
 
 class TargetRefused(Exception):
@@ -24,14 +25,7 @@ class HttpResult:
     body: str
 
 
-def address_is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def resolve_target(url: str, *, allow_private: bool) -> tuple[str, int, str, str, str]:
+def resolve_target(url: str, *, allow_private: bool, timeout: float = 5.0) -> tuple[str, int, str, str, str]:
     """(scheme, port, host, checked address, path) for an http(s) URL, or TargetRefused."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -44,40 +38,48 @@ def resolve_target(url: str, *, allow_private: bool) -> tuple[str, int, str, str
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
         raise TargetRefused("invalid port") from None
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        raise ConnectionError(f"cannot resolve {host}: {error}") from error
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    if not allow_private:
+    resolution = netguard.resolve(host, allow_private=allow_private, timeout=timeout)
+    if resolution.refused:
         # Every address must be public: otherwise an attacker's name could point half its
         # records at the internal network and wait for the connection that lands there.
-        refused = [a for a in addresses if not address_is_public(a)]
-        if refused:
-            raise TargetRefused(f"{host} resolves to a non-public address ({refused[0]})")
+        address, reason = resolution.refused[0]
+        raise TargetRefused(f"{host} resolves to a non-public address ({address}: {reason})")
+    if not resolution.addresses:
+        raise ConnectionError(f"cannot resolve {host}: {resolution.error or 'no address'}")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return scheme, port, host, addresses[0], path
+    return scheme, port, host, str(resolution.addresses[0]), path
+
+
+def _connect(address: str, port: int, timeout: float, allow_private: bool) -> socket.socket:
+    try:
+        return netguard.connect(address, port, timeout=timeout, allow_private=allow_private)
+    except netguard.TargetRefused as error:
+        raise TargetRefused(str(error)) from error
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, address: str, timeout: float, allow_private: bool) -> None:
         super().__init__(host, port, timeout=timeout)
         self._address = address
+        self._allow_private = allow_private
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = _connect(self._address, self.port, self.timeout, self._allow_private)  # type: ignore[arg-type]
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, address: str, timeout: float, allow_private: bool, context: ssl.SSLContext
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
+        self._allow_private = allow_private
         self._context = context
 
     def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
+        raw = _connect(self._address, self.port, self.timeout, self._allow_private)  # type: ignore[arg-type]
         # SNI and certificate verification use the host name; the socket goes to the checked address.
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
 
@@ -92,13 +94,13 @@ def post_json(
     ssl_context: ssl.SSLContext | None = None,
 ) -> HttpResult:
     """POST `body`; raises TargetRefused (permanent) or OSError/HTTPException (temporary)."""
-    scheme, port, host, address, path = resolve_target(url, allow_private=allow_private)
+    scheme, port, host, address, path = resolve_target(url, allow_private=allow_private, timeout=timeout)
     connection: http.client.HTTPConnection
     if scheme == "https":
         context = ssl_context or ssl.create_default_context()
-        connection = _PinnedHTTPSConnection(host, port, address, timeout, context)
+        connection = _PinnedHTTPSConnection(host, port, address, timeout, allow_private, context)
     else:
-        connection = _PinnedHTTPConnection(host, port, address, timeout)
+        connection = _PinnedHTTPConnection(host, port, address, timeout, allow_private)
     try:
         connection.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
         response = connection.getresponse()
