@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rest_framework import exceptions, permissions, throttling
-from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from api.models import ApiKey, Scope
@@ -68,10 +68,6 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="KeyChest API"'
-
-
-class CsrfSessionAuthentication(SessionAuthentication):
-    """The browser's session, with DRF's CSRF check on unsafe methods."""
 
 
 @dataclass(frozen=True)

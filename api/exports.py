@@ -13,14 +13,14 @@ import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from api.models import CalendarFeed
-from keychest.accounts.models import User
+from keychest.accounts.models import Team, User
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -135,3 +135,131 @@ def calendar_feed_rotate(*, user: User) -> CalendarFeed:
 
 def calendar_feed_url(user: User) -> str:
     return settings.SITE_URL + reverse("api_calendar_feed", args=[calendar_feed_for(user).token])
+
+
+# --- what goes into the exports -------------------------------------------------------------------
+SERVER_COLUMNS = [
+    "host",
+    "port",
+    "protocol",
+    "paused",
+    "tags",
+    "address",
+    "certificate_sha256",
+    "subject",
+    "issuer",
+    "not_before",
+    "not_after",
+    "renewal_at",
+    "error",
+    "last_scan",
+]
+
+
+def servers_csv(team: Team) -> str:
+    """One row per watched server and address (a server not scanned yet has one empty row)."""
+    from monitors.models import ScanResult, Server
+
+    servers = list(Server.objects.for_team(team).filter(removed_at=None).order_by("host", "port", "id"))
+    results: dict[int, list[ScanResult]] = {}
+    for result in ScanResult.objects.filter(team=team, current=True, server__removed_at=None).order_by("address", "id"):
+        results.setdefault(result.server_id, []).append(result)
+    rows: list[list[object]] = []
+    for server in servers:
+        base = [server.host, server.port, server.protocol, server.paused, " ".join(server.tags)]
+        for result in results.get(server.pk) or [None]:  # type: ignore[list-item]
+            if result is None:
+                rows.append([*base, "", "", "", "", None, None, None, "", server.last_scan_at])
+                continue
+            due, _overdue = server.thresholds()
+            rows.append(
+                [
+                    *base,
+                    result.address,
+                    result.leaf_sha256,
+                    result.subject,
+                    result.issuer,
+                    result.not_before,
+                    result.not_after,
+                    result.renewal_at(due=due),
+                    result.error_code,
+                    result.last_seen,
+                ]
+            )
+    return csv_render(SERVER_COLUMNS, rows)
+
+
+CERTIFICATE_COLUMNS = [
+    "sha256",
+    "subject",
+    "issuer",
+    "names",
+    "not_before",
+    "not_after",
+    "renewal_at",
+    "key",
+    "sources",
+]
+
+
+def certificates_csv(team: Team) -> str:
+    """The team's certificates: those its servers present and those it uploaded."""
+    from api.v1.certificates import team_certificates
+    from api.v1.serializers import certificate_sources
+
+    rows = []
+    for cert in team_certificates(team).prefetch_related("names").order_by("not_after", "id"):
+        rows.append(
+            [
+                cert.sha256,
+                cert.subject,
+                cert.issuer,
+                " ".join(sorted(n.name for n in cert.names.all())),
+                cert.not_before,
+                cert.not_after,
+                cert.renewal_at(),
+                f"{cert.key_type} {cert.key_size}".strip(),
+                " ".join(certificate_sources(cert)),
+            ]
+        )
+    return csv_render(CERTIFICATE_COLUMNS, rows)
+
+
+def calendar_events(teams: Sequence[Team], *, now: datetime) -> list[CalendarEvent]:
+    """Renewal dates of every certificate the teams' servers present, one entry per server and
+    certificate (several addresses serving it make one entry), for certificates not yet expired."""
+    from monitors.models import ScanResult
+
+    results = (
+        ScanResult.objects.filter(
+            team__in=teams, current=True, server__removed_at=None, not_after__gt=now - timedelta(days=1)
+        )
+        .exclude(leaf_sha256="")
+        .select_related("server", "team")
+        .order_by("not_after", "id")
+    )
+    seen: set[tuple[int, str]] = set()
+    events = []
+    for result in results:
+        key = (result.server_id, result.leaf_sha256)
+        if key in seen:
+            continue
+        seen.add(key)
+        due, _ = result.server.thresholds()
+        renewal = result.renewal_at(due=due)
+        if renewal is None or result.not_after is None:
+            continue
+        label = result.server.label
+        events.append(
+            CalendarEvent(
+                uid=f"{result.server.uuid}-{result.leaf_sha256[:16]}@keychest",
+                day=renewal.date(),
+                summary=f"Renew the certificate of {label}",
+                description=(
+                    f"Team: {result.team.name}\nServer: {label}\nExpires: {result.not_after:%Y-%m-%d %H:%M} UTC\n"
+                    f"Issuer: {result.issuer}\nSHA-256: {result.leaf_sha256}"
+                ),
+                url=settings.SITE_URL + "/dashboard/",
+            )
+        )
+    return events

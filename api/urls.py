@@ -21,7 +21,8 @@ pages = [
     path("settings/api-keys/new/", views_pages.key_create, name="api_key_create"),
     path("settings/api-keys/<uuid:key_id>/revoke/", views_pages.key_revoke, name="api_key_revoke"),
     path("settings/api-keys/unblock/", views_pages.claims_unblock, name="api_claims_unblock"),
+    path("settings/calendar/rotate/", views_pages.calendar_rotate, name="api_calendar_rotate"),
     path("api/claim/<str:token>/<str:action>/", views_pages.claim_decide, name="api_claim_decide"),
 ]
 
-urlpatterns = [path("api/v1.0/", include(v10)), *pages]
+urlpatterns = [path("api/v1.0/", include(v10)), path("api/v1/", include("api.v1.urls")), *pages]

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from api import services
+from api.exports import calendar_feed_rotate, calendar_feed_url
 from api.models import ApiKey, AuditEntry, ClaimBlock, ClaimKind, Scope
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
@@ -32,6 +33,7 @@ def _keys_context(request: HttpRequest) -> dict[str, object]:
         "scopes": Scope.choices,
         "audit": AuditEntry.objects.for_team(team).select_related("user")[:100],
         "blocked": ClaimBlock.objects.filter(email__iexact=request.user.email).exists(),  # type: ignore[union-attr]
+        "calendar_url": calendar_feed_url(request.user),  # type: ignore[arg-type]
     }
 
 
@@ -80,6 +82,14 @@ def key_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
 def claims_unblock(request: HttpRequest) -> HttpResponse:
     services.claim_unblock(user=request.user, ip=client_ip(request))  # type: ignore[arg-type]
     messages.success(request, "Scripts may ask for keys for your address again; each still needs your confirmation.")
+    return redirect("api_keys")
+
+
+@team_required()
+@require_POST
+def calendar_rotate(request: HttpRequest) -> HttpResponse:
+    calendar_feed_rotate(user=request.user)  # type: ignore[arg-type]
+    messages.success(request, "A new calendar address was made; the old one no longer works.")
     return redirect("api_keys")
 
 

@@ -271,6 +271,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Watch TLS certificates: servers, certificates, findings and alerts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # api/: choice sets named once, so the schema has no generated enum names.
+    "ENUM_NAME_OVERRIDES": {
+        "EventKindEnum": "notifications.models.EventKind",
+        "ChannelKindEnum": "notifications.models.ChannelKind",
+        "EnrolmentKindEnum": "api.models.EnrolmentKind",
+    },
 }
 
 # --- Security -------------------------------------------------------------------------------

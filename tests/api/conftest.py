@@ -133,3 +133,76 @@ def scan_result_for(server, *, address: str, der: bytes, last_seen=None):
         first_seen=now,
         last_seen=now,
     )
+
+
+@dataclass
+class World:
+    """Team A's things, one of each kind the API serves."""
+
+    server: object
+    result: object
+    finding: object
+    timeline: object
+    domain: object
+    host: object
+    event: object
+    channel: object
+    key: object
+    certificate_sha256: str
+    uploaded_sha256: str
+
+
+def make_world(team, user, issuer) -> World:
+    from django.utils import timezone
+
+    from api.enrolment import certificate_upload
+    from lab.ctlog.certgen import issue
+    from monitors.models import DiscoveredHost, Finding, Server, TimelineEntry, WatchedDomain
+    from notifications.events import event_record
+    from notifications.services import channel_create
+
+    now = timezone.now()
+    server = Server.objects.create(team=team, host="www.example.com", port=443, next_scan_at=now)
+    leaf = issue(issuer, ["www.example.com"]).certificate
+    result = scan_result_for(server, address="192.0.2.1", der=leaf)
+    result.chain_sha256 = [result.leaf_sha256, certificate_store_issuer(issuer)]
+    result.save(update_fields=["chain_sha256"])
+    finding = Finding.objects.create(
+        team=team,
+        server=server,
+        code="renewal_due",
+        severity="warning",
+        message="renew soon",
+        address="192.0.2.1",
+        first_seen=now,
+        last_seen=now,
+    )
+    timeline = TimelineEntry.objects.create(
+        team=team, server=server, address="192.0.2.1", kind="certificate_changed", summary="new certificate", at=now
+    )
+    domain = WatchedDomain.objects.create(team=team, domain="example.com", added_by=user)
+    host = DiscoveredHost.objects.create(
+        team=team, watched_domain=domain, name="api.example.com", first_seen_at=now, last_seen_at=now
+    )
+    event = event_record(
+        team=team, kind="certificate_expiring", subject="www.example.com:443", dedup_key=f"world-{team.pk}"
+    )
+    channel = channel_create(team=team, kind="webhook", name="hook", url="https://hooks.example.com/x")
+    key = apikey_create(team=team, user=user, name="world key", scopes=["read"]).api_key
+    uploaded = certificate_upload(
+        team=team, der=issue(issuer, ["upload.example.com"]).certificate, user=user
+    ).certificate
+    return World(
+        server, result, finding, timeline, domain, host, event, channel, key, result.leaf_sha256, uploaded.sha256
+    )
+
+
+def certificate_store_issuer(issuer) -> str:
+    from certificates.services import certificate_store_der
+
+    return certificate_store_der(der=issuer.der, source="scan", source_ref="chain").sha256
+
+
+@pytest.fixture
+def world(people, lab_issuer) -> World:
+    return make_world(people.team_a, people.alice, lab_issuer)

@@ -1,0 +1,55 @@
+"""What every /api/v1 view shares: authentication (key or CSRF-checked session), scopes,
+throttling, cursor pagination, ordering and the error body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, filters
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+
+from api.access import ApiKeyAuthentication, ApiThrottle, Caller, ScopePermission, caller_of
+from api.errors import v1_exception_handler
+
+
+class Cursor(CursorPagination):
+    """Opaque cursors: stable under inserts, constant cost per page however deep."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = ("-created_at", "-id")
+
+
+class V1Mixin:
+    # The browser's session, with DRF's CSRF check on unsafe methods, or an API key.
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [ScopePermission]
+    throttle_classes = [ApiThrottle]
+    pagination_class = Cursor
+    filter_backends = [filters.OrderingFilter]
+    request: Request
+
+    def get_exception_handler(self) -> Any:
+        return v1_exception_handler
+
+    @property
+    def caller(self) -> Caller:
+        caller = caller_of(self.request)
+        if caller is None:  # ScopePermission ran first; this is only for the type checker
+            raise exceptions.NotAuthenticated()
+        return caller
+
+
+def bool_param(request: Request, name: str) -> bool | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise exceptions.ValidationError({name: "must be true or false"})

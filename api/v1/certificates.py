@@ -1,0 +1,187 @@
+"""/api/v1/certificates: the certificates a team can see, filtered; detail with chain and PEM; upload.
+
+A team sees a certificate of the global store when one of its servers presented it, when it
+uploaded it, or when it names something under one of the team's watched domains (CT).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from api.enrolment import SingleCertificateExpected, certificate_parse_one, certificate_upload
+from api.models import Scope, UploadedCertificate
+from api.v1.base import Cursor, V1Mixin
+from api.v1.serializers import (
+    CertificateDetailSerializer,
+    CertificateSerializer,
+    CertificateUploadSerializer,
+    certificate_sources,
+)
+from certificates.models import Certificate, CertificateName
+from certificates.names import InvalidName, reversed_name
+from certificates.services import certificates_for
+from certificates.x509 import CertificateParseError
+from keychest.accounts.models import Team
+from monitors.models import ScanResult, WatchedDomain
+
+
+def _watched_names_q(team: Team) -> Q | None:
+    query: Q | None = None
+    for domain, subdomains in (
+        WatchedDomain.objects.for_team(team).filter(removed_at=None).values_list("domain", "include_subdomains")
+    ):
+        rev = reversed_name(domain)
+        part = Q(reversed_name=rev)
+        if subdomains:
+            part |= Q(reversed_name__startswith=rev + ".")
+        query = part if query is None else query | part
+    return query
+
+
+def team_certificates(team: Team) -> QuerySet[Certificate]:
+    """Every certificate the team can see, annotated with `from_scan`, `from_upload`, `from_ct`
+    (see `certificate_sources`)."""
+    scan = ScanResult.objects.filter(team=team, leaf_sha256=OuterRef("sha256"))
+    upload = UploadedCertificate.objects.filter(team=team, certificate=OuterRef("pk"))
+    names_q = _watched_names_q(team)
+    qs = Certificate.objects.annotate(from_scan=Exists(scan), from_upload=Exists(upload))
+    visible = Q(from_scan=True) | Q(from_upload=True)
+    if names_q is not None:
+        ct = CertificateName.objects.filter(names_q, certificate=OuterRef("pk"))
+        qs = qs.annotate(from_ct=Exists(ct))
+        visible |= Q(from_ct=True)
+    return qs.filter(visible)
+
+
+class CertificateCursor(Cursor):
+    ordering = ("-not_before", "-id")
+
+
+def _when(request: Request, name: str) -> datetime | None:
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise exceptions.ValidationError({name: "an ISO 8601 date-time, e.g. 2026-05-01T00:00:00Z"})
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, timezone.UTC)
+    return parsed
+
+
+CERT_FILTERS = [
+    OpenApiParameter("domain", OpenApiTypes.STR, description="certificates naming this name or one under it"),
+    OpenApiParameter("issuer", OpenApiTypes.STR, description="part of the issuer name"),
+    OpenApiParameter("expires_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("expires_before", OpenApiTypes.DATETIME),
+    OpenApiParameter("expiring_within_days", OpenApiTypes.INT),
+    OpenApiParameter("source", OpenApiTypes.STR, enum=["scan", "upload", "ct"]),
+    OpenApiParameter("include_expired", OpenApiTypes.BOOL, description="default true"),
+]
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=CERT_FILTERS, summary="Certificates the team can see"),
+    retrieve=extend_schema(responses=CertificateDetailSerializer, summary="One certificate: names, PEM and chain"),
+    create=extend_schema(
+        request=CertificateUploadSerializer,
+        responses={201: CertificateSerializer, 200: CertificateSerializer},
+        summary="Upload one certificate (PEM)",
+    ),
+)
+class CertificateViewSet(
+    V1Mixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = CertificateSerializer
+    pagination_class = CertificateCursor
+    lookup_url_kwarg = "sha256"
+    lookup_value_regex = "[0-9a-fA-F]{64}"
+    ordering_fields = ["not_after", "not_before", "first_seen_at"]
+    required_scopes = {"create": Scope.ENROL}
+    queryset = Certificate.objects.none()
+
+    def get_queryset(self) -> QuerySet[Certificate]:
+        qs = team_certificates(self.caller.team)
+        params = self.request.query_params
+        if params.get("domain"):
+            try:
+                qs = qs.filter(id__in=certificates_for(params["domain"]).values("id"))
+            except InvalidName as exc:
+                raise exceptions.ValidationError({"domain": str(exc)}) from None
+        if params.get("issuer"):
+            qs = qs.filter(issuer__icontains=params["issuer"])
+        after = _when(self.request, "expires_after")
+        if after:
+            qs = qs.filter(not_after__gte=after)
+        before = _when(self.request, "expires_before")
+        if before:
+            qs = qs.filter(not_after__lt=before)
+        if params.get("expiring_within_days"):
+            try:
+                days = int(params["expiring_within_days"])
+            except ValueError:
+                raise exceptions.ValidationError({"expiring_within_days": "a whole number of days"}) from None
+            if not 0 <= days <= 3650:
+                raise exceptions.ValidationError({"expiring_within_days": "between 0 and 3650"})
+            now = timezone.now()
+            qs = qs.filter(not_after__gte=now, not_after__lt=now + timedelta(days=days))
+        if params.get("include_expired", "").lower() in ("0", "false", "no"):
+            qs = qs.filter(not_after__gt=timezone.now())
+        source = params.get("source")
+        if source:
+            if source not in ("scan", "upload", "ct"):
+                raise exceptions.ValidationError({"source": "one of scan, upload, ct"})
+            if source == "ct" and "from_ct" not in qs.query.annotations:
+                return qs.none()
+            qs = qs.filter(**{f"from_{source}": True})
+        return qs
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        sha256 = self.kwargs["sha256"].lower()
+        cert = team_certificates(self.caller.team).filter(sha256=sha256).prefetch_related("names").first()
+        if cert is None:
+            raise exceptions.NotFound()
+        chain: list[Certificate] = []
+        servers: list[str] = []
+        results = (
+            ScanResult.objects.filter(team=self.caller.team, leaf_sha256=sha256)
+            .select_related("server")
+            .order_by("-last_seen", "-id")[:20]
+        )
+        for result in results:
+            if result.server.label not in servers:
+                servers.append(result.server.label)
+        latest = results[0] if results else None
+        if latest is not None:
+            others = [h for h in latest.chain_sha256 if h != sha256]
+            by_hash = {c.sha256: c for c in Certificate.objects.filter(sha256__in=others)}
+            chain = [by_hash[h] for h in others if h in by_hash]
+        sources = [*certificate_sources(cert), *(f"server:{label}" for label in servers)]
+        return Response(CertificateDetailSerializer(cert, context={"chain": chain, "sources": sources}).data)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = CertificateUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            parsed = certificate_parse_one(data.validated_data["certificate"])
+        except SingleCertificateExpected as exc:
+            raise exceptions.ValidationError({"certificate": [f"single-cert-expected: {exc}"]}) from None
+        except CertificateParseError as exc:
+            raise exceptions.ValidationError({"certificate": [str(exc)]}) from None
+        upload = certificate_upload(
+            team=self.caller.team, der=parsed.der, user=self.caller.user, api_key=self.caller.api_key
+        )
+        return Response(
+            CertificateSerializer(upload.certificate).data,
+            status=status.HTTP_201_CREATED if upload.created else status.HTTP_200_OK,
+        )

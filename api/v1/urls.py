@@ -1,0 +1,34 @@
+"""Routes of /api/v1 and its OpenAPI schema and Swagger UI."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from api.v1 import views
+from api.v1.certificates import CertificateViewSet
+from api.v1.views_servers import ServerViewSet
+
+router = SimpleRouter()
+router.register("servers", ServerViewSet, basename="v1-server")
+router.register("domains", views.DomainViewSet, basename="v1-domain")
+router.register("certificates", CertificateViewSet, basename="v1-certificate")
+router.register("findings", views.FindingViewSet, basename="v1-finding")
+router.register("events", views.EventViewSet, basename="v1-event")
+router.register("channels", views.ChannelViewSet, basename="v1-channel")
+router.register("api-keys", views.ApiKeyViewSet, basename="v1-apikey")
+router.register("audit", views.AuditViewSet, basename="v1-audit")
+router.register("members", views.MemberViewSet, basename="v1-member")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
+    path("expiry", views.ExpiryView.as_view(), name="v1-expiry"),
+    path("exports/servers.csv", views.ServersCsvView.as_view(), name="v1-export-servers"),
+    path("exports/certificates.csv", views.CertificatesCsvView.as_view(), name="v1-export-certificates"),
+    path("exports/calendar.ics", views.CalendarView.as_view(), name="v1-export-calendar"),
+    path("exports/calendar-url", views.CalendarUrlView.as_view(), name="v1-calendar-url"),
+    path("calendar/<str:token>.ics", views.CalendarFeedView.as_view(), name="api_calendar_feed"),
+    path("", include(router.urls)),
+]
