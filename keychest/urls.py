@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),
+    path("", include("monitors.pages_urls")),
     path("", include("notifications.urls")),
     path("", include("monitors.urls")),
     path("admin/", admin.site.urls),

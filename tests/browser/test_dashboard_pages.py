@@ -43,3 +43,27 @@ def test_the_dashboard_shows_tiles_calendar_planner_and_incidents(browser: Brows
     assert "api.example.com" in page.get_by_test_id("bucket-d8_14").inner_text()
     assert "hostname_mismatch" in page.get_by_test_id("incident-hostname").inner_text()
     browser.screenshot(page, "dashboard")
+
+
+def test_the_servers_page_filters_pauses_and_removes(browser: Browser) -> None:
+    alice = make_user("alice@example.org")
+    team = alice.memberships.get().team
+    server_with_certificate(team, "www.example.com", expires_in=3 * D)
+    bad = server_with_certificate(team, "api.example.com", expires_in=40 * D, issuer=CLOUDFLARE)
+    finding(bad, "untrusted", severity="critical")
+    page = browser.new_page()
+    sign_in(page, "alice@example.org")
+    page.get_by_role("link", name="Servers").first.click()
+    page.wait_for_url(re.compile(r"/servers/$"))
+    assert page.locator("[data-testid=servers] tbody tr").count() == 2
+    browser.screenshot(page, "servers")
+    with page.expect_navigation():
+        page.select_option("#status", "problem")
+    assert page.locator("[data-testid=servers] tbody tr").count() == 1
+    page.locator("tr[data-host='api.example.com'] button", has_text="Pause").click()
+    page.wait_for_load_state()
+    assert "paused" in page.inner_text(".messages")
+    page.goto("/servers/")
+    page.locator("tr[data-host='www.example.com'] button", has_text="Remove").click()
+    page.wait_for_load_state()
+    assert page.locator("[data-testid=servers] tbody tr").count() == 1
