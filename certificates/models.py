@@ -134,3 +134,93 @@ class CertificateSource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.ref}"
+
+
+class CTLogKind(models.TextChoices):
+    RFC6962 = "rfc6962", "RFC 6962"
+    STATIC = "static", "static-ct-api"
+
+
+class CTLog(models.Model):
+    """A Certificate Transparency log from the log list, with the ingester's durable position in it."""
+
+    log_id = models.CharField(max_length=64, unique=True)  # base64 SHA-256 of the key, as in the log list
+    description = models.CharField(max_length=200)
+    operator = models.CharField(max_length=200, blank=True, default="")
+    kind = models.CharField(max_length=10, choices=CTLogKind.choices)
+    # RFC 6962: the log URL; static-ct-api: the monitoring prefix (tiles, checkpoint, issuers).
+    url = models.URLField(max_length=300)
+    submission_url = models.URLField(max_length=300, blank=True, default="")
+    public_key = models.BinaryField()  # DER SubjectPublicKeyInfo
+    mmd = models.PositiveIntegerField(default=86400)
+    list_state = models.CharField(max_length=20, blank=True, default="")  # usable, readonly, retired, ...
+    in_list = models.BooleanField(default=True)  # False once it left the configured log list
+    enabled = models.BooleanField(default=True)
+
+    # Where ingestion is: entries [0, position) are done; null until the first contact, when a new
+    # log starts at its current end (or at `start_index` when backfilling).
+    position = models.BigIntegerField(null=True, blank=True)
+    start_index = models.BigIntegerField(null=True, blank=True)
+    # The compact range of [0, position) (see certificates/merkle.py), committed with the entries.
+    compact_range = models.JSONField(default=dict, blank=True)
+    # The newest tree head whose signature and root our position was verified against.
+    verified_size = models.BigIntegerField(default=0)
+    verified_root = models.CharField(max_length=64, blank=True, default="")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    sth_size = models.BigIntegerField(default=0)  # the newest signed size seen (backlog = sth_size - position)
+
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    # Set when what the log served did not verify (signature, root, shrinking tree): ingestion
+    # of this log stops until an operator looks and resets it.
+    halted_reason = models.TextField(blank=True, default="")
+    entries_ingested = models.BigIntegerField(default=0)
+    # learned server-side get-entries limit (RFC 6962); 0 = not learned yet
+    batch_size = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["description", "id"]
+
+    def __str__(self) -> str:
+        return self.description
+
+    @property
+    def backlog(self) -> int:
+        return max(0, self.sth_size - (self.position or 0)) if self.position is not None else 0
+
+    @property
+    def healthy(self) -> bool:
+        return not self.halted_reason and self.consecutive_failures < 5
+
+    def status(self, now: datetime) -> str:
+        if not self.enabled:
+            return "disabled"
+        if self.halted_reason:
+            return "halted"
+        if self.backoff_until and self.backoff_until > now:
+            return "backing-off"
+        if self.consecutive_failures >= 5:
+            return "unhealthy"
+        if self.position is None:
+            return "new"
+        return "caught-up" if self.backlog == 0 else "behind"
+
+
+class CTMalformedEntry(models.Model):
+    """A log entry that could not be read: recorded, skipped, its leaf still verified in the tree."""
+
+    log = models.ForeignKey(CTLog, on_delete=models.CASCADE, related_name="malformed_entries")
+    index = models.BigIntegerField()
+    reason = models.CharField(max_length=300)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["log", "index"], name="ctmalformed_unique")]
+        ordering = ["log", "index"]
+
+    def __str__(self) -> str:
+        return f"{self.log_id}:{self.index}: {self.reason}"

@@ -262,3 +262,30 @@ def rate_limit_usage(*, name: str, now: datetime | None = None) -> RateLimitUsag
 def certificate_names(certificate: Certificate) -> list[str]:
     """The names of a stored certificate, as stored."""
     return list(certificate.names.order_by("id").values_list("name", flat=True))
+
+
+def certificates_thin(*, now: datetime | None = None, retention_days: int | None = None, batch: int = 5000) -> int:
+    """Drop the DER and the per-log-entry sources of certificates expired longer than the retention.
+
+    What stays (fingerprint, issuer, validity, issuance key, names) answers every look-up and the
+    history a team sees when it adds a domain; only "show me the bytes" is lost. Returns the
+    number of certificates thinned.
+    """
+    from django.conf import settings
+
+    now = now or timezone.now()
+    days = settings.KEYCHEST_CT_RETENTION_DAYS if retention_days is None else retention_days
+    cutoff = now - timedelta(days=days)
+    total = 0
+    while True:
+        ids = list(
+            Certificate.objects.filter(not_after__lt=cutoff, thinned=False, is_ca=False).values_list("id", flat=True)[
+                :batch
+            ]
+        )
+        if not ids:
+            return total
+        with transaction.atomic():
+            Certificate.objects.filter(id__in=ids).update(der=b"", thinned=True)
+            CertificateSource.objects.filter(certificate_id__in=ids, kind=SourceKind.CT).delete()
+        total += len(ids)

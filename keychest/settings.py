@@ -238,6 +238,27 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Certificate Transparency ingestion (certificates/) -----------------------------------
+# Chrome v3 log list: a path or an http(s) URL; empty = the snapshot bundled in certificates/data/.
+KEYCHEST_CT_LOG_LIST = env_str("KEYCHEST_CT_LOG_LIST") or ""
+KEYCHEST_CT_INGEST = env_bool("KEYCHEST_CT_INGEST", True)
+KEYCHEST_CT_INGEST_INTERVAL = env_int("KEYCHEST_CT_INGEST_INTERVAL", 30, minimum=1)
+KEYCHEST_CT_PARALLEL = env_int("KEYCHEST_CT_PARALLEL", 4, minimum=1, maximum=32)
+KEYCHEST_CT_TIMEOUT = env_int("KEYCHEST_CT_TIMEOUT", 20, minimum=1)
+KEYCHEST_CT_CHUNK = env_int("KEYCHEST_CT_CHUNK", 4096, minimum=1)
+KEYCHEST_CT_BACKOFF_SECONDS = env_int("KEYCHEST_CT_BACKOFF_SECONDS", 5, minimum=0)
+KEYCHEST_CT_BACKOFF_MAX_SECONDS = env_int("KEYCHEST_CT_BACKOFF_MAX_SECONDS", 900, minimum=1)
+KEYCHEST_CT_RETENTION_DAYS = env_int("KEYCHEST_CT_RETENTION_DAYS", 400, minimum=1)
+if KEYCHEST_CT_INGEST:
+    CELERY_BEAT_SCHEDULE["certificates-ct-ingest"] = {
+        "task": "certificates.tasks.ct_ingest_task",
+        "schedule": float(KEYCHEST_CT_INGEST_INTERVAL),
+    }
+CELERY_BEAT_SCHEDULE["certificates-thin-expired"] = {
+    "task": "certificates.tasks.certificates_thin_task",
+    "schedule": 86400.0,
+}
+
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")

@@ -168,3 +168,24 @@ def test_renewal_is_due_by_fraction_of_the_lifetime(lab_ca: Issuer) -> None:
     assert long.renewal_due(thirty_left) and not long.renewal_overdue(thirty_left)
     assert long.days_left(thirty_left) == 30
     assert not long.renewal_due(T0 + timedelta(days=10))
+
+
+def test_thinning_drops_the_der_of_long_expired_certificates_but_keeps_the_facts(lab_ca: Issuer) -> None:
+    from certificates.services import certificates_thin
+
+    old = certificate_store_der(
+        der=issue(lab_ca, ["old.thin.example"], not_before=T0 - timedelta(days=600)).certificate,
+        source=SourceKind.CT,
+        source_ref="log:1",
+    )
+    fresh = certificate_store_der(
+        der=issue(lab_ca, ["new.thin.example"], not_before=T0).certificate, source=SourceKind.CT
+    )
+    assert certificates_thin(now=T0, retention_days=400) == 1
+    old.refresh_from_db()
+    fresh.refresh_from_db()
+    assert old.thinned and bytes(old.der) == b""
+    assert not fresh.thinned and bytes(fresh.der)
+    assert not old.sources.exists()
+    assert list(certificates_for("old.thin.example")) == [old]
+    assert certificates_thin(now=T0, retention_days=400) == 0

@@ -1,0 +1,384 @@
+"""CT ingestion: read logs, verify what was read, store certificates and events, advance — atomically.
+
+One round for one log:
+1. fetch the signed tree head and verify its signature with the key from the log list;
+2. on first contact, start at the log's current end (or `start_index`), from a verified proof;
+3. fetch the next chunk of entries (parallel requests), add their leaf hashes to our compact
+   range and check that the result is a prefix of the signed tree (root or consistency proof);
+4. in ONE transaction: store the certificates and their names and sources, record malformed
+   entries, record "certificate_issued" events for matching teams, hand discovered hosts to the
+   provider, and move the log's position and compact range.
+
+A crash anywhere before the commit leaves the position where it was: the chunk is read again, and
+everything it stores is idempotent, so there is no gap and no duplicate. A verification failure
+halts the log (nothing of the chunk is stored). 429/5xx/network errors back the log off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from certificates.ctclient import CTClient, LogGone, LogUnavailable, client_for
+from certificates.ctformat import BadEntry, FormatError, LogEntry, SignatureError, TreeHead
+from certificates.loglist import LogSpec
+from certificates.matching import Match, matcher, providers
+from certificates.merkle import CompactRange, ProofError
+from certificates.models import CTLog, CTMalformedEntry, SourceKind
+from certificates.services import StoreItem, certificates_store_bulk
+from certificates.x509 import CertificateParseError, ParsedCertificate, parse_certificate
+
+logger = logging.getLogger(__name__)
+
+CERTIFICATE_ISSUED = "certificate_issued"
+
+
+@dataclass
+class RoundResult:
+    """What one ingestion round of one log did."""
+
+    log_id: int
+    entries: int = 0
+    certificates_new: int = 0
+    malformed: int = 0
+    events: int = 0
+    caught_up: bool = False
+    error: str = ""
+    halted: bool = False
+    chunks: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def spec_of(log: CTLog) -> LogSpec:
+    return LogSpec(
+        log_id=log.log_id,
+        description=log.description,
+        operator=log.operator,
+        kind=log.kind,
+        url=log.url,
+        submission_url=log.submission_url or log.url,
+        public_key=bytes(log.public_key),
+        mmd=log.mmd,
+        state=log.list_state,
+    )
+
+
+def _client(log: CTLog) -> CTClient:
+    return client_for(
+        spec_of(log),
+        parallel=settings.KEYCHEST_CT_PARALLEL,
+        timeout=settings.KEYCHEST_CT_TIMEOUT,
+        batch_size=log.batch_size,
+    )
+
+
+# Issuer certificates (a handful of intermediates) are stored once per process, not per entry.
+_stored_issuers: set[bytes] = set()
+
+
+def _issuer_items(client: CTClient, entries: list[LogEntry], ref: str) -> tuple[list[StoreItem], set[bytes]]:
+    """The chain certificates not stored yet by this process, and their fingerprints."""
+    items: list[StoreItem] = []
+    seen: set[bytes] = set()
+    for entry in entries:
+        chain = list(entry.chain)
+        for fp in entry.chain_fingerprints:
+            if fp in _stored_issuers:
+                continue
+            der = client.issuer(fp)
+            if der is not None:
+                chain.append(der)
+        for der in chain:
+            fp = hashlib.sha256(der).digest()
+            if fp in _stored_issuers or fp in seen:
+                continue
+            seen.add(fp)
+            with contextlib.suppress(CertificateParseError):
+                items.append(StoreItem(parse_certificate(der), SourceKind.CT, ref))
+    return items, seen
+
+
+def _existing_teams_only(matches: list[Match]) -> list[Match]:
+    """Drop matches of teams deleted since the index was built (one query per chunk with matches)."""
+    if not matches:
+        return matches
+    from notifications.models import Event
+
+    team_model = Event._meta.get_field("team").related_model
+    alive = set(team_model._default_manager.filter(pk__in={m.team_id for m in matches}).values_list("pk", flat=True))  # type: ignore[union-attr]
+    return [m for m in matches if m.team_id in alive]
+
+
+def _events_for(matches: list[Match], log: CTLog, index_of: dict[str, int]) -> list[object]:
+    from notifications.events import NewEvent
+
+    events = []
+    seen: set[tuple[int, str]] = set()
+    for m in matches:
+        cert = m.certificate
+        key = (m.team_id, cert.issuance_key)
+        if key in seen:  # precertificate and certificate of one issuance in one chunk
+            continue
+        seen.add(key)
+        names = m.names
+        events.append(
+            NewEvent(
+                team_id=m.team_id,
+                kind=CERTIFICATE_ISSUED,
+                subject=names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1})",
+                dedup_key=f"ct:issued:{cert.issuance_key}",
+                payload={
+                    "sha256": cert.sha256,
+                    "issuance_key": cert.issuance_key,
+                    "names": names[:50],
+                    "all_names": list(cert.all_names[:100]),
+                    "issuer": cert.issuer,
+                    "serial": cert.serial,
+                    "not_before": cert.not_before.isoformat(),
+                    "not_after": cert.not_after.isoformat(),
+                    "precertificate": cert.is_precertificate,
+                    "log": log.description,
+                    "log_index": index_of.get(cert.sha256),
+                },
+            )
+        )
+    return events
+
+
+def _commit_chunk(
+    log: CTLog,
+    client: CTClient,
+    entries: list[LogEntry | BadEntry],
+    new_range: CompactRange,
+    head: TreeHead,
+    result: RoundResult,
+    *,
+    before_commit: Callable[[], None] | None = None,
+) -> None:
+    t0 = time.perf_counter()
+    items: list[StoreItem] = []
+    malformed: list[CTMalformedEntry] = []
+    index_of: dict[str, int] = {}
+    good: list[LogEntry] = []
+    for entry in entries:
+        if isinstance(entry, BadEntry):
+            malformed.append(CTMalformedEntry(log=log, index=entry.index, reason=entry.reason[:300]))
+            continue
+        try:
+            parsed = parse_certificate(entry.der)
+        except CertificateParseError as exc:
+            malformed.append(CTMalformedEntry(log=log, index=entry.index, reason=str(exc)[:300]))
+            continue
+        ref = f"{log.log_id}:{entry.index}"
+        items.append(StoreItem(parsed, SourceKind.CT, ref))
+        index_of.setdefault(parsed.sha256, entry.index)
+        good.append(entry)
+    issuer_items, issuer_fps = _issuer_items(client, good, f"{log.log_id}:issuer")
+    t1 = time.perf_counter()
+    now = timezone.now()
+    with transaction.atomic():
+        stored = certificates_store_bulk(items=issuer_items + items)
+        t2 = time.perf_counter()
+        leaves: list[ParsedCertificate] = [p for p in stored.new if not p.is_ca]
+        matches = _existing_teams_only(matcher.match(leaves))
+        events = _events_for(matches, log, index_of)
+        if events:
+            from notifications.events import events_record_bulk
+
+            events_record_bulk(events)  # type: ignore[arg-type]
+        if matches:
+            for provider in providers():
+                provider.hosts_discovered(matches, seen_at=now)
+        if malformed:
+            CTMalformedEntry.objects.bulk_create(malformed, ignore_conflicts=True)
+        if before_commit is not None:
+            before_commit()
+        # Optimistic lock: another worker that moved this log first makes us roll back.
+        updated = CTLog.objects.filter(pk=log.pk, position=log.position).update(
+            position=new_range.size,
+            compact_range=new_range.to_json(),
+            verified_size=head.size,
+            verified_root=head.root.hex(),
+            verified_at=now,
+            sth_size=head.size,
+            entries_ingested=log.entries_ingested + len(entries),
+            batch_size=client.batch_size,
+            last_success_at=now,
+            consecutive_failures=0,
+            backoff_until=None,
+        )
+        if updated != 1:
+            raise _LostRace
+    t3 = time.perf_counter()
+    _stored_issuers.update(issuer_fps)  # only once they are committed
+    log.position = new_range.size
+    log.compact_range = new_range.to_json()
+    log.entries_ingested += len(entries)
+    result.entries += len(entries)
+    result.certificates_new += len(stored.new)
+    result.malformed += len(malformed)
+    result.events += len(events)
+    result.chunks += 1
+    for k, v in (("parse", t1 - t0), ("store", t2 - t1), ("match_commit", t3 - t2)):
+        result.timings[k] = result.timings.get(k, 0.0) + v
+
+
+class _LostRace(Exception):
+    """Another worker advanced this log first."""
+
+
+def _halt(log: CTLog, reason: str, result: RoundResult) -> RoundResult:
+    logger.error("CT log %s halted: %s", log.description, reason)
+    now = timezone.now()
+    CTLog.objects.filter(pk=log.pk).update(halted_reason=reason[:2000], last_error=reason[:2000], last_error_at=now)
+    log.halted_reason = reason
+    result.error = reason
+    result.halted = True
+    return result
+
+
+def _back_off(log: CTLog, exc: LogUnavailable, result: RoundResult) -> RoundResult:
+    failures = log.consecutive_failures + 1
+    base = settings.KEYCHEST_CT_BACKOFF_SECONDS
+    delay = min(settings.KEYCHEST_CT_BACKOFF_MAX_SECONDS, base * 2 ** min(failures - 1, 16))
+    # Jitter so that many workers do not return to a struggling log in lock-step.
+    delay *= random.uniform(0.75, 1.25)
+    if exc.retry_after is not None:
+        delay = max(delay, exc.retry_after)
+    now = timezone.now()
+    message = str(exc) + (" (log vanished?)" if isinstance(exc, LogGone) else "")
+    CTLog.objects.filter(pk=log.pk).update(
+        consecutive_failures=failures,
+        backoff_until=now + timedelta(seconds=delay),
+        last_error=message[:2000],
+        last_error_at=now,
+    )
+    log.consecutive_failures = failures
+    log.backoff_until = now + timedelta(seconds=delay)
+    result.error = message
+    return result
+
+
+def ct_log_ingest(
+    log: CTLog,
+    *,
+    max_seconds: float | None = None,
+    client: CTClient | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> RoundResult:
+    """Ingest one log until it is caught up with its current tree head or `max_seconds` pass."""
+    result = RoundResult(log_id=log.pk)
+    if not log.enabled or log.halted_reason:
+        return result
+    if log.backoff_until and log.backoff_until > timezone.now():
+        return result
+    lock_key = f"certificates:ct-ingest:{log.pk}"
+    if not cache.add(lock_key, 1, timeout=settings.CELERY_TASK_TIME_LIMIT):
+        return result  # another worker is on this log
+    try:
+        return _ingest(log, result, max_seconds=max_seconds, client=client or _client(log), before_commit=before_commit)
+    finally:
+        cache.delete(lock_key)
+
+
+def _ingest(
+    log: CTLog,
+    result: RoundResult,
+    *,
+    max_seconds: float | None,
+    client: CTClient,
+    before_commit: Callable[[], None] | None,
+) -> RoundResult:
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+    chunk = settings.KEYCHEST_CT_CHUNK
+    try:
+        head = client.tree_head()
+        if head.size < log.verified_size:
+            return _halt(log, f"tree shrank from {log.verified_size} to {head.size}", result)
+        CTLog.objects.filter(pk=log.pk).update(sth_size=head.size)
+        log.sth_size = head.size
+        if log.position is None:
+            start = head.size if log.start_index is None else min(log.start_index, head.size)
+            rng = client.start_range(start, head)
+            CTLog.objects.filter(pk=log.pk, position=None).update(
+                position=rng.size,
+                compact_range=rng.to_json(),
+                verified_size=head.size,
+                verified_root=head.root.hex(),
+                verified_at=timezone.now(),
+            )
+            log.position = rng.size
+            log.compact_range = rng.to_json()
+        rng = CompactRange.from_json(log.compact_range)
+        if rng.size != log.position:
+            return _halt(log, "stored compact range does not match the position", result)
+        if rng.size == head.size:
+            client.check_prefix(rng, head)
+            CTLog.objects.filter(pk=log.pk).update(
+                verified_size=head.size,
+                verified_root=head.root.hex(),
+                verified_at=timezone.now(),
+                last_success_at=timezone.now(),
+                consecutive_failures=0,
+                backoff_until=None,
+            )
+        while rng.size < head.size:
+            end = min(head.size, rng.size + chunk)
+            entries = client.fetch(rng.size, end, head)
+            if len(entries) != end - rng.size or any(e.index != rng.size + i for i, e in enumerate(entries)):
+                raise LogUnavailable("the log returned a different range than asked for")
+            new_range = rng.copy()
+            for entry in entries:
+                if entry.leaf_hash is None:
+                    return _halt(log, f"entry {entry.index} cannot be hashed: {entry.reason}", result)  # type: ignore[union-attr]
+                new_range.append(entry.leaf_hash)
+            client.check_prefix(new_range, head)
+            _commit_chunk(log, client, entries, new_range, head, result, before_commit=before_commit)
+            rng = new_range
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        result.caught_up = rng.size >= head.size
+        return result
+    except SignatureError as exc:
+        return _halt(log, f"signature: {exc}", result)
+    except ProofError as exc:
+        return _halt(log, f"Merkle verification: {exc}", result)
+    except FormatError as exc:
+        return _back_off(log, LogUnavailable(f"malformed answer: {exc}"), result)
+    except LogUnavailable as exc:
+        return _back_off(log, exc, result)
+    except _LostRace:
+        result.error = "another worker advanced this log"
+        return result
+
+
+def ct_logs_due(*, log_pk: int | None = None, now: datetime | None = None) -> list[CTLog]:
+    """Enabled, not halted logs that are not backing off."""
+    now = now or timezone.now()
+    qs = CTLog.objects.filter(enabled=True, halted_reason="")
+    if log_pk is not None:
+        qs = qs.filter(pk=log_pk)
+    return [log for log in qs if not log.backoff_until or log.backoff_until <= now]
+
+
+def ct_ingest_round(*, log_pk: int | None = None, max_seconds: float | None = None) -> list[RoundResult]:
+    """One pass over every due log (the Celery task and `ct_ingest` call this), within `max_seconds` in all."""
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+    results = []
+    for log in ct_logs_due(log_pk=log_pk):
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            break
+        results.append(ct_log_ingest(log, max_seconds=remaining))
+    return results

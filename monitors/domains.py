@@ -1,0 +1,182 @@
+"""Watched domains and the hosts discovered under them from Certificate Transparency.
+
+A team watches `example.com` (itself and, by default, every sub-domain). CT ingestion matches
+every new certificate against all watched domains (certificates/matching.py) through the
+provider below, which also records the host names it finds under them ("discovered hosts") and,
+when the team asked for it, starts watching those hosts as servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from certificates.matching import Match, Watch, watchers_changed
+from certificates.models import CertificateName
+from certificates.names import InvalidName, ip_literal, normalise_name, reversed_name
+from monitors.models import DiscoveredHost, WatchedDomain
+from monitors.services import AlreadyWatched, server_enrol
+from monitors.targets import InvalidTarget
+from notifications.events import NewEvent, events_record_bulk
+
+if TYPE_CHECKING:
+    from keychest.accounts.models import Team, User
+
+HOST_DISCOVERED = "host_discovered"
+# A domain with more names than this in the table gets its history shown, but not every name
+# turned into a discovered-host row at once (the rest arrive as new certificates are seen).
+BACKFILL_MAX_HOSTS = 5000
+
+
+def domain_watch(
+    *,
+    team: Team,
+    domain: str,
+    include_subdomains: bool = True,
+    auto_watch: bool = False,
+    added_by: User | None = None,
+) -> WatchedDomain:
+    """Watch `domain` for `team` (idempotent); its known sub-domains are discovered from the table at once.
+
+    Raises certificates.names.InvalidName for a malformed domain (wildcards are refused: watch
+    the parent instead).
+    """
+    name = normalise_name(domain)
+    if name.startswith("*."):
+        raise InvalidName("watch the domain itself; its sub-domains are included")
+    if ip_literal(name) is not None:
+        raise InvalidName("watch an IP address as a server, not as a domain")
+    with transaction.atomic():
+        watched = WatchedDomain.objects.for_team(team).filter(domain=name, removed_at=None).first()
+        if watched is None:
+            watched = WatchedDomain.objects.create(
+                team=team,
+                domain=name,
+                include_subdomains=include_subdomains,
+                auto_watch=auto_watch,
+                added_by=added_by,
+            )
+        else:
+            WatchedDomain.objects.filter(pk=watched.pk).update(
+                include_subdomains=include_subdomains, auto_watch=auto_watch
+            )
+            watched.refresh_from_db()
+        domain_backfill(watched_domain=watched)
+        transaction.on_commit(watchers_changed)
+    return watched
+
+
+def domain_unwatch(*, watched_domain: WatchedDomain) -> WatchedDomain:
+    """Stop watching; the discovered hosts and the certificate history stay."""
+    WatchedDomain.objects.filter(pk=watched_domain.pk, removed_at=None).update(removed_at=timezone.now())
+    watched_domain.refresh_from_db()
+    transaction.on_commit(watchers_changed)
+    return watched_domain
+
+
+def _host_names_under(watched: WatchedDomain) -> list[str]:
+    """Host names (not wildcards, not IPs) under the watched domain in the global name table."""
+    rev = reversed_name(watched.domain)
+    exact = CertificateName.objects.filter(reversed_name=rev, is_wildcard=False)
+    if watched.include_subdomains:
+        exact = exact | CertificateName.objects.filter(reversed_name__startswith=rev + ".", is_wildcard=False)
+    return list(exact.values_list("name", flat=True).distinct().order_by("name")[:BACKFILL_MAX_HOSTS])
+
+
+def domain_backfill(*, watched_domain: WatchedDomain, now: datetime | None = None) -> int:
+    """Record as discovered every host the table already knows under the domain; returns how many are new."""
+    now = now or timezone.now()
+    return hosts_record(watched_domain=watched_domain, names=_host_names_under(watched_domain), seen_at=now)
+
+
+def hosts_record(
+    *, watched_domain: WatchedDomain, names: Iterable[str], seen_at: datetime, notify: bool = False
+) -> int:
+    """Upsert discovered hosts under a watched domain; auto-watch the new ones if asked. Returns new hosts.
+
+    With `notify` (new certificates from CT, not the backfill of a freshly added domain), each new
+    host is also a "host_discovered" event for the team.
+    """
+    wanted = sorted({n for n in names if not n.startswith("*.") and ip_literal(n) is None})
+    if not wanted:
+        return 0
+    existing = set(
+        DiscoveredHost.objects.filter(watched_domain=watched_domain, name__in=wanted).values_list("name", flat=True)
+    )
+    new = [n for n in wanted if n not in existing]
+    if existing:
+        DiscoveredHost.objects.filter(watched_domain=watched_domain, name__in=existing).update(last_seen_at=seen_at)
+    if new:
+        DiscoveredHost.objects.bulk_create(
+            [
+                DiscoveredHost(
+                    team_id=watched_domain.team_id,
+                    watched_domain=watched_domain,
+                    name=n,
+                    first_seen_at=seen_at,
+                    last_seen_at=seen_at,
+                )
+                for n in new
+            ],
+            ignore_conflicts=True,
+        )
+        if notify:
+            events_record_bulk(
+                NewEvent(
+                    team_id=watched_domain.team_id,
+                    kind=HOST_DISCOVERED,
+                    subject=n,
+                    dedup_key=f"ct:host:{watched_domain.pk}:{n}",
+                    payload={"name": n, "watched_domain": watched_domain.domain},
+                    occurred_at=seen_at,
+                )
+                for n in new
+            )
+        if watched_domain.auto_watch:
+            hosts_auto_watch(watched_domain=watched_domain, names=new)
+    return len(new)
+
+
+def hosts_auto_watch(*, watched_domain: WatchedDomain, names: Sequence[str]) -> int:
+    """Enrol new hosts as watched servers (port 443); a host already watched is simply marked."""
+    enrolled: list[str] = []
+    for name in names:
+        try:
+            with transaction.atomic():
+                server_enrol(team=watched_domain.team, host=name)
+            enrolled.append(name)
+        except AlreadyWatched:
+            enrolled.append(name)
+        except InvalidTarget:
+            continue
+    if enrolled:
+        DiscoveredHost.objects.filter(watched_domain=watched_domain, name__in=enrolled, watched_at=None).update(
+            watched_at=timezone.now()
+        )
+    return len(enrolled)
+
+
+class WatchedDomainProvider:
+    """The "who watches this name" provider monitors registers with certificates (see apps.py)."""
+
+    def watches(self) -> Iterable[Watch]:
+        rows = WatchedDomain.objects.filter(removed_at=None).values_list(
+            "id", "team_id", "domain", "include_subdomains"
+        )
+        for watch_id, team_id, domain, subs in rows.iterator(chunk_size=5000):
+            yield Watch(watch_id=watch_id, team_id=team_id, domain=domain, include_subdomains=subs)
+
+    def hosts_discovered(self, matches: Sequence[Match], *, seen_at: datetime) -> None:
+        names_by_watch: dict[int, set[str]] = {}
+        for m in matches:
+            for watch_id, names in m.names_by_watch.items():
+                names_by_watch.setdefault(watch_id, set()).update(names)
+        if not names_by_watch:
+            return
+        watched = WatchedDomain.objects.filter(pk__in=list(names_by_watch), removed_at=None).select_related("team")
+        for wd in watched:
+            hosts_record(watched_domain=wd, names=names_by_watch[wd.pk], seen_at=seen_at, notify=True)

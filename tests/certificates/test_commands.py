@@ -1,0 +1,86 @@
+"""ct_logs, ct_ingest, ct_lookup and the beat task, against a real local log."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from certificates.models import CTLog
+from certificates.tasks import ct_ingest_task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_ct_logs_lists_the_configured_logs_and_toggles_them(local_logs) -> None:
+    rfc, static = local_logs("rfc6962", "static")
+    rows = json.loads(_run("ct_logs", "--json"))
+    assert {r["log_id"] for r in rows} == {rfc.log_id, static.log_id}
+    assert {r["api"] for r in rows} == {"rfc6962", "static"}
+    assert all(r["status"] == "new" and r["enabled"] for r in rows)
+    _run("ct_logs", "--disable", rfc.log_id)
+    assert not CTLog.objects.get(log_id=rfc.log_id).enabled
+    _run("ct_logs", "--enable", rfc.log_id[:12])
+    assert CTLog.objects.get(log_id=rfc.log_id).enabled
+    text = _run("ct_logs")
+    assert "KeyChest Lab static log" in text
+    with pytest.raises(CommandError):
+        _run("ct_logs", "--disable", "no-such-log")
+
+
+def test_the_bundled_log_list_is_used_when_none_is_configured(ct_settings) -> None:
+    ct_settings.KEYCHEST_CT_LOG_LIST = ""
+    rows = json.loads(_run("ct_logs", "--json"))
+    assert any("Argon2027h1" in r["description"] for r in rows)
+    assert any(r["api"] == "static" and "Sycamore" in r["description"] for r in rows)
+
+
+def test_ct_ingest_once_catches_up_every_log_and_ct_lookup_finds_the_names(local_logs) -> None:
+    rfc, static = local_logs("rfc6962", "static")
+    rfc.add_random(150)
+    static.add_random(150)
+    _run("ct_logs", "--start-at", rfc.log_id, "0")
+    _run("ct_logs", "--start-at", static.log_id, "100")
+    rfc.add_issuance(rfc.issue(["www.lookup.example", "lookup.example"]))
+    static.add_issuance(static.issue(["*.lookup.example"]))
+    rfc.publish()
+    static.publish()
+    out = _run("ct_ingest", "--once")
+    assert "caught up" in out
+    positions = dict(CTLog.objects.values_list("log_id", "position"))
+    assert positions == {rfc.log_id: 152, static.log_id: 152}
+    rows = json.loads(_run("ct_lookup", "lookup.example", "--json"))
+    assert len(rows) == 2
+    assert {tuple(r["names"]) for r in rows} == {("www.lookup.example", "lookup.example"), ("*.lookup.example",)}
+    assert all(not r["precertificate"] for r in rows)
+    assert "lookup.example" in _run("ct_lookup", "www.lookup.example", "--exact")
+    with pytest.raises(CommandError):
+        _run("ct_lookup", "not a domain")
+
+
+def test_ct_ingest_once_gives_up_on_a_log_that_keeps_failing(local_logs) -> None:
+    ok, broken = local_logs("rfc6962", "rfc6962")
+    ok.add_random(10)
+    _run("ct_logs", "--start-at", ok.log_id, "0")
+    broken.faults.vanished = True
+    out = _run("ct_ingest", "--once", "--max-failures", "2")
+    assert "caught up" in out and "404" in out
+    assert CTLog.objects.get(log_id=ok.log_id).position == 10
+    assert CTLog.objects.get(log_id=broken.log_id).consecutive_failures >= 2
+
+
+def test_the_beat_task_syncs_the_list_and_ingests(local_logs, settings) -> None:
+    assert settings.CELERY_BEAT_SCHEDULE["certificates-ct-ingest"]["task"] == "certificates.tasks.ct_ingest_task"
+    local = local_logs("static")
+    local.add_random(30)
+    assert ct_ingest_task() == 0  # a new log starts at its end
+    local.add_random(20)
+    assert ct_ingest_task() == 20
