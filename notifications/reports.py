@@ -102,6 +102,42 @@ def report_claim(*, user_id: int, kind: str, period: date, now: datetime) -> str
     return token if taken else None
 
 
+def reports_claim_bulk(
+    *, wanted: list[tuple[int, date]], kind: str, now: datetime
+) -> tuple[str, set[tuple[int, date]]]:
+    """Claim many (user, period) sends in three statements; returns the token and what we own.
+
+    The same rules as `report_claim`: new rows are ours, existing ones only when unsent with an
+    expired lease and back-off. Used by the sweep so that a report costs one commit (its
+    "sent" mark), not two.
+    """
+    token = secrets.token_hex(8)
+    if not wanted:
+        return token, set()
+    lease_until = now + timedelta(seconds=settings.KEYCHEST_NOTIFY_CLAIM_SECONDS)
+    ReportSend.objects.bulk_create(
+        [
+            ReportSend(user_id=u, kind=kind, period=p, claim_token=token, claimed_until=lease_until, attempts=1)
+            for u, p in wanted
+        ],
+        ignore_conflicts=True,
+    )
+    user_ids = [u for u, _ in wanted]
+    periods = {p for _, p in wanted}
+    ReportSend.objects.filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+        Q(retry_after__isnull=True) | Q(retry_after__lte=now),
+        user_id__in=user_ids,
+        kind=kind,
+        period__in=periods,
+        status=ReportStatus.CLAIMED,
+    ).update(claim_token=token, claimed_until=lease_until, attempts=F("attempts") + 1)
+    owned = set(
+        ReportSend.objects.filter(claim_token=token, user_id__in=user_ids, kind=kind).values_list("user_id", "period")
+    )
+    return token, owned & set(wanted)
+
+
 def report_finish(*, user_id: int, kind: str, period: date, token: str, status: str) -> bool:
     return bool(
         ReportSend.objects.filter(user_id=user_id, kind=kind, period=period, claim_token=token).update(
@@ -336,6 +372,7 @@ def _send_one(
     dry_run: bool,
     connection: Any,
     out: Callable[[str], None] | None,
+    token: str | None,
 ) -> str:
     prefs = prefs_of(user)
     watches = any(t.watches_anything for t in teams)
@@ -351,7 +388,6 @@ def _send_one(
         if out:
             out(line)
         return "dry-run"
-    token = report_claim(user_id=user.pk, kind=ReportKind.WEEKLY, period=week, now=now)
     if token is None:
         result.not_claimed += 1
         return "not-claimed"
@@ -374,6 +410,8 @@ def _send_one(
         "Auto-Submitted": "auto-generated",
     }
     try:
+        if connection is not None:
+            connection.open()  # keep one SMTP session for the whole sweep (no-op when open)
         emails.report(kind=kind, user=user, context=context, headers=headers, connection=connection)
     except Exception as error:  # noqa: BLE001 - SMTP down: release the claim and retry later
         log.warning("weekly report to user %s failed: %s", user.pk, error)
@@ -422,6 +460,11 @@ def weekly_reports_send_due(
             teams_by_user, names = _teams_of([u for u, _ in due])
             all_team_ids = sorted({tid for u, _ in due for tid in teams_by_user.get(u.pk, [])})
             data = teams_report_data(all_team_ids, names, now)
+            token, owned = (
+                ("", set())
+                if dry_run
+                else reports_claim_bulk(wanted=[(u.pk, w) for u, w in due], kind=ReportKind.WEEKLY, now=now)
+            )
             for user, week in due:
                 teams = [data[tid] for tid in teams_by_user.get(user.pk, [])]
                 outcome = _send_one(
@@ -433,6 +476,7 @@ def weekly_reports_send_due(
                     dry_run=dry_run,
                     connection=connection,
                     out=out,
+                    token=token if dry_run or (user.pk, week) in owned else None,
                 )
                 failures_in_a_row = failures_in_a_row + 1 if outcome == "failed" else 0
                 if failures_in_a_row >= 5:
