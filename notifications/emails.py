@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def alert(*, to: str, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> None:
-    from notifications.transports import MAX_LISTED, kind_label, summary_line
+    from notifications.transports import MAX_LISTED, event_label, summary_line
 
     emails.send(
         "alert",
@@ -26,7 +26,7 @@ def alert(*, to: str, channel: Channel, delivery: Delivery, events: Sequence[Eve
             "channel": channel,
             "is_test": delivery.is_test,
             "summary": summary_line(channel.team.name, events, test=delivery.is_test),
-            "events": [{"event": e, "label": kind_label(e.kind)} for e in events[:MAX_LISTED]],
+            "events": [{"event": e, "label": event_label(e)} for e in events[:MAX_LISTED]],
             "more": max(0, len(events) - MAX_LISTED),
             "dashboard_url": settings.SITE_URL + reverse("dashboard"),
             "preferences_url": settings.SITE_URL + reverse("notification_preferences"),

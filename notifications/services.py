@@ -38,7 +38,7 @@ from notifications.models import (
     NotificationPreferences,
     new_channel_secret,
 )
-from notifications.transports import Outcome, transport_for
+from notifications.transports import Outcome, collapse, transport_for
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User
@@ -122,8 +122,8 @@ def channel_rotate_secret(*, channel: Channel) -> str:
     return channel.secret
 
 
-def channel_disable(*, channel: Channel, reason: str) -> None:
-    """Disable after a permanent failure and tell the team's owners (once)."""
+def channel_disable(*, channel: Channel, reason: str, notify_owners: bool = True) -> None:
+    """Disable (after a permanent failure, or by hand) and tell the team's owners (once)."""
     with transaction.atomic():
         changed = Channel.objects.filter(pk=channel.pk, enabled=True).update(
             enabled=False, disabled_at=timezone.now(), disabled_reason=reason[:500]
@@ -132,7 +132,7 @@ def channel_disable(*, channel: Channel, reason: str) -> None:
         Delivery.objects.filter(channel=channel, status=DeliveryStatus.PENDING).update(
             status=DeliveryStatus.FAILED, collecting=False, last_error="channel disabled"
         )
-        if changed:
+        if changed and notify_owners:
             from notifications import tasks
 
             enqueue_after_commit(tasks.channel_disabled_email_task, channel.pk)
@@ -253,7 +253,7 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> str:
                 send_after=now + timedelta(seconds=verdict.retry_after),
             )
             return "rate-limited"
-    events = list(delivery.events.order_by("occurred_at", "id"))
+    events = collapse(list(delivery.events.order_by("occurred_at", "id")))
     if not events and not delivery.is_test:
         Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.SENT, sent_at=now, claimed_until=None)
         return "empty"

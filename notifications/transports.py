@@ -48,6 +48,42 @@ def kind_label(kind: str) -> str:
         return kind.replace("_", " ")
 
 
+# A finding event and the specific event the scanner records next to it describe one thing.
+_SPECIFIC_FOR_FINDINGS = {
+    EventKind.IPS_DISAGREE,
+    EventKind.NEWER_CERTIFICATE_NOT_DEPLOYED,
+    EventKind.SERVER_DOWN,
+    EventKind.SERVER_RECOVERED,
+}
+
+
+def collapse(events: Sequence[Event]) -> list[Event]:
+    """Drop generic finding_opened/resolved events whose finding also has a specific event."""
+    specific = {
+        str(e.payload.get("finding"))
+        for e in events
+        if e.kind in _SPECIFIC_FOR_FINDINGS and isinstance(e.payload, dict) and e.payload.get("finding")
+    }
+    return [
+        e
+        for e in events
+        if not (
+            e.kind in (EventKind.FINDING_OPENED, EventKind.FINDING_RESOLVED)
+            and isinstance(e.payload, dict)
+            and str(e.payload.get("finding")) in specific
+        )
+    ]
+
+
+def event_label(event: Event) -> str:
+    """The kind, plus the finding code for generic finding events (codes are our own words)."""
+    label = kind_label(event.kind)
+    code = event.payload.get("code") if isinstance(event.payload, dict) else None
+    if event.kind in (EventKind.FINDING_OPENED, EventKind.FINDING_RESOLVED) and isinstance(code, str):
+        return f"{label}: {code.replace('_', ' ')[:60]}"
+    return label
+
+
 def summary_line(team_name: str, events: Sequence[Event], *, test: bool = False) -> str:
     """One line for a subject or a chat message: what happened, counted by kind.
 
@@ -161,7 +197,7 @@ class SlackTransport(_HttpTransport):
         if delivery.is_test:
             lines.append("KeyChest can reach this channel.")
         for event in events[:MAX_LISTED]:
-            lines.append(f"• {slack_escape(kind_label(event.kind))}: `{slack_escape(event.subject)}`")
+            lines.append(f"• {slack_escape(event_label(event))}: `{slack_escape(event.subject)}`")
         if len(events) > MAX_LISTED:
             lines.append(f"… and {len(events) - MAX_LISTED} more")
         lines.append(f"<{settings.SITE_URL}{reverse('dashboard')}|Open KeyChest>")

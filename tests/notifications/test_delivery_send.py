@@ -231,3 +231,25 @@ def test_send_test_reaches_the_webhook(people, webhook, django_capture_on_commit
     [request] = webhook.requests
     assert request.json()["type"] == "keychest.test"
     assert json.loads(request.body)["events"] == []
+
+
+def test_a_finding_and_its_specific_event_become_one_line(people, webhook) -> None:
+    channel_create(team=people.team_a, kind=ChannelKind.SLACK, name="chat", url=webhook.url)
+    payload = {"code": "ips_disagree", "finding": "f-1", "address": ""}
+    event_record(
+        team=people.team_a, kind=EventKind.FINDING_OPENED, subject="a.example:443", dedup_key="f1o", payload=payload
+    )
+    event_record(
+        team=people.team_a, kind=EventKind.IPS_DISAGREE, subject="a.example:443", dedup_key="f1s", payload=payload
+    )
+    event_record(
+        team=people.team_a,
+        kind=EventKind.FINDING_OPENED,
+        subject="b.example:443",
+        dedup_key="f2o",
+        payload={"code": "hostname_mismatch", "finding": "f-2"},
+    )
+    assert _send_all() == {"sent": 1}
+    text = webhook.requests[0].json()["text"]
+    assert text.count("a.example:443") == 1 and "Addresses serve different certificates" in text
+    assert "Problem found: hostname mismatch: `b.example:443`" in text
