@@ -152,7 +152,7 @@ class World:
     uploaded_sha256: str
 
 
-def make_world(team, user, issuer) -> World:
+def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     from django.utils import timezone
 
     from api.enrolment import certificate_upload
@@ -162,8 +162,9 @@ def make_world(team, user, issuer) -> World:
     from notifications.services import channel_create
 
     now = timezone.now()
-    server = Server.objects.create(team=team, host="www.example.com", port=443, next_scan_at=now)
-    leaf = issue(issuer, ["www.example.com"]).certificate
+    www = f"www.{domain}"
+    server = Server.objects.create(team=team, host=www, port=443, next_scan_at=now)
+    leaf = issue(issuer, [www]).certificate
     result = scan_result_for(server, address="192.0.2.1", der=leaf)
     result.chain_sha256 = [result.leaf_sha256, certificate_store_issuer(issuer)]
     result.save(update_fields=["chain_sha256"])
@@ -180,20 +181,16 @@ def make_world(team, user, issuer) -> World:
     timeline = TimelineEntry.objects.create(
         team=team, server=server, address="192.0.2.1", kind="certificate_changed", summary="new certificate", at=now
     )
-    domain = WatchedDomain.objects.create(team=team, domain="example.com", added_by=user)
+    watched = WatchedDomain.objects.create(team=team, domain=domain, added_by=user)
     host = DiscoveredHost.objects.create(
-        team=team, watched_domain=domain, name="api.example.com", first_seen_at=now, last_seen_at=now
+        team=team, watched_domain=watched, name=f"api.{domain}", first_seen_at=now, last_seen_at=now
     )
-    event = event_record(
-        team=team, kind="certificate_expiring", subject="www.example.com:443", dedup_key=f"world-{team.pk}"
-    )
+    event = event_record(team=team, kind="certificate_expiring", subject=f"{www}:443", dedup_key=f"world-{team.pk}")
     channel = channel_create(team=team, kind="webhook", name="hook", url="https://hooks.example.com/x")
     key = apikey_create(team=team, user=user, name="world key", scopes=["read"]).api_key
-    uploaded = certificate_upload(
-        team=team, der=issue(issuer, ["upload.example.com"]).certificate, user=user
-    ).certificate
+    uploaded = certificate_upload(team=team, der=issue(issuer, [f"upload.{domain}"]).certificate, user=user).certificate
     return World(
-        server, result, finding, timeline, domain, host, event, channel, key, result.leaf_sha256, uploaded.sha256
+        server, result, finding, timeline, watched, host, event, channel, key, result.leaf_sha256, uploaded.sha256
     )
 
 

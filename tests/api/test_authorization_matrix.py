@@ -1,0 +1,206 @@
+"""The authorization matrix, generated from the OpenAPI schema: every operation × every kind of
+caller gets the right answer, and charlie always gets 404 on team A's objects.
+
+Callers: anonymous, alice (owner of team A), bob (viewer in team A), charlie (owner of team B),
+alice's revoked key, and alice's read-only key. Session callers use their session on /api/v1
+and a full-scope key of their own on /api/v1.0 (which takes keys only).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from api.models import ApiKey, Scope
+from api.services import apikey_create, apikey_revoke
+from keychest.accounts.models import Membership, Role
+from lab.ctlog.certgen import issue
+from tests.api.conftest import World, make_world, pem_of
+
+SAFE = {"get", "head", "options"}
+ACTORS = ["anonymous", "revoked_key", "charlie", "bob_viewer", "read_key", "alice"]
+
+
+def _operations() -> list[tuple[str, str, str, bool]]:
+    """(path, method, operation id, public) for every operation in the schema."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    out = []
+    for path, item in sorted(schema["paths"].items()):
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            # No security requirement, or an empty one among the alternatives, means public.
+            security = operation.get("security")
+            public = not security or {} in security
+            out.append((path, method, operation["operationId"], public))
+    return out
+
+
+OPERATIONS = _operations()
+# Operations anyone may call without a key or session: the claim flow, ping, the schema, the
+# secret calendar address (its token is the credential).
+PUBLIC = {op for path, method, op, public in OPERATIONS if public}
+
+
+def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
+    """A valid body for every operation that takes one, keyed by operation id."""
+    return {
+        "v1_servers_create": {"host": "new.example.com"},
+        "v1_servers_update": {"scan_interval": 3600},
+        "v1_servers_partial_update": {"scan_interval": 3600},
+        "v1_servers_bulk_create": {"text": "bulk1.example.com\nbulk2.example.com"},
+        "v1_certificates_create": {"certificate": pem_of(issue(issuer, ["up.example.com"]).certificate)},
+        "v1_channels_create": {"kind": "email", "name": "ops"},
+        "v1_channels_partial_update": {"enabled": True},
+        "v1_api_keys_create": {"name": "k", "scopes": ["read"]},
+        "v1_members_invite_create": {"email": "newcomer@example.org", "role": "viewer"},
+        "v1.0_servers_add_create": {"domain": "enrol.example.com"},
+        "v1.0_certificate_add_create": {"certificate": pem_of(issue(issuer, ["enrol.example.com"]).certificate)},
+    }
+
+
+def _fill(path: str, world: World) -> str:
+    values = {
+        "servers": str(world.server.uuid),
+        "domains": str(world.domain.uuid),
+        "findings": str(world.finding.uuid),
+        "events": str(world.event.uuid),
+        "channels": str(world.channel.uuid),
+        "api-keys": str(world.key.uuid),
+    }
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "sha256":
+            return world.certificate_sha256
+        if name == "domain":
+            return "www.example.com"
+        if name == "id":
+            collection = path.split("/")[3]
+            return values[collection]
+        raise AssertionError(f"no value for {{{name}}} in {path}")
+
+    filled = re.sub(r"\{([^}]+)\}", one, path)
+    if filled.endswith("/expiry"):
+        filled += "?host=www.example.com"
+    return filled
+
+
+@pytest.fixture
+def actors(people, lab_issuer) -> dict[str, tuple[APIClient, APIClient]]:
+    """Each actor's (session-or-key client for /api/v1, key client for /api/v1.0)."""
+
+    def session(user, team) -> APIClient:
+        from keychest.accounts.middleware import SESSION_KEY
+
+        client = APIClient()
+        client.force_login(user)
+        store = client.session
+        store[SESSION_KEY] = str(team.uuid)
+        store.save()
+        return client
+
+    def key(secret: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+    full = [Scope.READ, Scope.ENROL, Scope.MANAGE]
+    # bob made a full key as a member, then became a viewer: the key can do no more than he can.
+    bob_key = apikey_create(team=people.team_a, user=people.bob, scopes=full).secret
+    Membership.objects.filter(team=people.team_a, user=people.bob).update(role=Role.VIEWER)
+    revoked = apikey_create(team=people.team_a, user=people.alice, name="revoked", scopes=full)
+    apikey_revoke(api_key=revoked.api_key, by=people.alice)
+    read = apikey_create(team=people.team_a, user=people.alice, name="read", scopes=[Scope.READ]).secret
+    return {
+        "anonymous": (APIClient(), APIClient()),
+        "revoked_key": (key(revoked.secret), key(revoked.secret)),
+        "charlie": (
+            session(people.charlie, people.team_b),
+            key(apikey_create(team=people.team_b, user=people.charlie, scopes=full).secret),
+        ),
+        "bob_viewer": (session(people.bob, people.team_a), key(bob_key)),
+        "read_key": (key(read), key(read)),
+        "alice": (
+            session(people.alice, people.team_a),
+            key(apikey_create(team=people.team_a, user=people.alice, scopes=full).secret),
+        ),
+    }
+
+
+def expected(actor: str, path: str, method: str, op: str) -> set[int]:
+    """The statuses the matrix allows for one caller on one operation."""
+    ok = {200, 201, 202, 204}
+    unsafe = method not in SAFE
+    # Paths naming one of team A's things (by id, hash or host name).
+    team_a_object = "{" in path or path.endswith("/expiry")
+    if actor in ("anonymous", "revoked_key"):
+        return {401}
+    if actor == "charlie":
+        if team_a_object:
+            return {404}
+        # Charlie acts on his own team B: reads answer, writes succeed there.
+        return ok
+    if actor in ("bob_viewer", "read_key"):
+        return {403} if unsafe else ok
+    # alice: owner of team A, everything works.
+    return ok
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "method", "op"),
+    [(p, m, o) for p, m, o, public in OPERATIONS if not public],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_every_operation_answers_every_caller_rightly(path, method, op, people, lab_issuer, actors, settings) -> None:
+    settings.KEYCHEST_API_RATE_PER_KEY = 10_000
+    settings.KEYCHEST_API_RATE_PER_IP = 10_000
+    world = make_world(people.team_a, people.alice, lab_issuer)
+    # Charlie has things of his own, so his lists are not trivially empty.
+    make_world(people.team_b, people.charlie, lab_issuer, domain="example.net")
+    url = _fill(path, world)
+    body = _bodies(world, lab_issuer).get(op)
+    for actor in ACTORS:
+        session_client, key_client = actors[actor]
+        client = key_client if path.startswith("/api/v1.0/") else session_client
+        response = client.generic(method.upper(), url, data=_json(body), content_type="application/json")
+        allowed = expected(actor, path, method, op)
+        assert response.status_code in allowed, (
+            f"{actor} {method.upper()} {url}: {response.status_code} {response.content[:300]!r}"
+        )
+        if actor == "charlie" and response.status_code == 200 and method == "get" and "{" not in path:
+            assert str(world.server.uuid).encode() not in response.content
+            assert world.certificate_sha256.encode() not in response.content
+
+
+def _json(body: dict[str, Any] | None) -> str:
+    import json
+
+    return json.dumps(body) if body is not None else ""
+
+
+def test_the_matrix_covers_the_whole_api() -> None:
+    ops = {o for _p, _m, o, _pub in OPERATIONS}
+    paths = {p for p, _m, _o, _pub in OPERATIONS}
+    assert len(OPERATIONS) >= 40
+    for needle in [
+        "/api/v1/servers/{id}/scan/",
+        "/api/v1/certificates/{sha256}/",
+        "/api/v1/exports/calendar.ics",
+        "/api/v1.0/servers/expiration/{domain}",
+    ]:
+        assert needle in paths
+    assert {"v1.0_access_claim_create", "v1.0_ping_retrieve"} <= PUBLIC
+    assert ops >= PUBLIC
+    assert not [o for o in PUBLIC if o.startswith("v1_servers")]
+
+
+@pytest.mark.django_db
+def test_the_revoked_key_really_was_alices(actors, people) -> None:
+    revoked = ApiKey.objects.get(name="revoked")
+    assert revoked.user == people.alice and revoked.revoked_at is not None
