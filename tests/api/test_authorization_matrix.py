@@ -1,4 +1,4 @@
-"""The authorization matrix, generated from the OpenAPI schema: every operation × every kind of
+"""The authorization matrix, generated from the OpenAPI schema: every operation and every kind of
 caller gets the right answer, and charlie always gets 404 on team A's objects.
 
 Callers: anonymous, alice (owner of team A), bob (viewer in team A), charlie (owner of team B),
