@@ -284,3 +284,29 @@ def test_held_items_expire_with_their_key(smtp, people) -> None:
     with time_machine.travel(timezone.now() + timedelta(days=8), tick=False):
         claims_expire()
     assert PendingEnrolment.objects.count() == 0 and Server.objects.count() == 0
+
+
+def test_a_claimed_server_is_scanned_only_once_the_address_confirms(smtp, people, lab, lab_dns, lab_settings) -> None:
+    """End to end: claim, enrol, the scheduler sees nothing; confirm by POST, it scans for real."""
+    from monitors.models import ScanResult, Server
+    from monitors.scanning import scan_server_ids, servers_claim_due
+
+    name = "claimed-web.keychest.test"
+    lab_dns.set(name, ["127.0.0.1"])
+    endpoint = lab.tls(lab.leaf([name]))
+    claim("dave@example.net")
+    client = key_client(KEY)
+    assert client.post("/api/v1.0/servers/add", {"domain": f"{name}:{endpoint.port}"}, format="json").json()["pending"]
+    assert servers_claim_due(limit=1000) == []  # nothing to scan: held items are not servers
+    assert ScanResult.objects.count() == 0
+    links = links_in(smtp.text(smtp.to("dave@example.net")[0]))
+    Client().get(links["confirm"])
+    assert servers_claim_due(limit=1000) == []  # GET never confirms
+    Client().post(links["confirm"])
+    server = Server.objects.get(host=name, port=endpoint.port)
+    assert servers_claim_due(limit=1000) == [server.pk]
+    scan_server_ids([server.pk])
+    body = client.get(f"/api/v1.0/servers/expiration/{name}:{endpoint.port}").json()
+    assert body["certificate_found"] is True and body["pending"] is False
+    assert [r["ip"] for r in body["results"]] == ["127.0.0.1"]
+    assert body["results"][0]["certificate_sha256"] == ScanResult.objects.get(server=server).leaf_sha256
