@@ -144,13 +144,13 @@ def build_data(*, users: int, teams: int, servers_per_team: int, now: datetime) 
     return {"users": users, "teams": teams, "servers": len(server_rows), "scan_results": len(results)}
 
 
-def _sweep(now: datetime) -> dict[str, int]:
+def _sweep(now: datetime, shard: tuple[int, int]) -> dict[str, int]:
     from django.db import connections
 
     from notifications.reports import weekly_reports_send_due
 
     connections.close_all()  # a forked child must not share the parent's database socket
-    return weekly_reports_send_due(now=now, force=True).as_dict()
+    return weekly_reports_send_due(now=now, force=True, shard=shard).as_dict()
 
 
 def queries_for_one_report(email: str, now: datetime) -> int:
@@ -216,10 +216,10 @@ def main() -> None:
     before = counter.value
     started = time.monotonic()
     if args.workers > 1:
-        # Concurrent sweeps over the same users: the claims decide who sends each report.
+        # Concurrent sweeps, one shard each (as KEYCHEST_WEEKLY_REPORT_SHARDS tasks on N workers).
         connection.close()
         with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-            parts = pool.map(_sweep, [now] * args.workers)
+            parts = pool.starmap(_sweep, [(now, (i, args.workers)) for i in range(args.workers)])
         path_reports = sum(p["sent"] + p["nudged"] for p in parts)
     else:
         if os.environ.get("BENCH_PROFILE"):

@@ -229,6 +229,8 @@ KEYCHEST_DELIVERY_GIVE_UP_SECONDS = env_int("KEYCHEST_DELIVERY_GIVE_UP_SECONDS",
 KEYCHEST_WEBHOOK_TIMEOUT = env_int("KEYCHEST_WEBHOOK_TIMEOUT", 10, minimum=1, maximum=120)
 # How long a worker owns a claimed delivery or report before another may take it over.
 KEYCHEST_NOTIFY_CLAIM_SECONDS = env_int("KEYCHEST_NOTIFY_CLAIM_SECONDS", 600, minimum=10)
+# The weekly-report sweep is split into this many tasks (by user id) so workers share it.
+KEYCHEST_WEEKLY_REPORT_SHARDS = env_int("KEYCHEST_WEEKLY_REPORT_SHARDS", 2, minimum=1, maximum=64)
 CELERY_BEAT_SCHEDULE.update(
     {
         "notifications-dispatch-events": {"task": "notifications.tasks.events_dispatch_task", "schedule": 30.0},

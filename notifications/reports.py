@@ -9,6 +9,7 @@ claim with a back-off, so SMTP down for an hour means the report is an hour late
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import secrets
@@ -25,6 +26,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Mod
 from django.urls import reverse
 from django.utils import timezone
 
@@ -265,10 +267,16 @@ def report_context(*, user: User, teams: list[TeamReport], now: datetime, week: 
             "issued": sum(len(t.issued) for t in teams),
         },
         "all_good": not any(t.needs_attention for t in teams),
-        "dashboard_url": site + reverse("dashboard"),
-        "preferences_url": site + reverse("notification_preferences"),
+        "dashboard_url": site + _path("dashboard"),
+        "preferences_url": site + _path("notification_preferences"),
         "unsubscribe_url": unsubscribe_url(user=user, what="weekly"),
     }
+
+
+@functools.lru_cache(maxsize=16)
+def _path(name: str) -> str:
+    """URL paths without arguments never change while the process runs; reverse() them once."""
+    return reverse(name)
 
 
 def message_id(*, user: User, kind: str, period: date) -> str:
@@ -303,7 +311,7 @@ class SweepResult:
         }
 
 
-def candidates(*, now: datetime, email: str | None = None) -> Iterable[User]:
+def candidates(*, now: datetime, email: str | None = None, shard: tuple[int, int] | None = None) -> Iterable[User]:
     users = (
         User.objects.filter(is_active=True, date_joined__lte=now - NEW_ACCOUNT_GRACE)
         .filter(Q(notification_prefs__isnull=True) | Q(notification_prefs__weekly_report_enabled=True))
@@ -314,6 +322,10 @@ def candidates(*, now: datetime, email: str | None = None) -> Iterable[User]:
     users = users.filter(pk__in=EmailAddress.objects.filter(verified=True).values("user_id"))
     if email:
         users = users.filter(email__iexact=email.strip())
+    if shard is not None:
+        # Parallel sweeps take disjoint sets of users; the claims stay the guarantee.
+        index, count = shard
+        users = users.alias(shard=Mod("id", count)).filter(shard=index)
     return users.iterator(chunk_size=2000)
 
 
@@ -398,8 +410,8 @@ def _send_one(
     if kind == "nudge":
         context: dict[str, Any] = {
             "user": user,
-            "servers_url": settings.SITE_URL + reverse("dashboard"),
-            "preferences_url": settings.SITE_URL + reverse("notification_preferences"),
+            "servers_url": settings.SITE_URL + _path("dashboard"),
+            "preferences_url": settings.SITE_URL + _path("notification_preferences"),
             "unsubscribe_url": unsubscribe_url(user=user, what="weekly"),
         }
     else:
@@ -440,6 +452,7 @@ def weekly_reports_send_due(
     batch_size: int = 200,
     time_budget: float | None = None,
     out: Callable[[str], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> SweepResult:
     """Send every weekly report that is due now (`force`: due this week whatever the hour)."""
     now = now or timezone.now()
@@ -448,7 +461,7 @@ def weekly_reports_send_due(
     failures_in_a_row = 0
     connection = None if dry_run else get_connection(fail_silently=False)
     try:
-        for users in _batches(candidates(now=now, email=email), batch_size):
+        for users in _batches(candidates(now=now, email=email, shard=shard), batch_size):
             result.considered += len(users)
             due = [(u, w) for u in users if (w := report_due_week(u, now, force=force)) is not None]
             done = _already_done(due, now)

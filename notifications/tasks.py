@@ -48,10 +48,21 @@ def channel_disabled_email_task(channel_id: int) -> None:
 
 
 @shared_task(name="notifications.tasks.weekly_reports_send_due_task", ignore_result=True)
-def weekly_reports_send_due_task() -> dict[str, Any]:
+def weekly_reports_send_due_task(shard: int | None = None, shards: int | None = None) -> dict[str, Any]:
+    """Without a shard: fan out one task per shard (KEYCHEST_WEEKLY_REPORT_SHARDS) so that
+    several workers share the sweep; with one: sweep that shard's users."""
+    from django.conf import settings
+
     from notifications.reports import weekly_reports_send_due
 
-    return weekly_reports_send_due().as_dict()
+    count = shards or settings.KEYCHEST_WEEKLY_REPORT_SHARDS
+    if shard is None and count > 1:
+        for index in range(count):
+            weekly_reports_send_due_task.apply_async(args=(index, count))
+        return {"shards": count}
+    # Stop before the task time limit; the next beat run continues where this one stopped.
+    budget = max(60, settings.CELERY_TASK_SOFT_TIME_LIMIT - 120)
+    return weekly_reports_send_due(shard=(shard, count) if shard is not None else None, time_budget=budget).as_dict()
 
 
 @shared_task(name="notifications.tasks.weekly_report_send_task", ignore_result=True)

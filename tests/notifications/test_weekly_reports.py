@@ -213,3 +213,13 @@ def test_week_is_the_monday_of_the_users_local_week() -> None:
     sunday_night_utc = datetime(2026, 3, 29, 23, 30, tzinfo=UTC)
     assert week_of(sunday_night_utc, ZoneInfo("UTC")).isoformat() == "2026-03-23"
     assert week_of(sunday_night_utc, ZoneInfo("Europe/Prague")).isoformat() == "2026-03-30"
+
+
+def test_shards_split_the_users_and_together_cover_everyone(people, smtp) -> None:
+    User.objects.update(date_joined=LONG_AGO)
+    for team in (people.team_a, people.team_b):
+        WatchedDomain.objects.create(team=team, domain=f"{team.pk}.example.com")
+    with at(2026, 3, 23, 9, 0):
+        parts = [weekly_reports_send_due(shard=(i, 2)).sent for i in range(2)]
+        assert weekly_reports_send_due().sent == 0
+    assert sorted(parts) == [1, 2] and len(smtp.messages) == 3
