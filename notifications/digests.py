@@ -70,7 +70,7 @@ def digest_send(*, user: User, prefs: NotificationPreferences, now: datetime) ->
         .select_related("team")
         .order_by("team__name", "occurred_at")[: MAX_EVENTS * 5]
     )
-    events = [e for e in events if prefs.wants(e.kind)]
+    events = [e for e in events if prefs.wants(e.alert_kind)]
     if not events:
         report_finish(user_id=user.pk, kind=ReportKind.DIGEST, period=today, token=token, status=ReportStatus.SKIPPED)
         return "skipped"

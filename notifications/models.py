@@ -65,6 +65,20 @@ class Event(TeamOwnedModel):
     def __str__(self) -> str:
         return f"{self.kind}: {self.subject}"
 
+    @property
+    def alert_kind(self) -> str:
+        """The kind channels and people filter on: the scanner reports expiry as findings."""
+        if self.kind == EventKind.FINDING_OPENED and isinstance(self.payload, dict):
+            return FINDING_ALERT_KINDS.get(str(self.payload.get("code")), self.kind)
+        return self.kind
+
+
+FINDING_ALERT_KINDS = {
+    "renewal_due": EventKind.CERTIFICATE_EXPIRING,
+    "renewal_overdue": EventKind.CERTIFICATE_EXPIRING,
+    "expired": EventKind.CERTIFICATE_EXPIRED,
+}
+
 
 class ChannelKind(models.TextChoices):
     EMAIL = "email", "Email"

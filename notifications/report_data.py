@@ -15,6 +15,7 @@ from typing import Any
 from django.db.models import Count, Q
 
 from monitors import renewal
+from monitors.checks import CODES
 from monitors.models import Finding, ScanResult, Server, TeamScanPolicy, WatchedDomain
 from notifications.models import Event, EventKind
 
@@ -88,24 +89,16 @@ def _parse_dt(value: Any) -> datetime | None:
 
 
 # Findings the expiry lists already show, so the problem list does not repeat them.
-EXPIRY_CODES = {"expired", "renewal_due", "renewal_overdue", "expiring", "expiring_soon"}
-PROBLEM_LABELS = {
-    "hostname_mismatch": "Certificate does not match the host name",
-    "ips_disagree": "Addresses serve different certificates",
-    "newer_certificate_not_deployed": "A newer certificate exists but is not deployed",
-    "untrusted": "Certificate is not trusted",
-    "self_signed": "Self-signed certificate",
-    "incomplete_chain": "Incomplete certificate chain",
-    "no_certificate": "No certificate",
-    "ca_flag_on_leaf": "CA flag on a leaf certificate",
-    "dns_failure": "DNS failure",
-    "unreachable": "Server unreachable",
-    "tls_failure": "TLS handshake failed",
-    "down": "Server down or TLS failure",
-}
+EXPIRY_CODES = {"expired", "renewal_due", "renewal_overdue", "not_yet_valid"}
+# Informational findings: news, not problems.
+INFO_CODES = {"certificate_changed", "issuer_changed"}
+# The scanner's own words for its codes (monitors.checks.CODES), with a few of ours on top.
+PROBLEM_LABELS = {code: meaning for code, (_severity, meaning) in CODES.items()}
 
 
 def problem_label(code: str, message: str = "") -> str:
+    if code == "down":
+        return "Server down or TLS failure"
     return PROBLEM_LABELS.get(code) or message or code.replace("_", " ")
 
 
@@ -161,7 +154,7 @@ def _servers_part(reports: dict[int, TeamReport], team_ids: list[int], now: date
         .order_by("server__host", "server__port", "code")
     ):
         with_findings.add(finding.server_id)
-        if finding.code in EXPIRY_CODES:
+        if finding.code in EXPIRY_CODES or finding.code in INFO_CODES:
             continue
         reports[finding.team_id].problems.append(
             ProblemRow(

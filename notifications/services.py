@@ -198,7 +198,7 @@ def events_dispatch(*, limit: int = 1000, now: datetime | None = None) -> list[i
         channels = Channel.objects.filter(team_id__in=by_team, enabled=True, deleted_at=None).order_by("id")
         items: list[DeliveryItem] = []
         for channel in channels:
-            matching = [e for e in by_team[channel.team_id] if channel.carries(e.kind)]
+            matching = [e for e in by_team[channel.team_id] if channel.carries(e.alert_kind)]
             if not matching:
                 continue
             delivery = _collecting_delivery(channel, now)

@@ -79,9 +79,19 @@ def event_label(event: Event) -> str:
     """The kind, plus the finding code for generic finding events (codes are our own words)."""
     label = kind_label(event.kind)
     code = event.payload.get("code") if isinstance(event.payload, dict) else None
+    if event.kind == EventKind.FINDING_OPENED and code in EXPIRY_LABELS:
+        return EXPIRY_LABELS[code]
     if event.kind in (EventKind.FINDING_OPENED, EventKind.FINDING_RESOLVED) and isinstance(code, str):
         return f"{label}: {code.replace('_', ' ')[:60]}"
     return label
+
+
+# The scanner reports expiry as findings; alerts name them as what they are.
+EXPIRY_LABELS = {
+    "renewal_due": "Certificate expiring (renewal due)",
+    "renewal_overdue": "Certificate expiring (renewal overdue)",
+    "expired": "Certificate expired",
+}
 
 
 def summary_line(team_name: str, events: Sequence[Event], *, test: bool = False) -> str:
@@ -92,10 +102,10 @@ def summary_line(team_name: str, events: Sequence[Event], *, test: bool = False)
     """
     if test:
         return f"Test message for {team_name}"
-    counts = Counter(e.kind for e in events)
+    counts = Counter(e.alert_kind for e in events)
     parts = [f"{n} x {kind_label(kind)}" if n > 1 else kind_label(kind) for kind, n in counts.most_common()]
     if len(events) == 1:
-        return f"{kind_label(events[0].kind)} ({team_name})"
+        return f"{kind_label(events[0].alert_kind)} ({team_name})"
     return f"{len(events)} alerts for {team_name}: " + ", ".join(parts)
 
 
@@ -105,6 +115,8 @@ def event_json(event: Event) -> dict[str, Any]:
         # Stable across retries and across channels: receivers drop what they have already seen.
         "idempotency_key": str(event.uuid),
         "kind": event.kind,
+        # What channel and user filters match: expiry findings count as certificate_expiring/expired.
+        "alert_kind": event.alert_kind,
         "severity": event.severity,
         "subject": event.subject,
         "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
@@ -222,7 +234,7 @@ class EmailTransport(Transport):
             pref = prefs.get(user.pk)
             if pref is not None and pref.digest_mode != DigestMode.IMMEDIATE:
                 continue  # the daily digest carries these, or the user wants no alert emails
-            wanted = [e for e in events if pref is None or pref.wants(e.kind)]
+            wanted = [e for e in events if pref is None or pref.wants(e.alert_kind)]
             if wanted:
                 chosen.setdefault(user.notification_address().lower(), wanted)
         for address in channel.extra_addresses():

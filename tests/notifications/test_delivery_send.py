@@ -253,3 +253,36 @@ def test_a_finding_and_its_specific_event_become_one_line(people, webhook) -> No
     text = webhook.requests[0].json()["text"]
     assert text.count("a.example:443") == 1 and "Addresses serve different certificates" in text
     assert "Problem found: hostname mismatch: `b.example:443`" in text
+
+
+def test_expiry_findings_are_named_as_expiring_certificates(people, webhook) -> None:
+    channel_create(team=people.team_a, kind=ChannelKind.SLACK, name="chat", url=webhook.url)
+    event_record(
+        team=people.team_a,
+        kind=EventKind.FINDING_OPENED,
+        subject="shop.example:443",
+        dedup_key="due",
+        payload={"code": "renewal_overdue", "finding": "f-9"},
+    )
+    assert _send_all() == {"sent": 1}
+    assert "Certificate expiring (renewal overdue): `shop.example:443`" in webhook.requests[0].json()["text"]
+
+
+def test_channels_filtering_on_expiring_get_the_scanners_expiry_findings(people, webhook) -> None:
+    channel_create(
+        team=people.team_a,
+        kind=ChannelKind.WEBHOOK,
+        name="expiry only",
+        url=webhook.url,
+        event_kinds=[EventKind.CERTIFICATE_EXPIRING],
+    )
+    for code in ("renewal_due", "hostname_mismatch"):
+        event_record(
+            team=people.team_a,
+            kind=EventKind.FINDING_OPENED,
+            subject=f"{code}.example:443",
+            dedup_key=code,
+            payload={"code": code, "finding": code},
+        )
+    assert _send_all() == {"sent": 1}
+    assert [e["subject"] for e in webhook.requests[0].json()["events"]] == ["renewal_due.example:443"]

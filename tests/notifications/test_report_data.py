@@ -74,7 +74,7 @@ def test_report_lists_expiring_certificates_per_server_with_addresses_and_renewa
     assert "Thu 26 Mar 2026 07:00 UTC" in within_7 and "renewal overdue" in within_7
     assert "api.example.com:8443" in within_28 and "renewal due" in within_28
     assert "www.example.com" not in within_7 + within_28.split("Open problems:")[0]
-    assert "www.example.com:443: Addresses serve different certificates (ips_disagree)" in text
+    assert "www.example.com:443: Addresses of one name serve different certificates (ips_disagree)" in text
     assert "old.example.com:443 [192.0.2.40]: Server down or TLS failure: connection_refused" in text
     assert "3 expiring within 7 days" not in message["Subject"] and "1 expiring within 7 days" in message["Subject"]
 
