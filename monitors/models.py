@@ -129,6 +129,9 @@ class Server(TeamOwnedModel):
     claimed_until = models.DateTimeField(null=True, blank=True)
     last_scan_at = models.DateTimeField(null=True, blank=True)
     last_scan_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The TLS 1.0/1.1 probe costs a second handshake; configurations rarely change, so it runs
+    # at most once per KEYCHEST_SCAN_LEGACY_INTERVAL (and for every new address).
+    legacy_checked_at = models.DateTimeField(null=True, blank=True)
     # DNS: the last answer (checked addresses) and when it was taken, re-resolved at most every 2 h.
     dns_addresses = models.JSONField(default=list, blank=True)
     dns_refused = models.JSONField(default=list, blank=True)

@@ -9,6 +9,7 @@ handful of bulk statements, whatever the number of servers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import random
@@ -38,7 +39,7 @@ from monitors.models import (
     TeamScanPolicy,
     TimelineEntry,
 )
-from monitors.validation import TrustStore, Validation, trust_store, validate
+from monitors.validation import TrustStore, Validation, hostname_matches, trust_store, validate
 from notifications.events import NewEvent, events_record_bulk
 from notifications.models import EventKind
 
@@ -68,6 +69,7 @@ class ScanConfig:
     allow_private: bool = False
     nameservers: tuple[tuple[str, int], ...] = ()
     legacy_probe: bool = True
+    legacy_interval: float = 24 * 3600
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> ScanConfig:
@@ -81,6 +83,7 @@ class ScanConfig:
             "allow_private": bool(settings.KEYCHEST_ALLOW_PRIVATE_TARGETS),
             "nameservers": tuple(netguard.parse_nameservers(getattr(settings, "KEYCHEST_DNS_NAMESERVERS", []))),
             "legacy_probe": bool(getattr(settings, "KEYCHEST_SCAN_LEGACY_TLS", True)),
+            "legacy_interval": float(getattr(settings, "KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 3600)),
         }
         values.update(overrides)
         return cls(**values)
@@ -93,6 +96,7 @@ class Observed:
     resolution: netguard.Resolution | None = None
     probes: list[tlsprobe.Probe] = field(default_factory=list)
     resolved_now: bool = False
+    legacy_probed: bool = False
 
 
 @dataclass
@@ -123,15 +127,29 @@ def _needs_dns(server: Server, now: datetime, force: bool) -> bool:
     return (now - server.dns_resolved_at).total_seconds() >= DNS_REFRESH_SECONDS
 
 
+def _legacy_due(server: Server, config: ScanConfig, now: datetime) -> bool:
+    if not config.legacy_probe:
+        return False
+    if server.legacy_checked_at is None:
+        return True
+    return (now - server.legacy_checked_at).total_seconds() >= config.legacy_interval
+
+
 async def _observe_all(
-    servers: Sequence[Server], config: ScanConfig, now: datetime, force_dns: bool
+    servers: Sequence[Server],
+    config: ScanConfig,
+    now: datetime,
+    force_dns: bool,
+    previous_legacy: dict[tuple[int, str], list[str]],
 ) -> dict[int, Observed]:
     gate = asyncio.Semaphore(max(1, config.concurrency))
     observed: dict[int, Observed] = {s.pk: Observed() for s in servers}
 
     async def probe_one(server: Server, address: str) -> tlsprobe.Probe:
+        known = previous_legacy.get((server.pk, address))
+        legacy = config.legacy_probe and (observed[server.pk].legacy_probed or known is None)
         async with gate:
-            return await tlsprobe.probe(
+            probe = await tlsprobe.probe(
                 address,
                 server.port,
                 sni=server.host,
@@ -139,11 +157,15 @@ async def _observe_all(
                 allow_private=config.allow_private,
                 deadline_seconds=config.deadline,
                 connect_timeout=config.connect_timeout,
-                legacy_probe=config.legacy_probe,
+                legacy_probe=legacy,
             )
+        if not legacy and probe.ok and not probe.legacy_versions and known:
+            probe.legacy_versions = list(known)  # not probed this time: the last answer stands
+        return probe
 
     async def one(server: Server) -> None:
         seen = observed[server.pk]
+        seen.legacy_probed = _legacy_due(server, config, now)
         if server.pinned_ip:
             addresses = [server.pinned_ip]
         elif _needs_dns(server, now, force_dns):
@@ -187,6 +209,7 @@ class _Run:
         self.policies = {p.team_id: p for p in TeamScanPolicy.objects.filter(team_id__in={s.team_id for s in servers})}
         self.parsed: dict[str, tuple[ParsedCertificate, str]] = {}
         self.rate_limits: dict[str, Any] = {}
+        self.newest: dict[tuple[str, str], _Newest] | None = None
 
     def store_for(self, server: Server) -> TrustStore:
         bundle = server.ca_bundle.pem if server.ca_bundle_id and server.ca_bundle else ""
@@ -197,7 +220,8 @@ class _Run:
         return self.stores[key]
 
     def validate(self, chain_der: list[bytes], host: str, store: TrustStore) -> Validation:
-        key = (tuple(chain_der), host, store.key)
+        """Trust and strength are per chain (cached across servers); the host name is per server."""
+        key = (tuple(chain_der), "", store.key)
         if key not in self.validations:
             result = validate(chain_der, host, store)
             if result.incomplete_chain and not result.trusted and result.chain:
@@ -206,7 +230,15 @@ class _Run:
                 if known:
                     result = validate(chain_der, host, trust_store(self.bundles.get(store.key, ""), known))
             self.validations[key] = result
-        return self.validations[key]
+        base = self.validations[key]
+        if base.leaf is None:
+            return base
+        return dataclasses.replace(base, hostname_ok=hostname_matches(host, base.leaf))
+
+    def newest_for(self, host: str, key_type: str) -> _Newest | None:
+        if self.newest is None:
+            self.newest = _newest_certificates([s.host for s in self.servers], self.now)
+        return self.newest.get((host, key_type))
 
 
 def _known_issuers(issuer_text: str) -> str:
@@ -241,7 +273,13 @@ def scan_servers(
     if not servers:
         return summary
     now = now or timezone.now()
-    observed = asyncio.run(_observe_all(servers, config, now, force_dns))
+    previous_legacy = {
+        (sid, address): legacy
+        for sid, address, legacy in ScanResult.objects.filter(
+            server_id__in=[s.pk for s in servers], current=True, error_code=""
+        ).values_list("server_id", "address", "legacy_tls")
+    }
+    observed = asyncio.run(_observe_all(servers, config, now, force_dns, previous_legacy))
     summary.network_seconds = time.monotonic() - started
     _store(servers, observed, now, summary)
     summary.seconds = time.monotonic() - started
@@ -363,6 +401,8 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
             server.last_scan_ms = min(sum(p.elapsed_ms for p, _ in per_server[server.pk]), 2**31 - 1)
             server.next_scan_at = _jittered(server, now)
             server.claimed_until = None
+            if seen.legacy_probed:
+                server.legacy_checked_at = now
 
         if retire_ids:
             ScanResult.objects.filter(pk__in=retire_ids).update(current=False)
@@ -382,6 +422,7 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
                 "last_scan_ms",
                 "next_scan_at",
                 "claimed_until",
+                "legacy_checked_at",
             ],
             batch_size=500,
         )
@@ -507,24 +548,64 @@ def _change_specs(
     return specs
 
 
+@dataclasses.dataclass(frozen=True)
+class _Newest:
+    sha256: str
+    not_before: datetime
+    issuance_key: str
+
+
+def _newest_certificates(hosts: list[str], now: datetime) -> dict[tuple[str, str], _Newest]:
+    """For every host: the newest valid leaf per key type naming it (or a covering wildcard).
+
+    One query for the whole run; the same answer as `certificates_for(host, include_subdomains=False)`
+    restricted to valid, non-CA certificates issued more than the grace period ago.
+    """
+    from certificates.models import CertificateName
+    from certificates.names import parent_wildcard
+
+    names: dict[str, list[str]] = {}
+    for host in set(hosts):
+        if netguard.parse_ip_literal(host) is not None:
+            continue
+        names.setdefault(host, []).append(host)
+        wildcard = parent_wildcard(host)
+        if wildcard:
+            names.setdefault(wildcard, []).append(host)
+    if not names:
+        return {}
+    rows = CertificateName.objects.filter(
+        name__in=list(names),
+        not_before__lte=now - NEWER_CERTIFICATE_GRACE,
+        not_after__gt=now,
+        certificate__is_ca=False,
+    ).values_list(
+        "name",
+        "certificate__sha256",
+        "certificate__not_before",
+        "certificate__issuance_key",
+        "certificate__key_type",
+    )
+    newest: dict[tuple[str, str], _Newest] = {}
+    for name, sha256, not_before, issuance_key, key_type in rows:
+        for host in names.get(name, []):
+            current = newest.get((host, key_type))
+            if current is None or not_before > current.not_before:
+                newest[(host, key_type)] = _Newest(sha256, not_before, issuance_key)
+    return newest
+
+
 def _store_checks(
     server: Server, served: list[tuple[str, ParsedCertificate]], now: datetime, run: _Run
 ) -> list[FindingSpec]:
     """Checks against the certificate store: renewed-not-deployed, rate-limit risk."""
     if not served or netguard.parse_ip_literal(server.host) is not None:
         return []
-    from certificates.services import certificates_for, rate_limit_usage
+    from certificates.services import rate_limit_usage
 
     specs: list[FindingSpec] = []
-    newest_by_type: dict[str, Any] = {}
     for address, leaf in served:
-        if leaf.key_type not in newest_by_type:
-            newest_by_type[leaf.key_type] = (
-                certificates_for(server.host, include_subdomains=False, valid_at=now)
-                .filter(is_ca=False, key_type=leaf.key_type, not_before__lte=now - NEWER_CERTIFICATE_GRACE)
-                .first()
-            )
-        newest = newest_by_type[leaf.key_type]
+        newest = run.newest_for(server.host, leaf.key_type)
         if newest is not None and newest.not_before > leaf.not_before and newest.issuance_key != leaf.issuance_key:
             specs.append(
                 FindingSpec(

@@ -35,6 +35,12 @@ def scan(server: Server, **kwargs) -> set[str]:  # type: ignore[no-untyped-def]
     return set(Finding.objects.filter(server=server, resolved_at=None).values_list("code", flat=True))
 
 
+def move_to_a_good_endpoint(server: Server, lab, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The fix for a broken service: the server now listens where a healthy TLS service runs."""
+    endpoint = lab.tls(lab.leaf([name]))
+    Server.objects.filter(pk=server.pk).update(port=endpoint.port)
+
+
 def test_a_healthy_server_has_no_findings(lab, lab_name, watch) -> None:
     name = lab_name("valid")
     endpoint = lab.tls(lab.leaf([name]))
@@ -191,7 +197,20 @@ def test_legacy_tls(lab, lab_name, watch) -> None:
     assert scan(server) == {"legacy_tls"}
     assert ScanResult.objects.get(server=server, current=True).legacy_tls == ["TLSv1.1"]
     endpoint.serve(lab.leaf([name]))
-    assert "legacy_tls" not in scan(server)
+    assert "legacy_tls" not in scan(server, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=25))
+
+
+def test_the_legacy_probe_runs_once_a_day_and_its_answer_stands_meanwhile(lab, lab_name, watch) -> None:
+    name = lab_name("legacyday")
+    endpoint = lab.tls(lab.leaf([name]), legacy=True)
+    server = watch(name, endpoint.port)
+    assert scan(server) == {"legacy_tls"}
+    checked = Server.objects.get(pk=server.pk).legacy_checked_at
+    endpoint.serve(lab.leaf([name]))  # TLS 1.0/1.1 switched off (with a new certificate)
+    assert scan(server) == {"legacy_tls", "certificate_changed"}  # not re-probed within the day
+    assert Server.objects.get(pk=server.pk).legacy_checked_at == checked
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=25)
+    assert scan(server, now=later) == set()
 
 
 def test_too_many_certificates_in_the_chain(lab, lab_name, watch) -> None:
@@ -200,6 +219,8 @@ def test_too_many_certificates_in_the_chain(lab, lab_name, watch) -> None:
     endpoint = lab.tls(lab.leaf([name]), extra=filler)
     server = watch(name, endpoint.port)
     assert scan(server) == {"chain_too_long"}
+    endpoint.serve(lab.leaf([name]))
+    assert scan(server) == {"certificate_changed"}
 
 
 def test_different_certificates_on_different_addresses(lab, lab_name, watch) -> None:
@@ -319,19 +340,28 @@ def test_connect_failed_then_fixed(lab, lab_name, watch) -> None:
 def test_not_tls(lab, lab_name, watch) -> None:
     name = lab_name("banner")
     endpoint = lab.banner()
-    assert scan(watch(name, endpoint.port)) == {"not_tls"}
+    server = watch(name, endpoint.port)
+    assert scan(server) == {"not_tls"}
+    move_to_a_good_endpoint(server, lab, name)
+    assert scan(server) == set()
 
 
 def test_tls_handshake_failed(lab, lab_name, watch) -> None:
     name = lab_name("flood")
     endpoint = lab.flood()
-    assert scan(watch(name, endpoint.port)) == {"tls_handshake_failed"}
+    server = watch(name, endpoint.port)
+    assert scan(server) == {"tls_handshake_failed"}
+    move_to_a_good_endpoint(server, lab, name)
+    assert scan(server) == set()
 
 
 def test_no_certificate(lab, lab_name, watch) -> None:
     name = lab_name("anonymous")
     endpoint = lab.anonymous()
-    assert scan(watch(name, endpoint.port)) == {"no_certificate"}
+    server = watch(name, endpoint.port)
+    assert scan(server) == {"no_certificate"}
+    move_to_a_good_endpoint(server, lab, name)
+    assert scan(server) == set()
 
 
 @pytest.mark.slow
