@@ -147,6 +147,39 @@ def required_scope(request: Request, view: Any) -> str:
     return scopes.get("unsafe", Scope.MANAGE)
 
 
+def _hit_both(limits: list[tuple[Limit, str]]) -> list[tuple[int, int, int]]:
+    """Count one hit on several limits; [(used, limit, retry_after)].
+
+    On Redis this is one pipelined round trip (SET NX EX + INCR per counter, the same keys and
+    encoding as `keychest.ratelimit.hit`, so `peek` reads them); elsewhere it falls back to
+    `hit` per limit. The API throttles every request, so the round trips matter.
+    """
+    import time
+
+    from django.core.cache import cache
+
+    get_client = getattr(getattr(cache, "_cache", None), "get_client", None)
+    if get_client is None:
+        out = []
+        for limit, key in limits:
+            verdict = hit(limit, key)
+            out.append((verdict.used, verdict.limit, verdict.retry_after))
+        return out
+    now = time.time()
+    client = get_client(write=True)
+    pipe = client.pipeline(transaction=False)
+    windows = []
+    for limit, key in limits:
+        window = int(now // limit.seconds)
+        remaining = limit.seconds - int(now % limit.seconds)
+        full_key = cache.make_and_validate_key(f"rl:{limit.scope}:{window}:{key}")
+        pipe.set(full_key, 0, ex=remaining + 1, nx=True)
+        pipe.incr(full_key)
+        windows.append((limit, remaining))
+    results = pipe.execute()
+    return [(int(results[2 * i + 1]), limit.count, remaining) for i, (limit, remaining) in enumerate(windows)]
+
+
 class ApiThrottle(throttling.BaseThrottle):
     """Atomic per-key (or per-user) and per-address counters on the shared cache, per minute."""
 
@@ -154,22 +187,15 @@ class ApiThrottle(throttling.BaseThrottle):
         from django.conf import settings
 
         self._wait = 0
-        ip = client_ip(request)
-        verdict = hit(Limit("api-ip", settings.KEYCHEST_API_RATE_PER_IP, 60), ip)
-        if not verdict.allowed:
-            self._wait = verdict.retry_after
-            return False
+        limits = [(Limit("api-ip", settings.KEYCHEST_API_RATE_PER_IP, 60), client_ip(request))]
         if isinstance(request.auth, ApiKey):
-            who = f"key:{request.auth.pk}"
+            limits.append((Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), f"key:{request.auth.pk}"))
         elif getattr(request.user, "is_authenticated", False):
-            who = f"user:{request.user.pk}"
-        else:
-            return True
-        verdict = hit(Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), who)
-        if not verdict.allowed:
-            self._wait = verdict.retry_after
-            return False
-        return True
+            limits.append((Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), f"user:{request.user.pk}"))
+        for used, limit, retry_after in _hit_both(limits):
+            if used > limit:
+                self._wait = max(self._wait, retry_after)
+        return self._wait == 0
 
     def wait(self) -> float | None:
         return float(self._wait) if self._wait else None

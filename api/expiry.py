@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Subquery
+
 from api.models import ApiKey, EnrolmentKind, PendingEnrolment
 from keychest.accounts.models import Team
 from monitors.models import ScanResult, Server, TeamScanPolicy
@@ -33,9 +35,27 @@ def expiration_report(
             return None
         return _report(host, [], pending=True)
 
-    results = ScanResult.objects.filter(
-        team=team, current=True, server__host=host, server__removed_at=None
-    ).select_related("server")
+    policy = TeamScanPolicy.objects.filter(team=team)
+    results = (
+        ScanResult.objects.filter(team=team, current=True, server__host=host, server__removed_at=None)
+        .select_related("server")
+        .only(
+            "address",
+            "leaf_sha256",
+            "not_before",
+            "not_after",
+            "last_seen",
+            "error_code",
+            "server__port",
+            "server__due_fraction",
+            "server__overdue_fraction",
+        )
+        # The team's thresholds ride along, so the report is one query.
+        .annotate(
+            team_due=Subquery(policy.values("due_fraction")[:1]),
+            team_overdue=Subquery(policy.values("overdue_fraction")[:1]),
+        )
+    )
     if port is not None:
         results = results.filter(server__port=port)
     rows = list(results.order_by("server__port", "address", "id"))
@@ -46,11 +66,10 @@ def expiration_report(
         if not servers.exists():
             return None
         return _report(host, [])
-    needs_policy = any(r.server.due_fraction is None or r.server.overdue_fraction is None for r in rows)
-    policy = TeamScanPolicy.objects.filter(team=team).first() if needs_policy else None
     entries = []
     for result in rows:
-        due, overdue = result.server.thresholds(policy)
+        team_policy = TeamScanPolicy(due_fraction=result.team_due, overdue_fraction=result.team_overdue)  # type: ignore[attr-defined]
+        due, overdue = result.server.thresholds(team_policy)
         has_cert = bool(result.leaf_sha256)
         entries.append(
             {

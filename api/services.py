@@ -125,10 +125,31 @@ def apikey_find(secret: str) -> ApiKey | None:
     if not secret or len(secret) > 128:
         return None
     role = Membership.objects.filter(team=OuterRef("team"), user=OuterRef("user")).values("role")[:1]
+    # One query, only the columns authentication needs: every API request runs it.
     return (
         ApiKey.objects.select_related("user", "team")
+        .only(
+            "id",
+            "uuid",
+            "team_id",
+            "user_id",
+            "display_prefix",
+            "scopes",
+            "claim_email",
+            "confirmed_at",
+            "revoked_at",
+            "last_used_at",
+            "created_at",
+            "user__id",
+            "user__email",
+            "user__is_active",
+            "team__id",
+            "team__uuid",
+            "team__name",
+        )
         .annotate(member_role=Subquery(role))
         .filter(key_hash=key_hash(secret))
+        .order_by()
         .first()
     )
 

@@ -1,0 +1,308 @@
+#!/usr/bin/env python
+"""The v1.0 API under gunicorn against PostgreSQL, beside bare Django views returning the same JSON.
+
+    flock /tmp/kc-bench.lock .venv/bin/python bench/api.py            # 8 s per path, 4 clients
+    flock /tmp/kc-bench.lock .venv/bin/python bench/api.py --seconds 20 --clients 8
+
+Paths measured in one run, each against its bare twin behind the same middleware stack:
+- `GET /api/v1.0/servers/expiration/{domain}` (key auth, throttling counters in Redis, the
+  team's scan results of a server with `--ips` addresses) vs a view returning that JSON;
+- `POST /api/v1.0/servers/add` (a new server per request) vs a view answering the same shape.
+The database (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/kc_api_bench) is
+flushed first. Queries per request come from an X-Queries header every response carries.
+Prints JSON: requests/s of both, their ratio, latency percentiles, queries per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/kc_api_bench"
+
+
+def configure(database_url: str, redis_url: str) -> dict[str, str]:
+    env = {
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "KEYCHEST_CACHE_PREFIX": "keychest-bench-api",
+        "KEYCHEST_API_RATE_PER_KEY": str(10**9),
+        "KEYCHEST_API_RATE_PER_IP": str(10**9),
+        "DJANGO_SETTINGS_MODULE": "api_bench_settings",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": f"{BENCH}{os.pathsep}{ROOT}",
+    }
+    os.environ.update(env)
+    sys.path[:0] = [str(BENCH), str(ROOT)]
+    return env
+
+
+def ensure_database(database_url: str) -> None:
+    import psycopg2
+
+    name = database_url.rsplit("/", 1)[1]
+    admin = psycopg2.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+
+
+def build_data(*, ips: int) -> dict[str, Any]:
+    """One user, team, key and a watched server whose `ips` addresses were scanned."""
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+    call_command("flush", verbosity=0, interactive=False)
+    from django.core.cache import cache
+    from django.test import Client
+    from django.utils import timezone
+
+    from api.services import apikey_create
+    from certificates.services import certificate_store_der
+    from keychest.accounts.services import personal_team_ensure, user_create
+    from lab.ctlog.certgen import issue, make_ca
+    from monitors.models import ScanResult, Server
+
+    cache.clear()
+    user = user_create(email="bench@example.org")
+    team = personal_team_ensure(user=user)
+    secret = apikey_create(team=team, user=user, scopes=["read", "enrol"]).secret
+    server = Server.objects.create(team=team, host="www.bench.example", port=443)
+    issuer = make_ca("Bench CA")
+    now = timezone.now()
+    for i in range(ips):
+        cert = certificate_store_der(der=issue(issuer, ["www.bench.example"]).certificate, source="scan")
+        ScanResult.objects.create(
+            team=team,
+            server=server,
+            address=f"192.0.2.{i + 1}",
+            state_digest=cert.sha256,
+            leaf_sha256=cert.sha256,
+            chain_sha256=[cert.sha256],
+            subject=cert.subject,
+            issuer=cert.issuer,
+            not_before=cert.not_before,
+            not_after=cert.not_after,
+            first_seen=now,
+            last_seen=now,
+        )
+    body = (
+        Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {secret}")
+        .get("/api/v1.0/servers/expiration/www.bench.example")
+        .json()
+    )
+    assert body["certificate_found"] and len(body["results"]) == ips, body
+    from django.db import connections
+
+    connections.close_all()
+    return {"secret": secret, "expiration": body}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    process = subprocess.Popen(
+        [
+            gunicorn,
+            "keychest.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
+            "--log-level",
+            "warning",
+        ],
+        cwd=str(ROOT),
+        env={**os.environ, **env},
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def client(
+    port: int, method: str, path: str, headers: dict[str, str], body: str, seconds: float, offset: int, out: Any
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies: list[float] = []
+    queries = 0
+    errors = 0
+    n = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        i = offset + n
+        started = time.perf_counter()
+        conn.request(method, path.format(i=i), body=body.format(i=i) if body else None, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status >= 300:
+            errors += 1
+        queries += int(response.getheader("X-Queries") or 0)
+        n += 1
+        if response.getheader("Connection", "").lower() == "close":
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    out.put({"n": n, "latencies": latencies, "queries": queries, "errors": errors})
+
+
+def run(
+    port: int, *, method: str, path: str, headers: dict[str, str], body: str, seconds: float, clients: int, offset: int
+) -> dict[str, Any]:
+    queue: multiprocessing.Queue[dict[str, Any]] = multiprocessing.Queue()
+    procs = [
+        multiprocessing.Process(
+            target=client, args=(port, method, path, headers, body, seconds, offset + c * 10_000_000, queue)
+        )
+        for c in range(clients)
+    ]
+    started = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    parts = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    elapsed = time.perf_counter() - started
+    total = sum(p["n"] for p in parts)
+    latencies = sorted(x for p in parts for x in p["latencies"])
+    return {
+        "requests": total,
+        "rps": round(total / elapsed, 1),
+        "errors": sum(p["errors"] for p in parts),
+        "queries_per_request": round(sum(p["queries"] for p in parts) / max(total, 1), 2),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--ips", type=int, default=4, help="addresses of the watched server")
+    args = parser.parse_args()
+
+    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DB
+    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/4"
+    ensure_database(database_url)
+    env = configure(database_url, redis_url)
+    data = build_data(ips=args.ips)
+    env["KEYCHEST_BENCH_EXPIRATION_JSON"] = json.dumps(data["expiration"])
+    port = free_port()
+    server = start_gunicorn(env, port, args.workers, args.threads)
+    auth = {"Authorization": f"Bearer {data['secret']}"}
+    form = {**auth, "Content-Type": "application/x-www-form-urlencoded"}
+    common = {"seconds": args.seconds, "clients": args.clients}
+    try:
+        # Warm both paths (imports, connections) before measuring.
+        run(
+            port,
+            method="GET",
+            path="/api/v1.0/servers/expiration/www.bench.example",
+            headers=auth,
+            body="",
+            seconds=1,
+            clients=2,
+            offset=0,
+        )
+        run(
+            port,
+            method="GET",
+            path="/bare/servers/expiration/www.bench.example",
+            headers=auth,
+            body="",
+            seconds=1,
+            clients=2,
+            offset=0,
+        )
+        results: dict[str, Any] = {}
+        scenarios = {
+            "servers_expiration": (
+                ("GET", "/api/v1.0/servers/expiration/www.bench.example", auth, ""),
+                ("GET", "/bare/servers/expiration/www.bench.example", auth, ""),
+            ),
+            "servers_add": (
+                ("POST", "/api/v1.0/servers/add", form, "domain=h{i}.bench.example"),
+                ("POST", "/bare/servers/add", form, "domain=h{i}.bench.example"),
+            ),
+        }
+        for offset, (name, (keychest, bare)) in enumerate(scenarios.items(), start=1):
+            bare_result = run(
+                port, method=bare[0], path=bare[1], headers=bare[2], body=bare[3], offset=offset * 100_000_000, **common
+            )
+            kc_result = run(
+                port,
+                method=keychest[0],
+                path=keychest[1],
+                headers=keychest[2],
+                body=keychest[3],
+                offset=offset * 100_000_000,
+                **common,
+            )
+            results[name] = {
+                "keychest": kc_result,
+                "bare": bare_result,
+                "ratio": round(kc_result["rps"] / bare_result["rps"], 3) if bare_result["rps"] else None,
+            }
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(
+        json.dumps(
+            {
+                "benchmark": "api",
+                "database": "postgresql",
+                "server": f"gunicorn gthread, {args.workers} workers x {args.threads} threads",
+                "clients": args.clients,
+                "seconds_per_path": args.seconds,
+                "ips_per_server": args.ips,
+                "cpus": os.cpu_count(),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
