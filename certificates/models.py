@@ -20,7 +20,7 @@ RENEWAL_OVERDUE_CAP = timedelta(days=14)
 class Certificate(models.Model):
     """One X.509 certificate or precertificate, stored once by its SHA-256 fingerprint."""
 
-    sha256 = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64)
     # The DER; PostgreSQL compresses it (TOAST) when large. Emptied when thinned (see `thinned`).
     der = models.BinaryField()
     serial = models.CharField(max_length=80)
@@ -38,13 +38,16 @@ class Certificate(models.Model):
     is_precertificate = models.BooleanField(default=False)
     # Equal for a precertificate and its final certificate: SHA-256 of the TBSCertificate
     # without the CT poison extension and the SCT list.
-    issuance_key = models.CharField(max_length=64, db_index=True)
+    issuance_key = models.CharField(max_length=64)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     # Expired past the retention period: the DER was dropped, the facts above remain.
     thinned = models.BooleanField(default=False)
 
     class Meta:
-        indexes = [models.Index(fields=["issuer_key_id", "not_before"], name="cert_issuer_notbefore")]
+        # Declared here rather than with unique=/db_index=, which on PostgreSQL also add a
+        # varchar_pattern_ops twin index per column: pure write cost for exact-match hashes.
+        constraints = [models.UniqueConstraint(fields=["sha256"], name="cert_sha256_unique")]
+        indexes = [models.Index(fields=["issuance_key"], name="cert_issuance_key")]
 
     def __str__(self) -> str:
         return f"{self.subject or self.sha256[:16]} ({self.sha256[:12]})"
@@ -106,7 +109,6 @@ class CertificateName(models.Model):
                 name="certname_reversed",
                 opclasses=["text_pattern_ops", "timestamptz_ops"],
             ),
-            models.Index(fields=["name"], name="certname_name"),
             models.Index(fields=["registered_domain", "not_before"], name="certname_regdomain"),
         ]
 

@@ -65,27 +65,6 @@ class ParsedCertificate:
 
 
 # --- minimal DER walking (only what the issuance key needs) ---------------------------------
-def _read_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of value, end of value) of the element at `pos`."""
-    if pos + 2 > len(data):
-        raise CertificateParseError("truncated DER")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise CertificateParseError("high tag numbers are not used in certificates")
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise CertificateParseError("bad DER length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    end = pos + length
-    if end > len(data):
-        raise CertificateParseError("truncated DER")
-    return tag, pos, end
-
-
 def _der_length(length: int) -> bytes:
     if length < 0x80:
         return bytes([length])
@@ -97,39 +76,75 @@ def _tlv(tag: int, value: bytes) -> bytes:
     return bytes([tag]) + _der_length(len(value)) + value
 
 
-def strip_ct_extensions(tbs: bytes) -> bytes:
-    """The TBSCertificate without the CT poison and SCT-list extensions (re-encoded DER)."""
-    tag, start, end = _read_tlv(tbs, 0)
+def _header(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the DER element at `pos` — the hot path, kept inline-simple."""
+    try:
+        tag = data[pos]
+        length = data[pos + 1]
+    except IndexError:
+        raise CertificateParseError("truncated DER") from None
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4:
+            raise CertificateParseError("bad DER length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    end = pos + length
+    if end > len(data):
+        raise CertificateParseError("truncated DER")
+    return tag, pos, end
+
+
+@dataclass(frozen=True, slots=True)
+class _TBSParts:
+    issuer: bytes
+    spki: bytes
+    stripped: bytes  # the TBSCertificate without the poison and SCT-list extensions
+
+
+def _walk_tbs(tbs: bytes) -> _TBSParts:
+    """One pass over the TBSCertificate: issuer and key DER, and the CT-stripped TBSCertificate."""
+    tag, start, end = _header(tbs, 0)
     if tag != 0x30:
         raise CertificateParseError("TBSCertificate is not a SEQUENCE")
     parts: list[bytes] = []
+    plain: list[bytes] = []  # top-level elements that are not [0] or [3]
     pos = start
     changed = False
     while pos < end:
-        el_tag, v_start, v_end = _read_tlv(tbs, pos)
+        el_tag, v_start, v_end = _header(tbs, pos)
         element = tbs[pos:v_end]
         if el_tag == 0xA3:  # [3] EXPLICIT Extensions
-            seq_tag, s_start, s_end = _read_tlv(tbs, v_start)
+            seq_tag, s_start, s_end = _header(tbs, v_start)
             if seq_tag != 0x30:
                 raise CertificateParseError("extensions are not a SEQUENCE")
             kept: list[bytes] = []
             epos = s_start
             while epos < s_end:
-                _, e_start, e_end = _read_tlv(tbs, epos)
-                _, _, o_end = _read_tlv(tbs, e_start)
-                oid = tbs[e_start:o_end]
-                if oid in _STRIP_OIDS:
+                _, e_start, e_end = _header(tbs, epos)
+                _, _, o_end = _header(tbs, e_start)
+                if tbs[e_start:o_end] in _STRIP_OIDS:
                     changed = True
                 else:
                     kept.append(tbs[epos:e_end])
                 epos = e_end
             if changed:
                 element = _tlv(0xA3, _tlv(0x30, b"".join(kept))) if kept else b""
+        elif el_tag != 0xA0:
+            plain.append(element)
         parts.append(element)
         pos = v_end
-    if not changed:
-        return tbs[:end]
-    return _tlv(0x30, b"".join(parts))
+    # serial, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
+    if len(plain) < 6:
+        raise CertificateParseError("TBSCertificate has too few fields")
+    stripped = _tlv(0x30, b"".join(parts)) if changed else tbs[:end]
+    return _TBSParts(issuer=plain[2], spki=plain[5], stripped=stripped)
+
+
+def strip_ct_extensions(tbs: bytes) -> bytes:
+    """The TBSCertificate without the CT poison and SCT-list extensions (re-encoded DER)."""
+    return _walk_tbs(tbs).stripped
 
 
 def issuance_key(tbs: bytes) -> str:
@@ -158,7 +173,43 @@ def to_der(data: bytes | str) -> bytes:
     return bytes(raw)
 
 
-def _key(cert: x509.Certificate) -> tuple[str, int]:
+_RSA_OID = bytes.fromhex("06092a864886f70d010101")
+_EC_OID = bytes.fromhex("06072a8648ce3d0201")
+_EC_CURVES = {
+    bytes.fromhex("06082a8648ce3d030107"): 256,  # P-256
+    bytes.fromhex("06052b81040022"): 384,  # P-384
+    bytes.fromhex("06052b81040023"): 521,  # P-521
+}
+_ED25519_OID = bytes.fromhex("06032b6570")
+_ED448_OID = bytes.fromhex("06032b6571")
+
+
+def _key_from_spki(spki: bytes) -> tuple[str, int] | None:
+    """Key type and size read straight from the SubjectPublicKeyInfo DER (cheaper than loading the key)."""
+    _, start, _ = _header(spki, 0)
+    _, a_start, a_end = _header(spki, start)
+    _, _, o_end = _header(spki, a_start)
+    oid = spki[a_start:o_end]
+    if oid == _EC_OID:
+        size = _EC_CURVES.get(spki[o_end:a_end])
+        return ("ec", size) if size else None
+    if oid == _ED25519_OID:
+        return "ed25519", 256
+    if oid == _ED448_OID:
+        return "ed448", 456
+    if oid == _RSA_OID:
+        _, b_start, _ = _header(spki, a_end)  # BIT STRING: one byte of unused bits, then RSAPublicKey
+        _, r_start, _ = _header(spki, b_start + 1)
+        _, n_start, n_end = _header(spki, r_start)
+        modulus = spki[n_start:n_end].lstrip(b"\x00")
+        return ("rsa", (len(modulus) - 1) * 8 + modulus[0].bit_length()) if modulus else None
+    return None
+
+
+def _key(cert: x509.Certificate, spki: bytes) -> tuple[str, int]:
+    quick = _key_from_spki(spki)
+    if quick is not None:
+        return quick
     try:
         key = cert.public_key()
     except (ValueError, TypeError, NotImplementedError):
@@ -177,14 +228,13 @@ def _key(cert: x509.Certificate) -> tuple[str, int]:
     return "unknown", 0
 
 
-def _names(cert: x509.Certificate, extensions: x509.Extensions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _names(
+    cert: x509.Certificate, by_oid: dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     dns: list[str] = []
     ips: list[str] = []
-    try:
-        san = extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
+    san = _ext_value(by_oid, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    if isinstance(san, x509.SubjectAlternativeName):
         for raw in san.get_values_for_type(x509.DNSName):
             name = normalise_certificate_name(raw)
             if name is not None and name not in dns:
@@ -207,57 +257,65 @@ def _names(cert: x509.Certificate, extensions: x509.Extensions) -> tuple[tuple[s
     return tuple(dns), tuple(ips)
 
 
+def _ext_value(
+    by_oid: dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]], oid: x509.ObjectIdentifier
+) -> object:
+    ext = by_oid.get(oid)
+    return None if ext is None else ext.value
+
+
+# Issuer names repeat across millions of certificates: render each once.
+_issuer_text: dict[bytes, str] = {}
+
+
 def parse_certificate(data: bytes | str) -> ParsedCertificate:
     """Parse one certificate (DER, or PEM text/bytes). Raises CertificateParseError if malformed."""
     der = to_der(data)
     try:
         cert = x509.load_der_x509_certificate(der)
         extensions = cert.extensions
-        poison = any(ext.oid == ExtensionOID.PRECERT_POISON for ext in extensions)
-        try:
-            bc = extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
-            is_ca = bool(bc.ca)
-        except x509.ExtensionNotFound:
-            is_ca = False
-        try:
-            aki = extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value.key_identifier
-        except x509.ExtensionNotFound:
-            aki = None
-        try:
-            ski = extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value.digest
-        except x509.ExtensionNotFound:
-            ski = None
-        dns, ips = _names(cert, extensions)
-        key_type, key_size = _key(cert)
-        try:
-            sig = cert.signature_algorithm_oid._name
-        except (ValueError, AttributeError):
-            sig = "unknown"
+        by_oid = {ext.oid: ext for ext in extensions}
+        bc = _ext_value(by_oid, ExtensionOID.BASIC_CONSTRAINTS)
+        aki = _ext_value(by_oid, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+        ski = _ext_value(by_oid, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+        aki_bytes = aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
+        ski_bytes = ski.digest if isinstance(ski, x509.SubjectKeyIdentifier) else None
+        dns, ips = _names(cert, by_oid)
+        tbs = _walk_tbs(cert.tbs_certificate_bytes)
+        key_type, key_size = _key(cert, tbs.spki)
+        issuer = _issuer_text.get(tbs.issuer)
+        if issuer is None:
+            if len(_issuer_text) > 20000:
+                _issuer_text.clear()
+            issuer = _issuer_text[tbs.issuer] = _name_text(cert.issuer)
+        sig_oid = cert.signature_algorithm_oid
+        sig = getattr(sig_oid, "_name", "") or ""
         serial = cert.serial_number
-        tbs = cert.tbs_certificate_bytes
         return ParsedCertificate(
             der=der,
             sha256=hashlib.sha256(der).hexdigest(),
             serial=format(serial, "x") if serial >= 0 else "-" + format(-serial, "x"),
-            issuer=_name_text(cert.issuer),
+            issuer=issuer,
             subject=_name_text(cert.subject),
-            issuer_key_id=aki.hex() if aki else "",
-            subject_key_id=ski.hex() if ski else "",
+            issuer_key_id=aki_bytes.hex() if aki_bytes else "",
+            subject_key_id=ski_bytes.hex() if ski_bytes else "",
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             key_type=key_type,
             key_size=key_size,
-            signature_algorithm=sig if sig and sig != "Unknown OID" else cert.signature_algorithm_oid.dotted_string,
-            is_ca=is_ca,
-            is_precertificate=poison,
-            issuance_key=issuance_key(tbs),
+            signature_algorithm=sig if sig and sig != "Unknown OID" else sig_oid.dotted_string,
+            is_ca=bool(isinstance(bc, x509.BasicConstraints) and bc.ca),
+            is_precertificate=ExtensionOID.PRECERT_POISON in by_oid,
+            issuance_key=hashlib.sha256(tbs.stripped).hexdigest(),
             names=dns,
             ip_addresses=ips,
         )
     except CertificateParseError:
         raise
-    except (ValueError, TypeError, UnicodeError, OverflowError) as exc:
-        raise CertificateParseError(f"malformed certificate: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        # Certificates are attacker-controlled; whatever the parser trips on (ValueError,
+        # DuplicateExtension, UnsupportedGeneralNameType, ...) is one kind of error to the caller.
+        raise CertificateParseError(f"malformed certificate: {exc.__class__.__name__}: {exc}") from None
 
 
 def _name_text(name: x509.Name) -> str:
