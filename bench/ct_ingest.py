@@ -145,9 +145,7 @@ def table_bytes_per_row() -> dict[str, dict[str, float]]:
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE")
         for table in ("certificates_certificate", "certificates_certificatename", "certificates_certificatesource"):
-            cur.execute(
-                f"SELECT count(*), pg_table_size('{table}'), pg_indexes_size('{table}') FROM {table}"
-            )
+            cur.execute(f"SELECT count(*), pg_table_size('{table}'), pg_indexes_size('{table}') FROM {table}")
             rows, heap, indexes = cur.fetchone()
             out[table] = {
                 "rows": rows,
