@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 
 from keychest.wsgi import application
@@ -16,6 +18,18 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/schema/", application)
 # The claim routes send emails and count toward global limits; their behaviour is tested in
 # test_claim_flow, here they would only burn the limits.
 schema = schema.exclude(path_regex=r"^/api/v1\.0/access/claim")
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection():
+    """Calling the WSGI app directly fires request_finished, whose close_old_connections would
+    close PostgreSQL's connection mid-test (autocommit is off inside the test transaction);
+    Django's own test client disconnects it the same way."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
