@@ -178,20 +178,20 @@ def classify(ip: IPAddress | str) -> str | None:
             return "not_an_address"
         ip = parsed
     if isinstance(ip, ipaddress.IPv4Address):
-        for network, reason in _V4_RULES:
-            if ip in network:
-                return reason
+        for network4, reason4 in _V4_RULES:
+            if ip in network4:
+                return reason4
         return None
     ip = ipaddress.IPv6Address(int(ip))  # drop any scope id
-    for network, reason in _V6_RULES:
-        if ip in network:
-            return reason
+    for network6, reason6 in _V6_RULES:
+        if ip in network6:
+            return reason6
     embedded = _embedded_ipv4(ip)
     if embedded:
         for inner in embedded:
-            reason = classify(inner)
-            if reason is not None:
-                return f"embedded_{reason}"
+            inner_reason = classify(inner)
+            if inner_reason is not None:
+                return f"embedded_{inner_reason}"
         return None
     if ip in _V6_IETF:
         return "reserved"

@@ -106,8 +106,9 @@ class CA:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
     ) -> None:
-        self.key = make_key(key_kind)
+        self.key: PrivateKey = make_key(key_kind)
         self.parent = parent
+        self.cert: x509.Certificate
         subject = _name(name)
         start = not_before or now() - dt.timedelta(days=365)
         end = not_after or now() + dt.timedelta(days=3650)

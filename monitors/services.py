@@ -246,3 +246,14 @@ def ca_bundle_create(*, team: Team, name: str, pem: str) -> TeamCABundle:
     if not certs:
         raise InvalidTarget("no certificate in the bundle")
     return TeamCABundle.objects.create(team=team, name=name.strip()[:100] or "CA bundle", pem=pem)
+
+
+SPOTCHECK_RETENTION = timedelta(days=30)
+
+
+def spotchecks_purge(*, older_than: timedelta = SPOTCHECK_RETENTION) -> int:
+    """Forget public spot checks (and their shareable links) after the retention period."""
+    from monitors.models import SpotCheck
+
+    deleted, _ = SpotCheck.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted

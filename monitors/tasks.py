@@ -41,3 +41,10 @@ def scan_batch(server_ids: list[int]) -> dict[str, Any]:
 @shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=10, max_retries=3)
 def scan_server_now(server_id: int) -> dict[str, Any]:
     return scan_server_ids([server_id], force_dns=True).as_dict()
+
+
+@shared_task(ignore_result=True)
+def spotchecks_purge() -> int:
+    from monitors.services import spotchecks_purge as purge
+
+    return purge()

@@ -157,3 +157,16 @@ def test_server_thresholds_fall_back_to_the_team_policy(people) -> None:
     server.due_fraction = 0.4
     assert server.thresholds(policy) == (0.4, 0.25)
     assert server.thresholds(None) == (0.4, None)
+
+
+def test_spot_checks_are_forgotten_after_thirty_days(db) -> None:
+    from django.utils import timezone
+
+    from monitors.models import SpotCheck
+    from monitors.services import spotchecks_purge
+
+    old = SpotCheck.objects.create(host="old.example", port=443, result={})
+    SpotCheck.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
+    fresh = SpotCheck.objects.create(host="new.example", port=443, result={})
+    assert spotchecks_purge() == 1
+    assert list(SpotCheck.objects.values_list("pk", flat=True)) == [fresh.pk]
