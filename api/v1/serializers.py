@@ -162,6 +162,11 @@ class WatchedDomainCreateSerializer(serializers.Serializer):
     auto_watch = serializers.BooleanField(default=False)
 
 
+class WatchedDomainUpdateSerializer(serializers.Serializer):
+    include_subdomains = serializers.BooleanField(required=False)
+    auto_watch = serializers.BooleanField(required=False)
+
+
 class DiscoveredHostSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="uuid", read_only=True)
 

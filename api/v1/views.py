@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from api import exports
 from api.expiry import expiration_report
-from api.models import ApiKey, AuditEntry, CalendarFeed
+from api.models import ApiKey, AuditEntry, CalendarFeed, Scope
 from api.services import apikey_create, apikey_revoke
 from api.v1.base import Cursor, V1Mixin
 from api.v1.serializers import (
@@ -39,7 +39,9 @@ from api.v1.serializers import (
     InvitationSerializer,
     InviteSerializer,
     MemberSerializer,
+    WatchedDomainCreateSerializer,
     WatchedDomainSerializer,
+    WatchedDomainUpdateSerializer,
 )
 from api.views_v10 import ExpirationSerializer
 from certificates.names import InvalidName
@@ -48,6 +50,7 @@ from keychest.accounts.models import Membership, Team
 from keychest.accounts.services import invitation_create
 from keychest.ratelimit import client_ip
 from keychest.tenancy import get_for_team_or_404
+from monitors.domains import domain_unwatch, domain_watch
 from monitors.models import Finding, WatchedDomain
 from monitors.targets import InvalidTarget
 from notifications import services as notify_services
@@ -60,12 +63,27 @@ UUID_RE = "[0-9a-fA-F-]{36}"
 @extend_schema_view(
     list=extend_schema(summary="Watched domains"),
     retrieve=extend_schema(summary="One watched domain"),
+    create=extend_schema(
+        request=WatchedDomainCreateSerializer, responses={201: WatchedDomainSerializer}, summary="Watch a domain (CT)"
+    ),
+    partial_update=extend_schema(request=WatchedDomainUpdateSerializer, summary="Change sub-domains / auto-watch"),
+    destroy=extend_schema(summary="Stop watching (history is kept)"),
 )
-class DomainViewSet(V1Mixin, viewsets.ReadOnlyModelViewSet):
+class DomainViewSet(
+    V1Mixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = WatchedDomainSerializer
     lookup_url_kwarg = "id"
     lookup_value_regex = UUID_RE
     ordering_fields = ["created_at", "domain"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    required_scopes = {"create": Scope.ENROL}
     queryset = WatchedDomain.objects.none()
 
     def get_queryset(self) -> QuerySet[WatchedDomain]:
@@ -73,6 +91,30 @@ class DomainViewSet(V1Mixin, viewsets.ReadOnlyModelViewSet):
 
     def get_object(self) -> WatchedDomain:
         return get_for_team_or_404(self.get_queryset(), self.caller.team, self.kwargs["id"])
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = WatchedDomainCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            watched = domain_watch(team=self.caller.team, added_by=self.caller.user, **data.validated_data)
+        except InvalidName as exc:
+            raise exceptions.ValidationError({"domain": [str(exc)]}) from None
+        return Response(WatchedDomainSerializer(watched).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        watched = self.get_object()
+        data = WatchedDomainUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = {
+            "include_subdomains": data.validated_data.get("include_subdomains", watched.include_subdomains),
+            "auto_watch": data.validated_data.get("auto_watch", watched.auto_watch),
+        }
+        watched = domain_watch(team=self.caller.team, domain=watched.domain, **values)
+        return Response(WatchedDomainSerializer(watched).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        domain_unwatch(watched_domain=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={200: DiscoveredHostSerializer(many=True)}, summary="Hosts discovered under it (CT)")
     @action(detail=True, methods=["get"])

@@ -55,6 +55,8 @@ def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
         "v1_servers_bulk_create": {"text": "bulk1.example.com\nbulk2.example.com"},
         "v1_certificates_create": {"certificate": pem_of(issue(issuer, ["up.example.com"]).certificate)},
         "v1_channels_create": {"kind": "email", "name": "ops"},
+        "v1_domains_create": {"domain": "watched.example.org"},
+        "v1_domains_partial_update": {"auto_watch": True},
         "v1_channels_partial_update": {"enabled": True},
         "v1_api_keys_create": {"name": "k", "scopes": ["read"]},
         "v1_members_invite_create": {"email": "newcomer@example.org", "role": "viewer"},

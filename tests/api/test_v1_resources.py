@@ -74,6 +74,30 @@ def test_domains_and_discovered_hosts(alice_client, world) -> None:
     assert host["name"] == "api.example.com"
 
 
+def test_watching_changing_and_unwatching_a_domain(alice_client, people, lab_issuer) -> None:
+    from certificates.services import certificate_store_der
+    from monitors.models import WatchedDomain
+
+    certificate_store_der(der=issue(lab_issuer, ["mail.example.org"]).certificate, source="ct", source_ref="log:7")
+    created = alice_client.post("/api/v1/domains/", {"domain": "Example.ORG"}, content_type="application/json")
+    assert created.status_code == 201
+    body = created.json()
+    assert body["domain"] == "example.org" and body["include_subdomains"] is True
+    # Known sub-domains are discovered from the certificate store at once.
+    assert [h["name"] for h in alice_client.get(f"/api/v1/domains/{body['id']}/hosts/").json()] == ["mail.example.org"]
+    patched = alice_client.patch(
+        f"/api/v1/domains/{body['id']}/", {"auto_watch": True}, content_type="application/json"
+    )
+    assert patched.json()["auto_watch"] is True and patched.json()["include_subdomains"] is True
+    assert (
+        alice_client.post("/api/v1/domains/", {"domain": "*.example.org"}, content_type="application/json").status_code
+        == 400
+    )
+    assert alice_client.delete(f"/api/v1/domains/{body['id']}/").status_code == 204
+    assert WatchedDomain.objects.get(uuid=body["id"]).removed_at is not None
+    assert alice_client.get(f"/api/v1/domains/{body['id']}/").status_code == 404
+
+
 def test_findings_by_state_and_code(alice_client, world) -> None:
     assert len(alice_client.get("/api/v1/findings/").json()["results"]) == 1
     assert alice_client.get("/api/v1/findings/?code=expired").json()["results"] == []
