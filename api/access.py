@@ -43,7 +43,7 @@ def key_from_request(request: Request) -> str | None:
     if query_key:
         return query_key
     if request.method not in ("GET", "HEAD", "OPTIONS") and request.content_type:
-        data = request.data
+        data: Any = request.data
         if isinstance(data, dict) or hasattr(data, "getlist"):
             body_key = data.get("api_key")
             if isinstance(body_key, str) and body_key:
@@ -101,7 +101,7 @@ def caller_of(request: Request) -> Caller | None:
     if cached is not None:
         return cached
     user = request.user
-    if not getattr(user, "is_authenticated", False):
+    if not isinstance(user, User) or not user.is_authenticated:
         return None
     api_key = request.auth if isinstance(request.auth, ApiKey) else None
     if api_key is not None:

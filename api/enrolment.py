@@ -8,6 +8,7 @@ about them until the address owner confirms; then `enrolments_release` enrols th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -85,7 +86,7 @@ def enrolment_hold_server(
 
 
 def enrolment_hold_certificate(
-    *, api_key: ApiKey, der: bytes, sha256: str, not_after: object, ip: str | None
+    *, api_key: ApiKey, der: bytes, sha256: str, not_after: datetime, ip: str | None
 ) -> tuple[PendingEnrolment, bool]:
     """Hold a certificate for an unconfirmed key; (row, created)."""
     try:

@@ -260,8 +260,8 @@ class CertificateAddView(CompatView):
             return refused
         caller = caller_of(request)
         assert caller is not None
-        text = request.data.get("certificate") if hasattr(request.data, "get") else None
-        if hasattr(text, "read"):  # an uploaded file (curl -F certificate=@cert.pem)
+        text: Any = request.data.get("certificate") if hasattr(request.data, "get") else None
+        if text is not None and hasattr(text, "read"):  # an uploaded file (curl -F certificate=@cert.pem)
             text = text.read(65536)
         if not isinstance(text, str | bytes) or not text.strip():
             return Response({"status": "invalid-certificate", "detail": "certificate (PEM) is required"}, status=400)

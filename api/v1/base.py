@@ -3,12 +3,16 @@ throttling, cursor pagination, ordering and the error body."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rest_framework import exceptions, filters
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.pagination import CursorPagination
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.pagination import BasePagination, CursorPagination
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
 
 from api.access import ApiKeyAuthentication, ApiThrottle, Caller, ScopePermission, caller_of
 from api.errors import v1_exception_handler
@@ -23,14 +27,15 @@ class Cursor(CursorPagination):
     ordering = ("-created_at", "-id")
 
 
-class V1Mixin:
+class V1Mixin(APIView):
+    """Put first in the bases: `class ServerViewSet(V1Mixin, viewsets.ModelViewSet)`."""
+
     # The browser's session, with DRF's CSRF check on unsafe methods, or an API key.
-    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
-    permission_classes = [ScopePermission]
-    throttle_classes = [ApiThrottle]
-    pagination_class = Cursor
-    filter_backends = [filters.OrderingFilter]
-    request: Request
+    authentication_classes: Sequence[type[BaseAuthentication]] = [ApiKeyAuthentication, SessionAuthentication]
+    permission_classes: Sequence[type[BasePermission]] = [ScopePermission]
+    throttle_classes: Sequence[type[BaseThrottle]] = [ApiThrottle]
+    pagination_class: type[BasePagination] | None = Cursor
+    filter_backends: Sequence[type[Any]] = [filters.OrderingFilter]
 
     def get_exception_handler(self) -> Any:
         return v1_exception_handler

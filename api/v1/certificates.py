@@ -6,7 +6,7 @@ uploaded it, or when it names something under one of the team's watched domains 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -75,7 +75,7 @@ def _when(request: Request, name: str) -> datetime | None:
     if parsed is None:
         raise exceptions.ValidationError({name: "an ISO 8601 date-time, e.g. 2026-05-01T00:00:00Z"})
     if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.UTC)
+        parsed = timezone.make_aware(parsed, UTC)
     return parsed
 
 

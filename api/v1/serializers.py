@@ -17,7 +17,7 @@ from notifications.models import Channel, ChannelKind, Event, EventKind
 
 class ServerSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="uuid", read_only=True)
-    label = serializers.CharField(read_only=True)
+    label = serializers.CharField(read_only=True)  # type: ignore[assignment] # the field, not Field.label
     open_findings = serializers.IntegerField(read_only=True, default=0)
 
     class Meta:
@@ -85,7 +85,7 @@ class BulkErrorSerializer(serializers.Serializer):
 class BulkResultSerializer(serializers.Serializer):
     created = ServerSerializer(many=True)
     existing = ServerSerializer(many=True)
-    errors = BulkErrorSerializer(many=True)
+    errors = BulkErrorSerializer(many=True)  # type: ignore[assignment] # a declared field, not Serializer.errors
 
 
 class ScanResultSerializer(serializers.ModelSerializer):

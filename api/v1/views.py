@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -211,7 +212,7 @@ class EventViewSet(V1Mixin, viewsets.ReadOnlyModelViewSet):
             if since is None:
                 raise exceptions.ValidationError({"since": "an ISO 8601 date-time"})
             if timezone.is_naive(since):
-                since = timezone.make_aware(since, timezone.UTC)
+                since = timezone.make_aware(since, UTC)
             qs = qs.filter(occurred_at__gte=since)
         return qs
 
