@@ -279,7 +279,7 @@ def scan_servers(
             server_id__in=[s.pk for s in servers], current=True, error_code=""
         ).values_list("server_id", "address", "legacy_tls")
     }
-    observed = asyncio.run(_observe_all(servers, config, now, force_dns, previous_legacy))
+    observed = tlsprobe.run_sync(_observe_all(servers, config, now, force_dns, previous_legacy))
     summary.network_seconds = time.monotonic() - started
     _store(servers, observed, now, summary)
     summary.seconds = time.monotonic() - started

@@ -96,7 +96,7 @@ def spotcheck(
             )
         )
 
-    probes = asyncio.run(run()) if addresses else []
+    probes = tlsprobe.run_sync(run()) if addresses else []
     store = trust_store(ca_pem)
     per_address: list[dict[str, Any]] = []
     leaf_by_address: dict[str, str] = {}

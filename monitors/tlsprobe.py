@@ -10,15 +10,20 @@ holding a worker.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import socket
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from OpenSSL import SSL
 
 from keychest import netguard
 from monitors.starttls import StartTLSRefused, starttls
+
+T = TypeVar("T")
 
 DEFAULT_DEADLINE = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -266,6 +271,17 @@ async def _legacy(
             sock.close()
 
 
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, even when this thread already
+    runs an event loop (an async caller, a browser driver): then on a short-lived thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def probe_sync(address: str, port: int, **kwargs: object) -> Probe:
     """`probe` for callers without a loop (spot checks from the shell)."""
-    return asyncio.run(probe(address, port, **kwargs))  # type: ignore[arg-type]
+    return run_sync(probe(address, port, **kwargs))  # type: ignore[arg-type]
