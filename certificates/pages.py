@@ -1,0 +1,201 @@
+"""The team's certificate pages: the inventory (filters: issuer, expiry window, source, deployed)
+and one certificate (chain, names, PEM download, where it is deployed).
+
+Certificates are global facts; a team sees one only when its servers present it, it uploaded it,
+or it names one of the team's watched domains. Anything else is 404.
+
+These are views (the layer above the apps, like api/ and the dashboard): unlike the rest of
+certificates/, they read the team's servers from monitors/.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from typing import Any
+
+from django.apps import apps
+from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from certificates.models import Certificate, CertificateName
+from keychest.accounts.decorators import team_required
+from keychest.dashboard.selectors import watched_names_query
+from monitors.models import ScanResult
+
+PAGE_SIZE = 50
+WINDOWS = (
+    ("", "Any expiry"),
+    ("expired", "Expired"),
+    ("7", "Within 7 days"),
+    ("28", "Within 28 days"),
+    ("90", "Within 90 days"),
+    ("later", "Later than 90 days"),
+)
+SOURCES = (("", "Any source"), ("scan", "Seen on a server"), ("ct", "From CT logs"), ("upload", "Uploaded"))
+DEPLOYED = (("", "Deployed or not"), ("yes", "Deployed now"), ("no", "Not deployed"))
+
+
+def _uploads(team: Any) -> QuerySet[Any] | None:
+    """The team's uploaded certificates, when the API app (which owns uploads) is installed.
+
+    Looked up through the app registry: certificates/ must not import api/.
+    """
+    if not apps.is_installed("api"):
+        return None
+    try:
+        model = apps.get_model("api", "UploadedCertificate")
+    except LookupError:
+        return None
+    return model.objects.filter(team=team)
+
+
+def team_certificates(team: Any) -> QuerySet[Certificate]:
+    """Every certificate the team may see, one row per issuance, with source and deployment flags."""
+    scanned = ScanResult.objects.filter(team=team).exclude(leaf_sha256="")
+    deployed = scanned.filter(current=True, server__removed_at=None)
+    visible = Q(sha256__in=scanned.values("leaf_sha256"))
+    uploads = _uploads(team)
+    if uploads is not None:
+        visible |= Q(id__in=uploads.values("certificate_id"))
+    names = watched_names_query(team)
+    if names is not None:
+        visible |= Q(id__in=CertificateName.objects.filter(names).values("certificate_id"))
+    final = Certificate.objects.filter(issuance_key=OuterRef("issuance_key"), is_precertificate=False)
+    qs = (
+        Certificate.objects.filter(visible, is_ca=False)
+        .exclude(Q(is_precertificate=True) & Exists(final))
+        .annotate(
+            from_scan=Exists(scanned.filter(leaf_sha256=OuterRef("sha256"))),
+            deployed=Exists(deployed.filter(leaf_sha256=OuterRef("sha256"))),
+        )
+    )
+    if uploads is not None:
+        qs = qs.annotate(from_upload=Exists(uploads.filter(certificate=OuterRef("pk"))))
+    if names is not None:
+        qs = qs.annotate(from_ct=Exists(CertificateName.objects.filter(names, certificate=OuterRef("pk"))))
+    return qs
+
+
+def _filter(qs: QuerySet[Certificate], params: dict[str, str], has: dict[str, bool]) -> QuerySet[Certificate]:
+    now = timezone.now()
+    if params["issuer"]:
+        qs = qs.filter(issuer__icontains=params["issuer"])
+    if params["q"]:
+        qs = qs.filter(Q(subject__icontains=params["q"]) | Q(names__name__icontains=params["q"].lower())).distinct()
+    window = params["window"]
+    if window == "expired":
+        qs = qs.filter(not_after__lte=now)
+    elif window in ("7", "28", "90"):
+        qs = qs.filter(not_after__gt=now, not_after__lte=now + timedelta(days=int(window)))
+    elif window == "later":
+        qs = qs.filter(not_after__gt=now + timedelta(days=90))
+    source = params["source"]
+    if source == "scan":
+        qs = qs.filter(from_scan=True)
+    elif source in ("ct", "upload"):
+        qs = qs.filter(**{f"from_{source}": True}) if has[source] else qs.none()
+    if params["deployed"] == "yes":
+        qs = qs.filter(deployed=True)
+    elif params["deployed"] == "no":
+        qs = qs.filter(deployed=False)
+    return qs
+
+
+def sources_of(cert: Certificate) -> list[str]:
+    return [name for name in ("scan", "ct", "upload") if getattr(cert, f"from_{name}", False)]
+
+
+@team_required()
+def certificate_list(request: HttpRequest) -> HttpResponse:
+    team = request.team  # type: ignore[attr-defined]
+    params = {key: request.GET.get(key, "").strip()[:200] for key in ("q", "issuer", "window", "source", "deployed")}
+    qs = team_certificates(team)
+    has = {"ct": "from_ct" in qs.query.annotations, "upload": "from_upload" in qs.query.annotations}
+    qs = _filter(qs, params, has).order_by("not_after", "id")
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    certificates = list(page.object_list)
+    names: dict[int, list[str]] = {}
+    for cert_id, name in (
+        CertificateName.objects.filter(certificate__in=certificates)
+        .order_by("name")
+        .values_list("certificate_id", "name")
+    ):
+        names.setdefault(cert_id, []).append(name)
+    for cert in certificates:
+        cert.name_list = names.get(cert.pk, [])  # type: ignore[attr-defined]
+        cert.source_list = sources_of(cert)  # type: ignore[attr-defined]
+    return render(
+        request,
+        "dashboard/certificates/list.html",
+        {
+            "team": team,
+            "page_obj": page,
+            "certificates": certificates,
+            "params": params,
+            "windows": WINDOWS,
+            "sources": SOURCES,
+            "deployed_choices": DEPLOYED,
+            "now": timezone.now(),
+        },
+    )
+
+
+def _visible_or_404(team: Any, sha256: str) -> Certificate:
+    cert = team_certificates(team).filter(sha256=sha256.lower()).first()
+    if cert is None:
+        raise Http404("No such certificate")
+    return cert
+
+
+@team_required()
+def certificate_detail(request: HttpRequest, sha256: str) -> HttpResponse:
+    team = request.team  # type: ignore[attr-defined]
+    cert = _visible_or_404(team, sha256)
+    results = list(
+        ScanResult.objects.for_team(team)
+        .filter(leaf_sha256=cert.sha256, server__removed_at=None)
+        .select_related("server")
+        .order_by("-current", "server__host", "address", "-first_seen")[:200]
+    )
+    chain_shas = next((r.chain_sha256 for r in results if r.chain_sha256), [])
+    chain_rows = {c.sha256: c for c in Certificate.objects.filter(sha256__in=chain_shas)}
+    chain = [(sha, chain_rows.get(sha)) for sha in chain_shas]
+    now = timezone.now()
+    return render(
+        request,
+        "dashboard/certificates/detail.html",
+        {
+            "team": team,
+            "cert": cert,
+            "names": list(cert.names.order_by("name").values_list("name", flat=True)[:500]),
+            "deployed_on": [r for r in results if r.current],
+            "history": [r for r in results if not r.current],
+            "chain": chain,
+            "sources": sources_of(cert),
+            "now": now,
+            "days_left": cert.days_left(now),
+            "renewal_due": cert.renewal_due(now),
+            "renewal_overdue": cert.renewal_overdue(now),
+            "has_pem": bool(cert.der) and not cert.thinned,
+        },
+    )
+
+
+def pem_of(der: bytes) -> str:
+    body = base64.encodebytes(bytes(der)).decode().replace("\n", "")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+@team_required()
+def certificate_pem(request: HttpRequest, sha256: str) -> HttpResponse:
+    cert = _visible_or_404(request.team, sha256)  # type: ignore[attr-defined]
+    if not cert.der or cert.thinned:
+        raise Http404("The DER of this expired certificate is no longer kept")
+    response = HttpResponse(pem_of(cert.der), content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="{cert.sha256[:16]}.pem"'
+    return response
