@@ -29,6 +29,12 @@ migrate: venv
 run: migrate
 	$(BIN)/python scripts/run_all.py
 
+# The TLS lab, lab DNS and a local CT log, a demo account watching them, scans and CT ingestion,
+# then the product at http://127.0.0.1:8000/ (demo@keychest.test / keychest-demo). Offline.
+demo: venv
+	@mkdir -p var
+	$(BIN)/python scripts/demo.py
+
 test: dev-venv
 	$(BIN)/ruff check .
 	DEBUG=0 $(BIN)/pytest $(PYTEST_ARGS)

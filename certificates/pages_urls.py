@@ -1,10 +1,10 @@
-"""URLs of the team's certificate pages."""
+"""URLs of the team's certificate and domain pages."""
 
 from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from certificates import pages
+from certificates import pages, pages_domains
 
 
 class Sha256Converter:
@@ -23,4 +23,14 @@ urlpatterns = [
     path("certificates/", pages.certificate_list, name="certificate_list"),
     path("certificates/<sha256:sha256>/", pages.certificate_detail, name="certificate_detail"),
     path("certificates/<sha256:sha256>/pem/", pages.certificate_pem, name="certificate_pem"),
+    path("domains/", pages_domains.domain_list, name="domain_list"),
+    path("domains/add/", pages_domains.domain_add, name="domain_add"),
+    path("domains/<uuid:domain_id>/", pages_domains.domain_detail, name="domain_detail"),
+    path("domains/<uuid:domain_id>/remove/", pages_domains.domain_remove, name="domain_remove"),
+    path("domains/<uuid:domain_id>/auto-watch/", pages_domains.domain_auto_watch, name="domain_auto_watch"),
+    path(
+        "domains/<uuid:domain_id>/hosts/<uuid:host_id>/watch/",
+        pages_domains.domain_host_watch,
+        name="domain_host_watch",
+    ),
 ]

@@ -23,7 +23,7 @@ from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
-from monitors.models import Finding, Protocol, ScanResult, Server
+from monitors.models import Finding, Protocol, ScanResult, Server, TeamCABundle
 from monitors.targets import InvalidTarget
 
 PAGE_SIZE = 50
@@ -64,6 +64,8 @@ class AddServerForm(forms.Form):
 
 
 class BulkAddForm(forms.Form):
+    """Many servers at once; `ca_bundle` (offered when the team has private CAs) applies to all."""
+
     text = forms.CharField(
         widget=forms.Textarea(
             attrs={"rows": 8, "placeholder": "example.com\nmail.example.com:465\n# comments are skipped"}
@@ -72,6 +74,20 @@ class BulkAddForm(forms.Form):
         max_length=100_000,
     )
     tags = forms.CharField(max_length=300, required=False, help_text="comma-separated, for every server")
+    ca_bundle = forms.ModelChoiceField(
+        queryset=TeamCABundle.objects.none(),
+        required=False,
+        label="Also trust this private CA",
+        to_field_name="uuid",
+        empty_label="Public CAs only",
+    )
+
+    def __init__(self, *args: Any, team: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bundles = TeamCABundle.objects.for_team(team) if team is not None else TeamCABundle.objects.none()
+        self.fields["ca_bundle"].queryset = bundles  # type: ignore[attr-defined]
+        if team is None or not bundles.exists():
+            del self.fields["ca_bundle"]
 
 
 def _tags(text: str) -> list[str]:
@@ -188,7 +204,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
         "sort": sort,
         "statuses": STATUSES,
         "add_form": AddServerForm(),
-        "bulk_form": BulkAddForm(),
+        "bulk_form": BulkAddForm(team=team),
         "progress": first_scan_progress(team),
         "can_edit": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
     }
@@ -237,7 +253,7 @@ def server_add(request: HttpRequest) -> HttpResponse:
 @require_POST
 def server_bulk_add(request: HttpRequest) -> HttpResponse:
     team = request.team  # type: ignore[attr-defined]
-    form = BulkAddForm(request.POST)
+    form = BulkAddForm(request.POST, team=team)
     if not form.is_valid():
         messages.error(request, "Paste at least one server, one per line.")
         return redirect("server_list")
@@ -248,6 +264,10 @@ def server_bulk_add(request: HttpRequest) -> HttpResponse:
             tags=_tags(form.cleaned_data["tags"]),
             added_by=request.user,  # type: ignore[arg-type]
         )
+        bundle = form.cleaned_data.get("ca_bundle")
+        if bundle is not None:
+            for server in result.created:
+                services.server_update(server=server, ca_bundle=bundle)
         _queue_first_scans([server.pk for server in result.created])
     parts = [f"{len(result.created)} added"]
     if result.existing:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import TruncMonth
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When, Window
+from django.db.models.functions import RowNumber, TruncMonth
 
 from certificates.models import Certificate, CertificateName
 from certificates.names import reversed_name
@@ -31,9 +31,10 @@ BUCKETS = (
     ("d15_21", "15\u201321 days", 15, 21),
     ("d22_28", "22\u201328 days", 22, 28),
 )
-PLANNER_ROWS = 400
-INCIDENT_ROWS = 300
-INCIDENTS_PER_GROUP = 25
+# The dashboard shows the first few of each list (a constant amount of work whatever the team's
+# size); the full lists are the servers and certificates pages, filtered and paginated.
+PLANNER_PER_BUCKET = 10
+INCIDENTS_PER_GROUP = 8
 
 # Open findings that mean the server cannot be reached at all.
 DOWN_CODES = (
@@ -250,18 +251,24 @@ def _calendar(team: Team, now: datetime, tz: zoneinfo.ZoneInfo) -> list[Calendar
     return [CalendarMonth(start=start, counts=counts) for start, counts in by_month.items()]
 
 
-def _planner(team: Team, now: datetime, counts: dict[str, int]) -> list[PlannerBucket]:
-    rows = (
-        current_results(team)
-        .exclude(leaf_sha256="")
-        .filter(not_after__lt=now + 29 * DAY)
-        .select_related("server")
-        .order_by("not_after", "server__host", "address")[:PLANNER_ROWS]
-    )
+PLANNER_FIELDS = ("leaf_sha256", "subject", "issuer", "names", "not_after", "address", "server")
+SERVER_FIELDS = ("server__uuid", "server__host", "server__port", "server__protocol")
+
+
+def _bucket_entries(team: Team, start: datetime | None, end: datetime) -> list[PlannerEntry]:
+    """The first certificates (soonest first) of one bucket, each with the servers serving it."""
+    rows = current_results(team).exclude(leaf_sha256="").filter(not_after__lt=end)
+    if start is not None:
+        rows = rows.filter(not_after__gte=start)
+    # Up to three addresses per certificate before the per-bucket limit cuts the list.
+    rows = rows.select_related("server").only(*PLANNER_FIELDS, *SERVER_FIELDS)
+    rows = rows.order_by("not_after", "leaf_sha256", "server__host", "address")[: PLANNER_PER_BUCKET * 3]
     entries: dict[str, PlannerEntry] = {}
     for row in rows:
         entry = entries.get(row.leaf_sha256)
         if entry is None:
+            if len(entries) == PLANNER_PER_BUCKET:
+                break
             entry = entries[row.leaf_sha256] = PlannerEntry(
                 sha256=row.leaf_sha256,
                 subject=row.subject,
@@ -270,15 +277,21 @@ def _planner(team: Team, now: datetime, counts: dict[str, int]) -> list[PlannerB
                 names=list(row.names or [])[:5],
             )
         entry.servers.append((row.server, row.address))
-    buckets = [PlannerBucket(key="expired", label="Expired", count=counts["expired"])]
-    buckets += [PlannerBucket(key=key, label=label, count=counts[key]) for key, label, _, _ in BUCKETS]
-    by_key = {bucket.key: bucket for bucket in buckets}
-    for entry in entries.values():
-        key = _bucket_of(entry.not_after, now)
-        if key is not None:
-            by_key[key].entries.append(entry)
-    # Most urgent first; expired last so the planner reads as "what to do next".
-    return buckets[1:] + buckets[:1]
+    return list(entries.values())
+
+
+def _planner(team: Team, now: datetime, counts: dict[str, int]) -> list[PlannerBucket]:
+    """The buckets, most urgent first, expired last; each lists its first PLANNER_PER_BUCKET certificates."""
+    buckets = []
+    for key, label, first, last in BUCKETS:
+        start = now if first == 0 else now + first * DAY
+        entries = _bucket_entries(team, start, now + (last + 1) * DAY)
+        if first == 0:
+            entries = [e for e in entries if e.not_after > now]
+        buckets.append(PlannerBucket(key=key, label=label, count=counts[key], entries=entries))
+    expired = [e for e in _bucket_entries(team, None, now + timedelta(seconds=1)) if e.not_after <= now]
+    buckets.append(PlannerBucket(key="expired", label="Expired", count=counts["expired"], entries=expired))
+    return buckets
 
 
 def _incidents(team: Team) -> list[IncidentGroup]:
@@ -286,16 +299,28 @@ def _incidents(team: Team) -> list[IncidentGroup]:
         resolved_at=None, server__removed_at=None, code__in=INCIDENT_CODES
     )
     counts = dict(open_findings.values_list("code").annotate(n=Count("id")).order_by())
-    rows = open_findings.select_related("server").order_by("-last_seen", "-id")[:INCIDENT_ROWS]
+    group_key = Case(
+        *[When(code__in=codes, then=Value(key)) for key, _, codes in INCIDENT_GROUPS],
+        output_field=CharField(),
+    )
+    # The newest few of every group in one query: number the rows within each group.
+    rows = (
+        open_findings.annotate(
+            group=group_key,
+            rank=Window(RowNumber(), partition_by=[group_key], order_by=[F("last_seen").desc(), F("id").desc()]),
+        )
+        .filter(rank__lte=INCIDENTS_PER_GROUP)
+        .select_related("server")
+        .defer("details")
+        .order_by("-last_seen", "-id")
+    )
     groups = [
         IncidentGroup(key=key, label=label, count=sum(counts.get(code, 0) for code in codes))
         for key, label, codes in INCIDENT_GROUPS
     ]
-    group_of = {code: group for group, (_, _, codes) in zip(groups, INCIDENT_GROUPS, strict=True) for code in codes}
+    by_key = {group.key: group for group in groups}
     for finding in rows:
-        group = group_of[finding.code]
-        if len(group.findings) < INCIDENTS_PER_GROUP:
-            group.findings.append(finding)
+        by_key[finding.group].findings.append(finding)  # type: ignore[attr-defined]
     return groups
 
 

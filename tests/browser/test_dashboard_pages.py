@@ -67,3 +67,27 @@ def test_the_servers_page_filters_pauses_and_removes(browser: Browser) -> None:
     page.locator("tr[data-host='www.example.com'] button", has_text="Remove").click()
     page.wait_for_load_state()
     assert page.locator("[data-testid=servers] tbody tr").count() == 1
+
+
+def test_account_pages_match_the_site_and_pass_the_policy(browser: Browser) -> None:
+    make_user("alice@example.org")
+    page = browser.new_page()
+    sign_in(page, "alice@example.org")
+    for path, shot in (
+        ("/accounts/email/", "account-email"),
+        ("/accounts/password/change/", "account-password"),
+        ("/accounts/2fa/", "account-2fa"),
+        ("/accounts/2fa/totp/activate/", "account-totp"),
+        ("/account/preferences/", "account-preferences"),
+    ):
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+        # Reauthentication may come first for the TOTP set-up: answer it with the password.
+        if page.locator("input[name=password]").count() and "reauthenticate" in page.url:
+            page.fill("input[name=password]", PASSWORD)
+            page.locator("main form button[type=submit]").click()
+            page.wait_for_load_state()
+        assert page.locator("header.topbar").count() == 1, path
+        browser.screenshot(page, shot)
+    # The TOTP set-up shows its QR code (a data: image, allowed by the policy) and the secret.
+    assert page.url.endswith("/accounts/2fa/totp/activate/") or "reauthenticate" not in page.url

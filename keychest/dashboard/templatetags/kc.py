@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,19 +38,23 @@ def relative(value: datetime | None) -> str:
     return relative_time(value)
 
 
+# Django date formats used by the templates, as strftime (much cheaper per row than |date).
+_FORMATS = {"Y-m-d H:i": "%Y-%m-%d %H:%M", "Y-m-d": "%Y-%m-%d"}
+
+
+def _local(value: datetime, fmt: str) -> tuple[datetime, str]:
+    local = timezone.localtime(value)
+    return local, local.strftime(_FORMATS.get(fmt, "%Y-%m-%d %H:%M"))
+
+
 @register.simple_tag
 def when(value: datetime | None, fmt: str = "Y-m-d H:i") -> str:
     """A <time> element: relative text, the absolute local time as its title and datetime."""
     if value is None:
         return "—"
-    from django.template.defaultfilters import date as date_filter
-
-    local = timezone.localtime(value)
+    local, text = _local(value, fmt)
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>',
-        value.isoformat(),
-        f"{date_filter(local, fmt)} {local.tzname()}",
-        relative_time(value),
+        '<time datetime="{}" title="{} {}">{}</time>', value.isoformat(), text, local.tzname(), relative_time(value)
     )
 
 
@@ -58,12 +63,8 @@ def when_abs(value: datetime | None, fmt: str = "Y-m-d H:i") -> str:
     """The absolute local time, with the relative time as its title."""
     if value is None:
         return "—"
-    from django.template.defaultfilters import date as date_filter
-
-    local = timezone.localtime(value)
-    return format_html(
-        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), relative_time(value), date_filter(local, fmt)
-    )
+    _, text = _local(value, fmt)
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), relative_time(value), text)
 
 
 @register.filter
@@ -107,15 +108,35 @@ def query(context: dict[str, Any], **changes: Any) -> str:
     return f"?{encoded}" if encoded else "?"
 
 
+# Arguments the URL converters in use accept (uuid, sha256 hex), unlikely to occur in a path.
+_PLACEHOLDERS = ("00000000-0000-4000-8000-0000000000ee", "e" * 64)
+
+
+@functools.lru_cache(maxsize=256)
+def _url_pattern(urlconf: str, current: Any, name: str, arity: int) -> tuple[str, str]:
+    """reverse() once per URL name (with a placeholder argument): pages link many rows."""
+    from django.urls import NoReverseMatch, reverse
+
+    for placeholder in _PLACEHOLDERS if arity else ("",):
+        try:
+            return reverse(name, args=[placeholder] * arity), placeholder
+        except NoReverseMatch:
+            continue
+    return "", ""
+
+
 @register.simple_tag
 def optional_url(name: str, *args: Any) -> str:
     """The URL of a page another app provides, or "" while that app does not provide it."""
-    from django.urls import NoReverseMatch, reverse
+    from django.conf import settings
+    from django.urls import get_urlconf
 
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:
+    pattern, placeholder = _url_pattern(settings.ROOT_URLCONF, get_urlconf(), name, len(args))
+    if not pattern:
         return ""
+    for arg in args:
+        pattern = pattern.replace(placeholder, str(arg), 1)
+    return pattern
 
 
 @register.filter
