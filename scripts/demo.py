@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -252,8 +253,17 @@ def main() -> int:
         print(json.dumps(summary, indent=2, default=str), flush=True)
         if args.no_serve:
             return 0
-        print(f"\nSign in at http://127.0.0.1:8000/ as {DEMO_EMAIL} / {DEMO_PASSWORD}\n", flush=True)
-        return subprocess.call([sys.executable, str(BASE / "scripts" / "run_all.py")])  # noqa: S603
+        address = os.environ.get("KEYCHEST_RUN_ADDRESS", "127.0.0.1:8000")
+        print(f"\nSign in at http://{address}/ as {DEMO_EMAIL} / {DEMO_PASSWORD}\n", flush=True)
+        product = subprocess.Popen([sys.executable, str(BASE / "scripts" / "run_all.py")])  # noqa: S603
+        # Ctrl-C reaches both through the terminal; a SIGTERM to the demo alone is passed on, so
+        # the web server, worker and beat never outlive the lab they scan.
+        signal.signal(signal.SIGTERM, lambda *_: product.terminate())
+        while True:
+            try:
+                return product.wait()
+            except KeyboardInterrupt:
+                product.terminate()
     finally:
         running.stop()
 

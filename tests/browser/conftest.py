@@ -101,9 +101,12 @@ class Browser:
         """Accept console errors matching `pattern` from now on (e.g. an expected 404)."""
         self._allowed.append(re.compile(pattern))
 
-    def new_page(self, *, timezone_id: str = "UTC") -> Page:
+    def new_page(self, *, timezone_id: str = "UTC", javascript: bool = True) -> Page:
         context = self._browser.new_context(
-            base_url=self.base_url, timezone_id=timezone_id, viewport={"width": 1280, "height": 900}
+            base_url=self.base_url,
+            timezone_id=timezone_id,
+            viewport={"width": 1280, "height": 900},
+            java_script_enabled=javascript,
         )
         context.add_init_script(_WATCH_CSP)
         context.set_default_timeout(15_000)
@@ -123,6 +126,8 @@ class Browser:
             self.problems.console_errors.append(f"{message.text} @ {message.location}")
 
     def _collect_csp(self, page: Page) -> None:
+        if not page.context.pages or page.is_closed():
+            return
         try:
             found = page.evaluate("window.__cspViolations || []")
         except Exception:  # the page navigated away meanwhile

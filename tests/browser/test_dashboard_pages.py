@@ -91,3 +91,34 @@ def test_account_pages_match_the_site_and_pass_the_policy(browser: Browser) -> N
         browser.screenshot(page, shot)
     # The TOTP set-up shows its QR code (a data: image, allowed by the policy) and the secret.
     assert page.url.endswith("/accounts/2fa/totp/activate/") or "reauthenticate" not in page.url
+
+
+def test_the_essentials_work_without_javascript(browser: Browser) -> None:
+    from keychest.accounts.services import team_create
+
+    alice = make_user("alice@example.org")
+    other = team_create(name="Second team", owner=alice)
+    server_with_certificate(alice.memberships.get(team__is_personal=True).team, "www.example.com", expires_in=3 * D)
+    page = browser.new_page(javascript=False)
+    sign_in(page, "alice@example.org")
+    # The team switcher's button is there and works.
+    page.select_option("#team-select", str(other.uuid))
+    page.locator("form.team-switch button[type=submit]").click()
+    page.wait_for_load_state()
+    assert page.get_by_test_id("current-team").inner_text() == "Second team"
+    # Paste servers, filter with the button, pause one: plain forms and redirects.
+    page.goto("/servers/")
+    page.fill("textarea[name=text]", "a.example.com\nb.example.com:8443")
+    page.get_by_role("button", name="Add all").click()
+    page.wait_for_load_state()
+    assert "2 added." in page.inner_text(".messages")
+    assert page.get_by_test_id("first-scans").count() == 1
+    page.fill("#q", "b.example")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_load_state()
+    assert page.locator("[data-testid=servers] tbody tr").count() == 1
+    page.locator("tr[data-host='b.example.com'] button", has_text="Pause").click()
+    page.wait_for_load_state()
+    assert "paused" in page.inner_text(".messages")
+    page.goto("/dashboard/")
+    assert page.get_by_test_id("tile-servers").locator(".tile-value").inner_text() == "2"
