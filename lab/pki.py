@@ -159,7 +159,10 @@ class CA:
         ca_flag: bool = False,
         sha1: bool = False,
         common_name: str | None = None,
+        broken_extension: bool = False,
     ) -> Issued:
+        """A leaf for `names`; `broken_extension` adds an SCT-list extension with garbage inside,
+        which OpenSSL serves (it never parses SCTs) but a strict parser refuses."""
         key = make_key(key_kind, key_size)
         start = not_before or now() - dt.timedelta(days=1)
         end = not_after or start + dt.timedelta(days=90)
@@ -186,6 +189,11 @@ class CA:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if broken_extension:
+            garbage = x509.UnrecognizedExtension(
+                x509.oid.ExtensionOID.PRECERT_SIGNED_CERTIFICATE_TIMESTAMPS, b"\x04\x03\x00\x09\xff"
+            )
+            builder = builder.add_extension(garbage, critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         if sha1:
             cert = _resign_sha1(cert, self.key)

@@ -213,6 +213,15 @@ def test_the_legacy_probe_runs_once_a_day_and_its_answer_stands_meanwhile(lab, l
     assert scan(server, now=later) == set()
 
 
+def test_a_malformed_certificate(lab, lab_name, watch) -> None:
+    name = lab_name("malformed")
+    endpoint = lab.tls(lab.leaf([name], broken_extension=True))
+    server = watch(name, endpoint.port)
+    assert scan(server) == {"malformed_certificate"}
+    endpoint.serve(lab.leaf([name]))
+    assert scan(server) == set()
+
+
 def test_too_many_certificates_in_the_chain(lab, lab_name, watch) -> None:
     name = lab_name("longchain")
     filler = [lab.leaf([f"filler{i}.keychest.test"]) for i in range(18)]
