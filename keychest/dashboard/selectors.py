@@ -255,20 +255,34 @@ PLANNER_FIELDS = ("leaf_sha256", "subject", "issuer", "names", "not_after", "add
 SERVER_FIELDS = ("server__uuid", "server__host", "server__port", "server__protocol")
 
 
-def _bucket_entries(team: Team, start: datetime | None, end: datetime) -> list[PlannerEntry]:
-    """The first certificates (soonest first) of one bucket, each with the servers serving it."""
-    rows = current_results(team).exclude(leaf_sha256="").filter(not_after__lt=end)
-    if start is not None:
-        rows = rows.filter(not_after__gte=start)
-    # Up to three addresses per certificate before the per-bucket limit cuts the list.
-    rows = rows.select_related("server").only(*PLANNER_FIELDS, *SERVER_FIELDS)
-    rows = rows.order_by("not_after", "leaf_sha256", "server__host", "address")[: PLANNER_PER_BUCKET * 3]
+def _planner(team: Team, now: datetime, counts: dict[str, int]) -> list[PlannerBucket]:
+    """The buckets, most urgent first, expired last; each lists its first PLANNER_PER_BUCKET certificates.
+
+    Three queries: the (certificate, expiry) pairs due within 28 days, soonest first; the most
+    recently expired; then the rows serving the few certificates that are shown.
+    """
+    pairs = current_results(team).exclude(leaf_sha256="").values_list("leaf_sha256", "not_after").distinct()
+    due = pairs.filter(not_after__gt=now, not_after__lt=now + 29 * DAY).order_by("not_after", "leaf_sha256")
+    # The most recently expired first: what broke last week matters more than last year's.
+    expired = pairs.filter(not_after__lte=now).order_by("-not_after", "leaf_sha256")[:PLANNER_PER_BUCKET]
+    chosen: dict[str, list[str]] = {key: [] for key, _, _, _ in BUCKETS}
+    for leaf, not_after in due:
+        key = _bucket_of(not_after, now)
+        if key is not None and len(chosen[key]) < PLANNER_PER_BUCKET:
+            chosen[key].append(leaf)
+    chosen["expired"] = [leaf for leaf, _ in expired]
+    wanted = [leaf for leaves in chosen.values() for leaf in leaves]
+    rows = (
+        current_results(team)
+        .filter(leaf_sha256__in=wanted)
+        .select_related("server")
+        .only(*PLANNER_FIELDS, *SERVER_FIELDS)
+        .order_by("not_after", "leaf_sha256", "server__host", "address")
+    )
     entries: dict[str, PlannerEntry] = {}
-    for row in rows:
+    for row in rows if wanted else []:
         entry = entries.get(row.leaf_sha256)
         if entry is None:
-            if len(entries) == PLANNER_PER_BUCKET:
-                break
             entry = entries[row.leaf_sha256] = PlannerEntry(
                 sha256=row.leaf_sha256,
                 subject=row.subject,
@@ -277,20 +291,20 @@ def _bucket_entries(team: Team, start: datetime | None, end: datetime) -> list[P
                 names=list(row.names or [])[:5],
             )
         entry.servers.append((row.server, row.address))
-    return list(entries.values())
-
-
-def _planner(team: Team, now: datetime, counts: dict[str, int]) -> list[PlannerBucket]:
-    """The buckets, most urgent first, expired last; each lists its first PLANNER_PER_BUCKET certificates."""
-    buckets = []
-    for key, label, first, last in BUCKETS:
-        start = now if first == 0 else now + first * DAY
-        entries = _bucket_entries(team, start, now + (last + 1) * DAY)
-        if first == 0:
-            entries = [e for e in entries if e.not_after > now]
-        buckets.append(PlannerBucket(key=key, label=label, count=counts[key], entries=entries))
-    expired = [e for e in _bucket_entries(team, None, now + timedelta(seconds=1)) if e.not_after <= now]
-    buckets.append(PlannerBucket(key="expired", label="Expired", count=counts["expired"], entries=expired))
+    buckets = [
+        PlannerBucket(
+            key=key, label=label, count=counts[key], entries=[entries[leaf] for leaf in chosen[key] if leaf in entries]
+        )
+        for key, label, _, _ in BUCKETS
+    ]
+    buckets.append(
+        PlannerBucket(
+            key="expired",
+            label="Expired",
+            count=counts["expired"],
+            entries=[entries[leaf] for leaf in chosen["expired"] if leaf in entries],
+        )
+    )
     return buckets
 
 

@@ -122,3 +122,36 @@ def test_the_essentials_work_without_javascript(browser: Browser) -> None:
     assert "paused" in page.inner_text(".messages")
     page.goto("/dashboard/")
     assert page.get_by_test_id("tile-servers").locator(".tile-value").inner_text() == "2"
+
+
+def test_watch_a_domain_see_its_ct_history_and_watch_a_discovered_host(browser: Browser) -> None:
+    from datetime import UTC, datetime
+
+    from certificates.services import certificate_store_der
+    from lab.ctlog.certgen import issue, make_ca
+
+    ca = make_ca("Browser CT CA", parent=make_ca("Browser CT Root"))
+    for names, days in ((["www.shop.example"], 20), (["api.shop.example", "shop.example"], 50)):
+        issuance = issue(ca, names, not_before=datetime.now(UTC) - days * D)
+        certificate_store_der(der=issuance.precertificate, source="ct", source_ref="log:1")
+        certificate_store_der(der=issuance.certificate, source="ct", source_ref="log:2")
+    make_user("alice@example.org")
+    page = browser.new_page()
+    sign_in(page, "alice@example.org")
+    page.get_by_role("link", name="Domains").first.click()
+    page.fill("input[name=domain]", "shop.example")
+    page.get_by_role("button", name="Watch").click()
+    page.wait_for_url(re.compile(r"/domains/[0-9a-f-]{36}/$"))
+    history = page.get_by_test_id("history")
+    assert history.locator("tbody tr").count() == 2
+    assert "precertificate" in history.inner_text() and "certificate" in history.inner_text()
+    browser.screenshot(page, "domain-history")
+    page.get_by_role("link", name=re.compile("Discovered hosts")).click()
+    page.locator("tr[data-host='api.shop.example'] button", has_text="Watch").click()
+    page.wait_for_load_state()
+    assert "Watching api.shop.example:443" in page.inner_text(".messages")
+    assert "watched" in page.locator("tr[data-host='api.shop.example']").inner_text()
+    browser.screenshot(page, "domain-hosts")
+    page.goto("/certificates/")
+    assert page.get_by_test_id("certificates").locator("tbody tr").count() == 2
+    browser.screenshot(page, "certificates")
