@@ -262,4 +262,29 @@ def calendar_events(teams: Sequence[Team], *, now: datetime) -> list[CalendarEve
                 url=settings.SITE_URL + "/dashboard/",
             )
         )
+    # Uploaded certificates (deploy hooks) that no watched server presents yet get an entry too.
+    from api.models import UploadedCertificate
+
+    presented = {sha for _server, sha in seen}
+    uploads = (
+        UploadedCertificate.objects.filter(team__in=teams, certificate__not_after__gt=now - timedelta(days=1))
+        .select_related("certificate", "team")
+        .order_by("certificate__not_after", "id")
+    )
+    for upload in uploads:
+        cert = upload.certificate
+        if cert.sha256 in presented:
+            continue
+        events.append(
+            CalendarEvent(
+                uid=f"upload-{upload.uuid}@keychest",
+                day=cert.renewal_at().date(),
+                summary=f"Renew the uploaded certificate {cert.subject or cert.sha256[:16]}",
+                description=(
+                    f"Team: {upload.team.name}\nExpires: {cert.not_after:%Y-%m-%d %H:%M} UTC\n"
+                    f"Issuer: {cert.issuer}\nSHA-256: {cert.sha256}"
+                ),
+                url=settings.SITE_URL + "/dashboard/",
+            )
+        )
     return events

@@ -32,10 +32,18 @@ def test_certificates_csv(alice_client, world) -> None:
 
 def test_the_calendar_has_one_renewal_entry_per_server_certificate(alice_client, world) -> None:
     body = alice_client.get("/api/v1/exports/calendar.ics").content.decode()
-    assert body.startswith("BEGIN:VCALENDAR\r\n") and body.count("BEGIN:VEVENT") == 1
+    assert body.startswith("BEGIN:VCALENDAR\r\n")
+    assert body.count("SUMMARY:Renew the certificate of") == 1
     renewal = world.result.renewal_at().date()
     assert f"DTSTART;VALUE=DATE:{renewal:%Y%m%d}" in body
     assert "SUMMARY:Renew the certificate of www.example.com:443" in body
+
+
+def test_uploaded_certificates_get_a_renewal_entry_too(alice_client, world) -> None:
+    body = alice_client.get("/api/v1/exports/calendar.ics").content.decode()
+    # (the calendar above counted server entries only by their summary)
+    assert "SUMMARY:Renew the uploaded certificate CN=upload.example.com" in body
+    assert body.count("BEGIN:VEVENT") == 2
 
 
 def test_keys_read_exports_too(world, people) -> None:
