@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.cache import cache
@@ -39,6 +40,9 @@ from certificates.merkle import CompactRange, ProofError
 from certificates.models import CTLog, CTMalformedEntry, SourceKind
 from certificates.services import StoreItem, certificates_store_bulk
 from certificates.x509 import CertificateParseError, ParsedCertificate, parse_certificate
+
+if TYPE_CHECKING:
+    from notifications.events import NewEvent
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +125,10 @@ def _existing_teams_only(matches: list[Match]) -> list[Match]:
     return [m for m in matches if m.team_id in alive]
 
 
-def _events_for(matches: list[Match], log: CTLog, index_of: dict[str, int]) -> list[object]:
+def _events_for(matches: list[Match], log: CTLog, index_of: dict[str, int]) -> list[NewEvent]:
     from notifications.events import NewEvent
 
-    events = []
+    events: list[NewEvent] = []
     seen: set[tuple[int, str]] = set()
     for m in matches:
         cert = m.certificate
@@ -202,7 +206,7 @@ def _commit_chunk(
         if events:
             from notifications.events import events_record_bulk
 
-            events_record_bulk(events)  # type: ignore[arg-type]
+            events_record_bulk(events)
         if matches:
             for provider in providers():
                 provider.hosts_discovered(matches, seen_at=now)

@@ -80,9 +80,12 @@ class CompactRange:
     def from_json(cls, data: dict[str, object] | None) -> CompactRange:
         if not data:
             return cls()
+        size, hashes = data.get("size"), data.get("hashes")
+        if not isinstance(size, int) or not isinstance(hashes, list):
+            raise ProofError("bad stored compact range")
         try:
-            return cls(int(data["size"]), [bytes.fromhex(h) for h in data["hashes"]])  # type: ignore[arg-type, union-attr]
-        except (KeyError, TypeError, ValueError) as exc:
+            return cls(size, [bytes.fromhex(str(h)) for h in hashes])
+        except ValueError as exc:
             raise ProofError(f"bad stored compact range: {exc}") from None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -147,7 +148,7 @@ def certificates_store_bulk(*, items: Sequence[StoreItem]) -> StoreResult:
 # thousands of rows per chunk; building Django model instances for them cost more than PostgreSQL.
 def _pg_insert_certificates(parsed: list[ParsedCertificate]) -> dict[str, int]:
     now = timezone.now()
-    columns = [
+    columns: list[tuple[str, str, list[Any]]] = [
         ("sha256", "varchar", [p.sha256 for p in parsed]),
         ("der", "bytea", [p.der for p in parsed]),
         ("serial", "varchar", [p.serial[:80] for p in parsed]),
@@ -194,7 +195,7 @@ def _name_tuples(certificate_id: int, p: ParsedCertificate) -> list[tuple[object
 def _pg_insert_names(rows: list[tuple[object, ...]]) -> None:
     if not rows:
         return
-    columns = [(c, t, [r[i] for r in rows]) for i, (c, t) in enumerate(_NAME_COLUMNS)]
+    columns: list[tuple[str, str, list[Any]]] = [(c, t, [r[i] for r in rows]) for i, (c, t) in enumerate(_NAME_COLUMNS)]
     with connection.cursor() as cursor:
         cursor.execute(
             _unnest_insert(CertificateName._meta.db_table, columns) + " ON CONFLICT DO NOTHING",
@@ -207,7 +208,7 @@ def _pg_insert_sources(rows: set[tuple[int, str, str]]) -> None:
         return
     ordered = sorted(rows)
     now = timezone.now()
-    columns = [
+    columns: list[tuple[str, str, list[Any]]] = [
         ("certificate_id", "bigint", [r[0] for r in ordered]),
         ("kind", "varchar", [r[1] for r in ordered]),
         ("ref", "varchar", [r[2] for r in ordered]),
@@ -220,7 +221,7 @@ def _pg_insert_sources(rows: set[tuple[int, str, str]]) -> None:
         )
 
 
-def _unnest_insert(table: str, columns: list[tuple[str, str, list[object]]]) -> str:
+def _unnest_insert(table: str, columns: list[tuple[str, str, list[Any]]]) -> str:
     names = ", ".join(f'"{c}"' for c, _, _ in columns)
     arrays = ", ".join(f"%s::{t}[]" for _, t, _ in columns)
     return f'INSERT INTO "{table}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608 - fixed identifiers

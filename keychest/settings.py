@@ -246,7 +246,8 @@ CELERY_BEAT_SCHEDULE.update(
 # --- Certificate Transparency ingestion (certificates/) -----------------------------------
 # Chrome v3 log list: a path or an http(s) URL; empty = the snapshot bundled in certificates/data/.
 KEYCHEST_CT_LOG_LIST = env_str("KEYCHEST_CT_LOG_LIST") or ""
-KEYCHEST_CT_INGEST = env_bool("KEYCHEST_CT_INGEST", True)
+# Off by default in development (DEBUG): `make run` must not start reading the real logs by itself.
+KEYCHEST_CT_INGEST = env_bool("KEYCHEST_CT_INGEST", not DEBUG)
 KEYCHEST_CT_INGEST_INTERVAL = env_int("KEYCHEST_CT_INGEST_INTERVAL", 30, minimum=1)
 KEYCHEST_CT_PARALLEL = env_int("KEYCHEST_CT_PARALLEL", 4, minimum=1, maximum=32)
 KEYCHEST_CT_TIMEOUT = env_int("KEYCHEST_CT_TIMEOUT", 20, minimum=1)

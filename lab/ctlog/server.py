@@ -102,7 +102,7 @@ class LocalCTLog:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
     @property
     def origin(self) -> str:

@@ -84,3 +84,27 @@ def test_the_beat_task_syncs_the_list_and_ingests(local_logs, settings) -> None:
     assert ct_ingest_task() == 0  # a new log starts at its end
     local.add_random(20)
     assert ct_ingest_task() == 20
+
+
+def test_the_log_list_can_come_from_a_url(local_logs, ct_settings) -> None:
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from pathlib import Path
+
+    local = local_logs("rfc6962")
+    folder = Path(ct_settings.KEYCHEST_CT_LOG_LIST).parent
+    handler = partial(SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ct_settings.KEYCHEST_CT_LOG_LIST = f"http://127.0.0.1:{server.server_address[1]}/log_list.json"
+        rows = json.loads(_run("ct_logs", "--json"))
+        assert [r["log_id"] for r in rows] == [local.log_id]
+        ct_settings.KEYCHEST_CT_LOG_LIST = f"http://127.0.0.1:{server.server_address[1]}/missing.json"
+        with pytest.raises(CommandError, match="log list"):
+            _run("ct_logs")
+    finally:
+        server.shutdown()
+        server.server_close()

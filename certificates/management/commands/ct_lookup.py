@@ -31,7 +31,7 @@ class Command(BaseCommand):
         except InvalidName as exc:
             raise CommandError(f"invalid domain: {exc}") from None
         certs = list(qs.prefetch_related("names", "sources")[: max(1, options["limit"])])
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "sha256": c.sha256,
                 "names": certificate_names(c),
