@@ -280,6 +280,14 @@ def _back_off(log: CTLog, exc: LogUnavailable, result: RoundResult) -> RoundResu
     return result
 
 
+def _lock_key(log: CTLog) -> str:
+    return f"certificates:ct-ingest:{log.pk}"
+
+
+def _lock_ttl() -> int:
+    return max(60, 6 * settings.KEYCHEST_CT_TIMEOUT)
+
+
 def ct_log_ingest(
     log: CTLog,
     *,
@@ -293,8 +301,10 @@ def ct_log_ingest(
         return result
     if log.backoff_until and log.backoff_until > timezone.now():
         return result
-    lock_key = f"certificates:ct-ingest:{log.pk}"
-    if not cache.add(lock_key, 1, timeout=settings.CELERY_TASK_TIME_LIMIT):
+    lock_key = _lock_key(log)
+    # A short lease, renewed after every chunk: a killed worker blocks the log for a minute or
+    # two, not for a task time limit. (The position check at commit is what prevents duplicates.)
+    if not cache.add(lock_key, 1, timeout=_lock_ttl()):
         return result  # another worker is on this log
     try:
         return _ingest(log, result, max_seconds=max_seconds, client=client or _client(log), before_commit=before_commit)
@@ -323,6 +333,7 @@ def _verify_and_commit(
         new_range.append(entry.leaf_hash)
     client.check_prefix(new_range, head)
     _commit_chunk(log, client, entries, new_range, head, result, before_commit=before_commit)
+    cache.touch(_lock_key(log), _lock_ttl())
     return new_range
 
 

@@ -224,3 +224,33 @@ def test_a_crash_mid_batch_resumes_with_no_gap_and_no_duplicate(local_logs, api:
     assert sorted(int(r.rsplit(":", 1)[1]) for r in refs) == list(range(350))
     assert _leaf_certificates() == 350
     assert Certificate.objects.filter(is_ca=True).count() == 3
+
+
+def test_a_log_another_worker_holds_is_skipped(local_logs) -> None:
+    from django.core.cache import cache
+
+    from certificates.ingest import _lock_key
+
+    local = local_logs("rfc6962")
+    local.add_random(30)
+    log = db_log(local)
+    cache.add(_lock_key(log), 1, timeout=60)
+    assert ingest(log).entries == 0
+    cache.delete(_lock_key(log))
+    assert ingest(log).caught_up
+    assert not cache.get(_lock_key(log))
+
+
+def test_a_worker_with_a_stale_position_commits_nothing(local_logs) -> None:
+    from certificates.ingest import ct_log_ingest
+
+    local = local_logs("static")
+    local.add_random(30)
+    log = db_log(local)
+    assert ingest(log).caught_up
+    local.add_random(30)
+    stale = CTLog.objects.get(pk=log.pk)  # a worker read the log at position 30 ...
+    CTLog.objects.filter(pk=log.pk).update(position=60)  # ... and another one moved it on meanwhile
+    result = ct_log_ingest(stale)
+    assert result.entries == 0 and "another worker" in result.error
+    assert CertificateSource.objects.filter(kind="ct").exclude(ref__endswith=":issuer").count() == 30
