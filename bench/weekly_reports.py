@@ -231,7 +231,7 @@ def main() -> None:
         result = weekly_reports_send_due(now=now, force=True)
         if os.environ.get("BENCH_PROFILE"):
             profiler.disable()
-            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(45)
         path_reports = result.sent + result.nudged
     path_seconds = time.monotonic() - started
     time.sleep(0.5)

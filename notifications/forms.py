@@ -27,7 +27,7 @@ class ChannelForm(forms.Form):
 
     def __init__(self, *args: Any, members: list[tuple[str, str]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["email_members"].choices = members or []
+        self.fields["email_members"].choices = members or []  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

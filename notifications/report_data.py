@@ -105,15 +105,21 @@ def problem_label(code: str, message: str = "") -> str:
 def _servers_part(reports: dict[int, TeamReport], team_ids: list[int], now: datetime) -> None:
     """Counts, expiring certificates per server:port and open problems, for all teams at once."""
     live = Q(server__removed_at=None)
-    for row in Server.objects.filter(team_id__in=team_ids, removed_at=None).values("team_id").annotate(n=Count("id")):
-        reports[row["team_id"]].servers = row["n"]
-    for row in (
+    for team_id, count in (
+        Server.objects.filter(team_id__in=team_ids, removed_at=None)
+        .values("team_id")
+        .annotate(n=Count("id"))
+        .values_list("team_id", "n")
+    ):
+        reports[team_id].servers = count
+    for team_id, count in (
         ScanResult.objects.filter(live, team_id__in=team_ids, current=True)
         .exclude(leaf_sha256="")
         .values("team_id")
         .annotate(n=Count("leaf_sha256", distinct=True))
+        .values_list("team_id", "n")
     ):
-        reports[row["team_id"]].certificates = row["n"]
+        reports[team_id].certificates = count
     policies = {p.team_id: p for p in TeamScanPolicy.objects.filter(team_id__in=team_ids)}
     soon = now + timedelta(days=SOON_DAYS)
     # One row per (server, certificate), with every address that serves it.
@@ -137,7 +143,7 @@ def _servers_part(reports: dict[int, TeamReport], team_ids: list[int], now: date
             if result.not_before
             else ("expired" if result.not_after <= now else "due")
         )
-        row = ExpiryRow(
+        expiry = ExpiryRow(
             server=server.label,
             addresses=addresses,
             names=", ".join(result.names[:3]) + (" …" if len(result.names) > 3 else "") or result.subject,
@@ -146,7 +152,9 @@ def _servers_part(reports: dict[int, TeamReport], team_ids: list[int], now: date
             renewal=state,
         )
         report = reports[server.team_id]
-        (report.expiring_now if result.not_after < now + timedelta(days=NOW_DAYS) else report.expiring_soon).append(row)
+        (report.expiring_now if result.not_after < now + timedelta(days=NOW_DAYS) else report.expiring_soon).append(
+            expiry
+        )
     with_findings: set[int] = set()
     for finding in (
         Finding.objects.filter(live, team_id__in=team_ids, resolved_at=None)
