@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from notifications.models import Event, Severity
@@ -30,23 +29,23 @@ class NewEvent:
     occurred_at: datetime | None = None
 
 
-_recent = threading.local()
+MARKER = "keychest_events_dispatch"
 
 
 def _dispatch_soon() -> None:
     """Ask a worker to dispatch new events right after commit (real-time alerts).
 
-    At most once a second per thread, so a loop of `event_record` calls queues one task; a
-    missed or rolled-back request costs nothing, the 30-second sweep dispatches the rows anyway.
+    Once per transaction: a loop of `event_record` calls queues one task. If the transaction
+    (or the savepoint holding the request) rolls back, the request goes with it; the 30-second
+    sweep dispatches whatever rows exist anyway.
     """
-    now = time.monotonic()
-    if now - getattr(_recent, "at", -10.0) < 1.0:
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(getattr(entry[1], MARKER, False) for entry in connection.run_on_commit):
         return
-    _recent.at = now
     from notifications import tasks
     from notifications.services import enqueue_after_commit
 
-    enqueue_after_commit(tasks.events_dispatch_task)
+    enqueue_after_commit(tasks.events_dispatch_task, marker=MARKER)
 
 
 def event_record(

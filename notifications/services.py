@@ -55,7 +55,7 @@ def backoff_seconds(attempts: int) -> float:
     return base * random.uniform(0.9, 1.1)
 
 
-def enqueue_after_commit(task: Any, *args: Any, countdown: float | None = None) -> None:
+def enqueue_after_commit(task: Any, *args: Any, countdown: float | None = None, marker: str | None = None) -> None:
     """Queue a Celery task once the surrounding transaction commits.
 
     Best effort: if the broker is unreachable the periodic sweeps pick the rows up anyway,
@@ -68,6 +68,8 @@ def enqueue_after_commit(task: Any, *args: Any, countdown: float | None = None) 
         except Exception:  # the sweep delivers what the queue could not
             log.warning("could not enqueue %s; the periodic sweep will pick it up", task.name, exc_info=True)
 
+    if marker:
+        setattr(_send, marker, True)  # lets a caller see that this transaction already asked
     transaction.on_commit(_send)
 
 
