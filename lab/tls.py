@@ -55,6 +55,8 @@ class Endpoint:
     servers: list[asyncio.base_events.Server] = field(default_factory=list)
     issued: Issued | None = None
     lab: Lab | None = None
+    # HTTP request heads received by `Lab.https` endpoints, oldest first.
+    requests: list[bytes] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -201,6 +203,36 @@ class Lab:
             include_intermediates=include_intermediates,
             include_root=include_root,
         )
+        return endpoint
+
+    def https(self, issued: Issued, *, hsts: str | None = None, answer: str = "normal") -> Endpoint:
+        """HTTPS that answers any request with 200 and, when given, this Strict-Transport-Security
+        value. `answer="silent"` never answers HTTP; `answer="trickle"` sends a header byte by byte
+        forever (after a TLS handshake that succeeds either way)."""
+        holder: dict[str, Endpoint] = {}
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            endpoint = holder["endpoint"]
+            await writer.start_tls(endpoint.context_for(writer))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            endpoint.requests.append(head)
+            if answer == "silent":
+                await asyncio.sleep(60)
+            elif answer == "trickle":
+                writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(100_000):
+                    writer.write(b"a")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+            else:
+                extra = f"Strict-Transport-Security: {hsts}\r\n".encode() if hsts is not None else b""
+                writer.write(b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                await writer.drain()
+
+        endpoint = self._listen(["127.0.0.1"], handle, "https")
+        holder["endpoint"] = endpoint
+        endpoint.issued = issued
+        endpoint.context = server_context(issued, self.folder, f"https-{endpoint.port}")
         return endpoint
 
     def starttls(

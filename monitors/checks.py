@@ -43,6 +43,8 @@ CODES: dict[str, tuple[str, str]] = {
     "issuer_changed": ("info", "The new certificate comes from a different issuer"),
     "newer_certificate_not_deployed": ("warning", "A newer certificate exists but is not deployed"),
     "rate_limit_risk": ("warning", "The registered domain nears Let's Encrypt's weekly limit"),
+    # Spot check only (monitors/hsts.py): an HTTPS answer without Strict-Transport-Security.
+    "hsts_missing": ("info", "The HTTPS answer has no Strict-Transport-Security header"),
 }
 
 # Findings that describe the server as a whole rather than one address.

@@ -13,7 +13,7 @@ from typing import Any
 from django.utils import timezone
 
 from keychest import netguard
-from monitors import checks, tlsprobe
+from monitors import checks, hsts, tlsprobe
 from monitors.checks import FindingSpec
 from monitors.scanning import ScanConfig
 from monitors.targets import PROTOCOL_PORT_DEFAULTS, InvalidTarget, parse_protocol, parse_target
@@ -48,8 +48,12 @@ def spotcheck(
     ca_pem: str = "",
     config: ScanConfig | None = None,
     now: datetime | None = None,
+    check_hsts: bool | None = None,
 ) -> dict[str, Any]:
-    """Check `target` (host[:port]) now. Raises InvalidTarget for an unreadable target."""
+    """Check `target` (host[:port]) now. Raises InvalidTarget for an unreadable target.
+
+    HSTS is asked for on implicit TLS on an HTTP port (`hsts.HTTP_PORTS`), or on any TLS port
+    with `check_hsts=True`; `check_hsts=False` never sends HTTP."""
     config = config or ScanConfig.from_settings()
     now = now or timezone.now()
     host, port = parse_target(target)
@@ -97,12 +101,30 @@ def spotcheck(
         )
 
     probes = tlsprobe.run_sync(run()) if addresses else []
+    hsts_by_address: dict[str, hsts.Hsts] = {}
+    wants_hsts = proto == "tls" and (check_hsts if check_hsts is not None else port in hsts.HTTP_PORTS)
+    answered = [p.address for p in probes if p.ok]
+    if wants_hsts and answered:
+
+        async def ask() -> list[hsts.Hsts]:
+            return list(
+                await asyncio.gather(
+                    *(hsts.hsts_check(a, port, host=host, allow_private=config.allow_private) for a in answered)
+                )
+            )
+
+        hsts_by_address = dict(zip(answered, tlsprobe.run_sync(ask()), strict=True))
     store = trust_store(ca_pem)
     per_address: list[dict[str, Any]] = []
     leaf_by_address: dict[str, str] = {}
     for probe in probes:
         validation = validate(probe.chain_der, host, store) if probe.ok and probe.chain_der else None
         found = checks.address_checks(probe, validation, host=host, now=now)
+        header = hsts_by_address.get(probe.address)
+        if header is not None and not header.error and not header.present:
+            found.append(
+                FindingSpec("hsts_missing", f"HTTP {header.status} without Strict-Transport-Security", probe.address)
+            )
         specs.extend(found)
         leaf_by_address[probe.address] = validation.leaf.sha256 if validation and validation.leaf else ""
         per_address.append(
@@ -116,6 +138,7 @@ def spotcheck(
                 "trusted": validation.trusted if validation else None,
                 "chain": [_cert(p) for p in validation.chain] if validation else [],
                 "findings": [_finding(s) for s in found],
+                "hsts": header.as_dict() if header is not None else None,
                 "elapsed_ms": probe.elapsed_ms,
             }
         )

@@ -20,6 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("--starttls", choices=[p for p in PROTOCOLS if p != "tls"], help="STARTTLS protocol")
         parser.add_argument("--ca-file", help="PEM file of extra trusted CA certificates")
         parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+        parser.add_argument(
+            "--hsts", action="store_true", help="ask for HSTS on any TLS port (default: only on 443 and 8443)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         ca_pem = ""
@@ -30,7 +33,13 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot read {options['ca_file']}: {exc}") from None
         try:
-            result = spotcheck(target=options["target"], ip=options["ip"], protocol=options["starttls"], ca_pem=ca_pem)
+            result = spotcheck(
+                target=options["target"],
+                ip=options["ip"],
+                protocol=options["starttls"],
+                ca_pem=ca_pem,
+                check_hsts=True if options["hsts"] else None,
+            )
         except (InvalidTarget, ValueError) as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:
@@ -39,6 +48,9 @@ class Command(BaseCommand):
         self.stdout.write(f"{result['host']}:{result['port']} ({result['protocol']})")
         for address in result["addresses"]:
             self.stdout.write(f"  {address['ip']}: {address['tls_version'] or address['error_code']}")
+            hsts = address.get("hsts")
+            if hsts:
+                self.stdout.write(f"    HSTS: {hsts['header'] if hsts['present'] else hsts['error'] or 'not sent'}")
             for cert in address["chain"][:1]:
                 self.stdout.write(
                     f"    {cert['subject']}  valid until {cert['not_after']}  sha256 {cert['sha256'][:16]}"
