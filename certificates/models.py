@@ -10,11 +10,8 @@ from datetime import datetime, timedelta
 
 from django.db import models
 
-# ACME clients renew with a third of the lifetime left; past a sixth (at most two weeks) a
-# renewal has failed at least once. Fractions, not fixed days: lifetimes run from 6 to 398 days.
-RENEWAL_DUE_FRACTION = 1 / 3
-RENEWAL_OVERDUE_FRACTION = 1 / 6
-RENEWAL_OVERDUE_CAP = timedelta(days=14)
+# The one renewal rule (fractions of the certificate's own lifetime): certificates/renewal.py.
+from certificates import renewal
 
 
 class Certificate(models.Model):
@@ -73,15 +70,15 @@ class Certificate(models.Model):
 
     def renewal_due(self, now: datetime) -> bool:
         """A third of the lifetime or less is left (what ACME clients do), or it expired."""
-        return self.time_left(now) <= self.lifetime * RENEWAL_DUE_FRACTION
+        return renewal.renewal_state(self.not_before, self.not_after, now) in ("due", "overdue", "expired")
 
     def renewal_overdue(self, now: datetime) -> bool:
         """Less than a sixth of the lifetime (at most two weeks) is left: a renewal has failed."""
-        return self.time_left(now) <= min(self.lifetime * RENEWAL_OVERDUE_FRACTION, RENEWAL_OVERDUE_CAP)
+        return renewal.renewal_state(self.not_before, self.not_after, now) in ("overdue", "expired")
 
     def renewal_at(self) -> datetime:
         """When renewal becomes due."""
-        return self.not_after - self.lifetime * RENEWAL_DUE_FRACTION
+        return renewal.renewal_at(self.not_before, self.not_after)
 
 
 class CertificateName(models.Model):

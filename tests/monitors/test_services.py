@@ -136,8 +136,12 @@ def test_renewal_is_a_fraction_of_the_certificates_own_lifetime() -> None:
     # A 6-day certificate with 1 day left is overdue (1/6 of 6 days = 1 day, and less is left).
     six_day = _result(now - timedelta(days=5, hours=1), now + timedelta(hours=23))
     assert six_day.renewal_state(now) == "overdue"
-    # A 398-day certificate with 30 days left: overdue (30 < 398/6) -- but a 90-day one is due.
+    # A 90-day certificate with 29 days left is due; a 398-day one with 30 days left is planned
+    # (due), not overdue: overdue is a sixth of the lifetime but at most two weeks.
     assert _result(now - timedelta(days=60), now + timedelta(days=29)).renewal_state(now) == "due"
+    assert _result(now - timedelta(days=368), now + timedelta(days=30)).renewal_state(now) == "due"
+    assert _result(now - timedelta(days=385), now + timedelta(days=13)).renewal_state(now) == "overdue"
+    assert _result(now - timedelta(days=80), now + timedelta(days=10)).renewal_state(now) == "overdue"
     assert _result(now - timedelta(days=30), now + timedelta(days=60)).renewal_state(now) == "ok"
     assert _result(now - timedelta(days=90), now - timedelta(seconds=1)).renewal_state(now) == "expired"
     assert _result(now + timedelta(days=1), now + timedelta(days=91)).renewal_state(now) == "not_yet_valid"
