@@ -13,7 +13,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),
     path("", include("monitors.pages_urls")),
-    path("", include("certificates.pages_urls")),
+    path("", include("keychest.dashboard.urls")),
     path("", include("notifications.urls")),
     path("", include("monitors.urls")),
     path("admin/", admin.site.urls),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from certificates import pages, pages_domains
+from keychest.dashboard import certificate_pages as pages
+from keychest.dashboard import domain_pages as pages_domains
 
 
 class Sha256Converter:

@@ -4,8 +4,8 @@ and one certificate (chain, names, PEM download, where it is deployed).
 Certificates are global facts; a team sees one only when its servers present it, it uploaded it,
 or it names one of the team's watched domains. Anything else is 404.
 
-These are views (the layer above the apps, like api/ and the dashboard): unlike the rest of
-certificates/, they read the team's servers from monitors/.
+These are views, the layer above the apps (like api/): they live with the dashboard so that
+certificates/ itself never imports monitors/ (docs/architecture.md).
 """
 
 from __future__ import annotations
