@@ -11,6 +11,7 @@ from django.db.models import Q
 
 from keychest.tenancy import TeamOwnedModel
 from monitors import renewal
+from notifications.models import Severity as EventSeverity
 
 
 class WatchedDomain(TeamOwnedModel):
@@ -71,11 +72,8 @@ class Protocol(models.TextChoices):
     POSTGRES = "postgres", "PostgreSQL SSL"
 
 
-class Severity(models.TextChoices):
-    INFO = "info", "Info"
-    WARNING = "warning", "Warning"
-    ERROR = "error", "Error"
-    CRITICAL = "critical", "Critical"
+# One severity scale for findings and events (re-exported: monitors.models.Severity).
+Severity = EventSeverity
 
 
 DEFAULT_SCAN_INTERVAL = 8 * 3600
