@@ -126,10 +126,8 @@ def invitation_revoke(request: AuthedRequest, team_id: str, invitation_id: str) 
 
 
 def _target_membership(team: Team, member_id: str) -> Membership:
-    try:
-        target = Membership.objects.filter(team=team, uuid=member_id).select_related("user").first()
-    except ValidationError:
-        target = None
+    # member_id comes through the <uuid:> URL converter, so it is always a valid UUID.
+    target = Membership.objects.filter(team=team, uuid=member_id).select_related("user").first()
     if target is None:
         raise Http404("No such member")
     return target
