@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "monitors",
     "notifications",
     "api",
+    "keychest.health",
 ]
 
 MIDDLEWARE = [
@@ -264,6 +265,17 @@ CELERY_BEAT_SCHEDULE["certificates-thin-expired"] = {
     "task": "certificates.tasks.certificates_thin_task",
     "schedule": 86400.0,
 }
+
+# --- Monitoring health (keychest/health/) -------------------------------------------------
+# `/status.json` answers to staff sessions and to `Authorization: Bearer <this token>` (probes).
+KEYCHEST_STATUS_TOKEN = env_str("KEYCHEST_STATUS_TOKEN") or ""
+# A host[:port] known to serve a valid certificate, scanned through the real scanner every
+# KEYCHEST_CANARY_INTERVAL seconds; empty = no canary. KEYCHEST_CANARY_CA_FILE: a PEM bundle
+# to trust for it (a private CA).
+KEYCHEST_CANARY_TARGET = env_str("KEYCHEST_CANARY_TARGET") or ""
+KEYCHEST_CANARY_CA_FILE = env_str("KEYCHEST_CANARY_CA_FILE") or ""
+KEYCHEST_CANARY_INTERVAL = env_int("KEYCHEST_CANARY_INTERVAL", 300, minimum=60)
+CELERY_BEAT_SCHEDULE["health-heartbeat"] = {"task": "keychest.health.tasks.heartbeat_task", "schedule": 60.0}
 
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("", include("keychest.health.urls")),
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),
     path("", include("monitors.pages_urls")),

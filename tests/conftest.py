@@ -1,4 +1,4 @@
-"""Shared fixtures: three people (as healthchecks' hc/test.py does) and slow-test sampling.
+"""Shared fixtures: three people (as healthchecks' hc/test.py does), the TLS lab, slow-test sampling.
 
 - alice: owner of team A (her personal team)
 - bob: member of team A (and owner of his own personal team)
@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +19,8 @@ from django.test import Client
 
 from keychest.accounts.models import Membership, Role, Team, User
 from keychest.accounts.services import personal_team_ensure
+from lab.dns import LabDNS
+from lab.tls import Lab
 
 PASSWORD = "correct horse battery staple"
 
@@ -108,3 +112,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         digest = hashlib.sha256(f"{seed}:{item.nodeid}".encode()).digest()
         if digest[0] / 256 >= fraction:
             item.add_marker(skip)
+
+
+# --- The TLS lab: one private PKI, TLS servers and a DNS server per test session (lazy) --------
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    with Lab() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def lab_dns() -> Iterator[LabDNS]:
+    with LabDNS() as dns:
+        yield dns
+
+
+@pytest.fixture
+def lab_settings(settings, lab_dns: LabDNS):  # type: ignore[no-untyped-def]
+    """Scans may reach 127.0.0.x and ask the lab DNS server; short deadlines keep tests quick."""
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = True
+    settings.KEYCHEST_DNS_NAMESERVERS = [lab_dns.nameserver]
+    settings.KEYCHEST_SCAN_DEADLINE = 2.0
+    settings.KEYCHEST_SCAN_CONNECT_TIMEOUT = 1.0
+    settings.KEYCHEST_DNS_TIMEOUT = 1.0
+    return settings
+
+
+@pytest.fixture
+def lab_name(lab_dns: LabDNS):  # type: ignore[no-untyped-def]
+    """A fresh lab host name pointing at the given addresses: `lab_name("valid", "127.0.0.1")`."""
+
+    def make(label: str, *addresses: str) -> str:
+        name = f"{label}-{next(_names)}.keychest.test"
+        lab_dns.set(name, list(addresses or ["127.0.0.1"]))
+        return name
+
+    return make

@@ -9,18 +9,21 @@ from django.utils import timezone
 from keychest.accounts.decorators import team_required
 from keychest.dashboard.charts import HEIGHT, WIDTH, calendar_columns
 from keychest.dashboard.selectors import dashboard_for
+from keychest.health.checks import team_freshness
 
 
 @team_required()
 def dashboard(request: HttpRequest) -> HttpResponse:
     team = request.team  # type: ignore[attr-defined]
-    data = dashboard_for(team=team, now=timezone.now(), tz=request.user.tzinfo)  # type: ignore[union-attr]
+    now = timezone.now()
+    data = dashboard_for(team=team, now=now, tz=request.user.tzinfo)  # type: ignore[union-attr]
     return render(
         request,
         "dashboard/index.html",
         {
             "team": team,
             "d": data,
+            "freshness": team_freshness(team, now),
             "columns": calendar_columns(data.calendar),
             "chart": {"width": WIDTH, "height": HEIGHT, "baseline": HEIGHT - 28},
         },

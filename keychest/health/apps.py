@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class HealthConfig(AppConfig):
+    name = "keychest.health"
+    label = "health"
+    verbose_name = "Monitoring health"
+    default_auto_field = "django.db.models.BigAutoField"

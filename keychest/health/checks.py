@@ -1,0 +1,275 @@
+"""Is the monitoring itself working? Freshness of every part of the pipeline.
+
+A monitor that silently stopped is worse than none: its users believe they are covered. Each
+check below measures how stale one part is (the beat → broker → worker heartbeat, overdue scans,
+CT logs, pending deliveries, stuck report claims, the canary scan) and says ok, warn or fail.
+`system_status` is what `/status.json`, the staff status page and `manage.py monitoring_status`
+show; `team_freshness` is the line on a team's dashboard.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Max, Min, Q
+
+from certificates.models import CTLog
+from keychest.accounts.models import Team
+from keychest.health.models import Heartbeat
+from monitors.models import Server
+from notifications.models import Delivery, DeliveryStatus, ReportSend, ReportStatus
+
+PIPELINE = "pipeline"
+CANARY = "canary"
+
+# A heartbeat is written every minute (HEARTBEAT_INTERVAL); three missed beats warn, ten fail.
+HEARTBEAT_INTERVAL = 60
+PIPELINE_WARN = timedelta(minutes=3)
+PIPELINE_FAIL = timedelta(minutes=10)
+# A server is overdue once its next_scan_at is this far in the past (beat claims due servers
+# every minute; a full queue may delay a batch by a few minutes).
+SCAN_GRACE = timedelta(minutes=15)
+SCAN_FAIL = timedelta(hours=1)
+CT_WARN = timedelta(minutes=5)
+CT_FAIL = timedelta(minutes=30)
+DELIVERY_WARN = timedelta(minutes=10)
+DELIVERY_FAIL = timedelta(hours=1)
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    OFF = "off"  # not configured here (CT ingestion off, no canary): not a failure
+
+
+_RANK = {Status.OK: 0, Status.OFF: 0, Status.WARN: 1, Status.FAIL: 2}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    summary: str
+    age_seconds: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": str(self.status),
+            "summary": self.summary,
+            "age_seconds": None if self.age_seconds is None else round(self.age_seconds, 1),
+            "details": self.details,
+        }
+
+
+def worst(statuses: list[Status]) -> Status:
+    """The overall status: the worst of the checks (OFF counts as OK)."""
+    result = Status.OK
+    for status in statuses:
+        if _RANK[status] > _RANK[result]:
+            result = status
+    return Status.OK if result is Status.OFF else result
+
+
+def _graded(age: timedelta, warn: timedelta, fail: timedelta) -> Status:
+    if age > fail:
+        return Status.FAIL
+    if age > warn:
+        return Status.WARN
+    return Status.OK
+
+
+def _ago(age: timedelta) -> str:
+    seconds = int(age.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 172800:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def pipeline_check(now: datetime) -> Check:
+    beat = Heartbeat.objects.filter(name=PIPELINE).first()
+    if beat is None:
+        return Check(PIPELINE, Status.FAIL, "No heartbeat yet: are Celery beat and a worker running?")
+    age = now - beat.at
+    status = _graded(age, PIPELINE_WARN, PIPELINE_FAIL)
+    return Check(
+        PIPELINE, status, f"Beat → broker → worker heartbeat {_ago(age)}", age.total_seconds(), dict(beat.details)
+    )
+
+
+def scans_check(now: datetime) -> Check:
+    active = Server.objects.filter(removed_at=None, paused=False)
+    late = active.filter(next_scan_at__lt=now - SCAN_GRACE).aggregate(count=Count("id"), oldest=Min("next_scan_at"))
+    total = active.count()
+    if not late["count"]:
+        return Check("scans", Status.OK, f"No overdue scans ({total} active servers)", 0.0, {"servers": total})
+    lag = now - late["oldest"]
+    status = Status.FAIL if lag > SCAN_FAIL else Status.WARN
+    return Check(
+        "scans",
+        status,
+        f"{late['count']} of {total} servers overdue; the oldest was due {_ago(lag)}",
+        lag.total_seconds(),
+        {"servers": total, "overdue": late["count"]},
+    )
+
+
+def ct_check(now: datetime) -> Check:
+    if not settings.KEYCHEST_CT_INGEST:
+        return Check("ct", Status.OFF, "Certificate Transparency ingestion is switched off (KEYCHEST_CT_INGEST)")
+    logs = list(CTLog.objects.filter(enabled=True))
+    if not logs:
+        return Check("ct", Status.WARN, "No CT log is enabled: new certificates are not seen")
+    per_log: list[dict[str, Any]] = []
+    statuses: list[Status] = []
+    oldest: timedelta | None = None
+    for log in logs:
+        if log.halted_reason:
+            status = Status.FAIL
+            age = now - log.last_success_at if log.last_success_at else None
+        elif log.last_success_at is None:
+            # A log that was never read: failing once the pipeline has had time to reach it.
+            age = now - log.created_at
+            status = _graded(age, CT_WARN, CT_FAIL)
+        else:
+            age = now - log.last_success_at
+            status = _graded(age, CT_WARN, CT_FAIL)
+        statuses.append(status)
+        if age is not None and (oldest is None or age > oldest):
+            oldest = age
+        per_log.append(
+            {
+                "log": log.description,
+                "status": str(status),
+                "last_success_age_seconds": None if age is None else round(age.total_seconds(), 1),
+                "backlog": log.backlog,
+                "halted": log.halted_reason,
+                "last_error": log.last_error[:200],
+            }
+        )
+    overall = worst(statuses)
+    failing = sum(1 for s in statuses if s is not Status.OK)
+    summary = (
+        f"{len(logs)} logs current, the stalest read {_ago(oldest or timedelta(0))}"
+        if not failing
+        else f"{failing} of {len(logs)} logs stale or halted"
+    )
+    backlog = sum(entry["backlog"] for entry in per_log)
+    return Check(
+        "ct",
+        overall,
+        summary,
+        None if oldest is None else oldest.total_seconds(),
+        {"logs": per_log, "backlog": backlog},
+    )
+
+
+def deliveries_check(now: datetime) -> Check:
+    late = Delivery.objects.filter(
+        status=DeliveryStatus.PENDING, collecting=False, send_after__lt=now - DELIVERY_WARN
+    ).filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
+    found = late.aggregate(count=Count("id"), oldest=Min("send_after"))
+    if not found["count"]:
+        return Check("deliveries", Status.OK, "No alert is waiting past its time", 0.0)
+    lag = now - found["oldest"]
+    status = Status.FAIL if lag > DELIVERY_FAIL else Status.WARN
+    return Check(
+        "deliveries",
+        status,
+        f"{found['count']} alert deliveries waiting; the oldest was due {_ago(lag)}",
+        lag.total_seconds(),
+        {"waiting": found["count"]},
+    )
+
+
+def reports_check(now: datetime) -> Check:
+    stuck = ReportSend.objects.filter(status=ReportStatus.CLAIMED, claimed_until__lt=now - DELIVERY_FAIL).filter(
+        Q(retry_after=None) | Q(retry_after__lt=now - DELIVERY_FAIL)
+    )
+    count = stuck.count()
+    if not count:
+        return Check("reports", Status.OK, "No scheduled email is stuck", 0.0)
+    return Check(
+        "reports",
+        Status.WARN,
+        f"{count} scheduled emails claimed but not sent for over an hour",
+        None,
+        {"stuck": count},
+    )
+
+
+def canary_check(now: datetime) -> Check:
+    target = settings.KEYCHEST_CANARY_TARGET
+    if not target:
+        return Check(CANARY, Status.OFF, "No canary target is configured (KEYCHEST_CANARY_TARGET)")
+    beat = Heartbeat.objects.filter(name=CANARY).first()
+    if beat is None:
+        return Check(CANARY, Status.FAIL, f"The canary {target} has not been scanned yet")
+    age = now - beat.at
+    stale_after = timedelta(seconds=3 * settings.KEYCHEST_CANARY_INTERVAL)
+    if age > stale_after:
+        return Check(
+            CANARY,
+            Status.FAIL,
+            f"The last canary scan of {target} was {_ago(age)}",
+            age.total_seconds(),
+            dict(beat.details),
+        )
+    status = Status.OK if beat.ok else Status.FAIL
+    return Check(CANARY, status, beat.summary, age.total_seconds(), dict(beat.details))
+
+
+def system_status(now: datetime) -> list[Check]:
+    return [
+        pipeline_check(now),
+        scans_check(now),
+        ct_check(now),
+        deliveries_check(now),
+        reports_check(now),
+        canary_check(now),
+    ]
+
+
+@dataclass(frozen=True)
+class TeamFreshness:
+    """What a team sees: how fresh its own scans are and how current the CT data is."""
+
+    servers: int
+    overdue: int
+    last_scan_at: datetime | None
+    ct_enabled: bool
+    ct_current_at: datetime | None
+    pipeline_at: datetime | None
+    pipeline_ok: bool
+
+
+def team_freshness(team: Team, now: datetime) -> TeamFreshness:
+    scans = Server.objects.filter(team=team, removed_at=None, paused=False).aggregate(
+        servers=Count("id"),
+        overdue=Count("id", filter=Q(next_scan_at__lt=now - SCAN_GRACE)),
+        last=Max("last_scan_at"),
+    )
+    ct_current_at = None
+    if settings.KEYCHEST_CT_INGEST:
+        # The data is as current as its stalest enabled log.
+        ct_current_at = CTLog.objects.filter(enabled=True).aggregate(oldest=Min("last_success_at"))["oldest"]
+    beat = Heartbeat.objects.filter(name=PIPELINE).values_list("at", flat=True).first()
+    return TeamFreshness(
+        servers=scans["servers"],
+        overdue=scans["overdue"],
+        last_scan_at=scans["last"],
+        ct_enabled=settings.KEYCHEST_CT_INGEST,
+        ct_current_at=ct_current_at,
+        pipeline_at=beat,
+        pipeline_ok=beat is not None and now - beat <= PIPELINE_FAIL,
+    )
