@@ -203,6 +203,9 @@ def _commit_chunk(
         leaves: list[ParsedCertificate] = [p for p in stored.new if not p.is_ca]
         matches = _existing_teams_only(matcher.match(leaves))
         events = _events_for(matches, log, index_of)
+        if matches:
+            for provider in providers():
+                events.extend(provider.issuance_events(matches))
         if events:
             from notifications.events import events_record_bulk
 

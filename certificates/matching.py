@@ -14,12 +14,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from django.core.cache import cache
 
 from certificates.names import ip_literal
 from certificates.x509 import ParsedCertificate
+
+if TYPE_CHECKING:
+    from notifications.events import NewEvent
 
 WATCH_VERSION_KEY = "certificates:watch-version"
 # Even without a change signal the index is rebuilt this often (seconds).
@@ -53,6 +56,10 @@ class WatchProvider(Protocol):
     def watches(self) -> Iterable[Watch]: ...
 
     def hosts_discovered(self, matches: Sequence[Match], *, seen_at: datetime) -> None: ...
+
+    def issuance_events(self, matches: Sequence[Match]) -> list[NewEvent]:
+        """Extra events for matches the team did not expect (its issuance policy, CAA)."""
+        ...
 
 
 _providers: list[WatchProvider] = []

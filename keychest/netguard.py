@@ -274,6 +274,11 @@ def _resolver(nameservers: Sequence[tuple[str, int]] | None, timeout: float, *, 
     return resolver
 
 
+def dns_resolver(nameservers: Sequence[tuple[str, int]] | None, timeout: float):  # type: ignore[no-untyped-def]
+    """A dnspython resolver for other record types (CAA, ...): the configured servers, bounded, no cache."""
+    return _resolver(nameservers, timeout)
+
+
 def _special_name(host: str) -> list[IPAddress] | None:
     """Names that never go to DNS: address literals and `localhost` (RFC 6761)."""
     literal = parse_ip_literal(host)

@@ -223,6 +223,7 @@ KEYCHEST_SCAN_LEGACY_TLS = env_bool("KEYCHEST_SCAN_LEGACY_TLS", True)
 KEYCHEST_SCAN_LEGACY_INTERVAL = env_int("KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 3600, minimum=0)
 KEYCHEST_SPOTCHECK_RATE = env_int("KEYCHEST_SPOTCHECK_RATE", 10, minimum=1)
 CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["monitors-caa-refresh"] = {"task": "monitors.tasks.caa_refresh_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["monitors-spotchecks-purge"] = {"task": "monitors.tasks.spotchecks_purge", "schedule": 86400.0}
 KEYCHEST_INVITATION_MAX_AGE_DAYS = env_int("KEYCHEST_INVITATION_MAX_AGE_DAYS", 7, minimum=1)
 

@@ -4,7 +4,8 @@ Point the scanner at it with ``KEYCHEST_DNS_NAMESERVERS=127.0.0.1:<port>``. Answ
 ``name -> list of addresses`` (A and AAAA are chosen by address family), or a callable
 ``(name, rdtype, query_count) -> list of addresses`` for answers that change between queries
 (DNS rebinding tests). Names not in the table get NXDOMAIN; names mapped to ``"SERVFAIL"`` get
-SERVFAIL; names mapped to ``"TIMEOUT"`` get no answer at all.
+SERVFAIL; names mapped to ``"TIMEOUT"`` get no answer at all. CAA records are set apart with
+``set_caa(name, [(flags, tag, value), ...])``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import AAAA, CAA, QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 Answer = list[str] | str
@@ -35,6 +36,11 @@ class _Resolver(BaseResolver):
             count = self.lab.queries[(qname, qtype)]
             answer: Answer | None = self.lab.records.get(qname)
             dynamic = self.lab.dynamic.get(qname)
+            caa = self.lab.caa.get(qname)
+        if qtype == "CAA" and caa is not None:
+            for flags, tag, value in caa:
+                reply.add_answer(RR(request.q.qname, QTYPE.CAA, rdata=CAA(flags, tag, value), ttl=60))
+            return reply
         if dynamic is not None:
             answer = dynamic(qname, qtype, count)
         if answer is None:
@@ -66,6 +72,7 @@ class LabDNS:
         self.lock = threading.Lock()
         self.records: dict[str, Answer] = {k.lower().rstrip("."): v for k, v in (records or {}).items()}
         self.dynamic: dict[str, Dynamic] = {}
+        self.caa: dict[str, list[tuple[int, str, str]]] = {}
         self.queries: Counter[tuple[str, str]] = Counter()
         resolver = _Resolver(self)
         self._udp = DNSServer(resolver, address=host, port=0, logger=_QuietLogger())
@@ -93,6 +100,11 @@ class LabDNS:
             else:
                 self.records[key] = answer
                 self.dynamic.pop(key, None)
+
+    def set_caa(self, name: str, records: list[tuple[int, str, str]]) -> None:
+        """CAA records of `name`, e.g. ``[(0, "issue", "letsencrypt.org")]``."""
+        with self.lock:
+            self.caa[name.lower().rstrip(".")] = list(records)
 
     def start(self) -> LabDNS:
         self._udp.start_thread()

@@ -180,3 +180,8 @@ class WatchedDomainProvider:
         watched = WatchedDomain.objects.filter(pk__in=list(names_by_watch), removed_at=None).select_related("team")
         for wd in watched:
             hosts_record(watched_domain=wd, names=names_by_watch[wd.pk], seen_at=seen_at, notify=True)
+
+    def issuance_events(self, matches: Sequence[Match]) -> list[NewEvent]:
+        from monitors.issuance import unexpected_issuance_events
+
+        return unexpected_issuance_events(matches)

@@ -26,6 +26,14 @@ class WatchedDomain(TeamOwnedModel):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     removed_at = models.DateTimeField(null=True, blank=True)
+    # The CAA record set that governs this domain (RFC 8659: the closest one up the tree), read
+    # from DNS by monitors/issuance.py: which CAs may issue for it. caa_found None: not read yet.
+    caa_found = models.BooleanField(null=True, blank=True)
+    caa_domain = models.CharField(max_length=253, blank=True)  # where the set was found
+    caa_issue = models.JSONField(default=list, blank=True)
+    caa_issuewild = models.JSONField(null=True, blank=True)  # None: no issuewild property
+    caa_checked_at = models.DateTimeField(null=True, blank=True)
+    caa_error = models.CharField(max_length=200, blank=True)
 
     class Meta:
         constraints = [
@@ -37,6 +45,27 @@ class WatchedDomain(TeamOwnedModel):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class IssuancePolicy(TeamOwnedModel):
+    """What a team expects of new certificates for its watched domains (at most one per team).
+
+    A certificate logged in CT that breaks it raises an `unexpected_issuance` event besides the
+    usual `certificate_issued`, so a channel can carry only the surprises."""
+
+    # CAA issuer domains ("letsencrypt.org") or text of issuer names ("example corp"), lower-case.
+    allowed_issuers = models.JSONField(default=list, blank=True)
+    # Hex SHA-256 of the SubjectPublicKeyInfo of keys the team deploys.
+    known_keys = models.JSONField(default=list, blank=True)
+    # A CA the domain's own CAA record does not authorise is unexpected (on unless switched off).
+    check_caa = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team"], name="issuancepolicy_one_per_team")]
+
+    def __str__(self) -> str:
+        return f"issuance policy of team {self.team_id}"
 
 
 class DiscoveredHost(TeamOwnedModel):

@@ -48,3 +48,11 @@ def spotchecks_purge() -> int:
     from monitors.services import spotchecks_purge as purge
 
     return purge()
+
+
+@shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=30, max_retries=3)
+def caa_refresh_task() -> int:
+    """Beat, every ten minutes: read the CAA records of watched domains not read for 12 h."""
+    from monitors.issuance import caa_refresh
+
+    return caa_refresh()

@@ -20,6 +20,7 @@ from keychest.tenancy import TeamOwnedModel
 
 class EventKind(models.TextChoices):
     CERTIFICATE_ISSUED = "certificate_issued", "New certificate issued (CT)"
+    UNEXPECTED_ISSUANCE = "unexpected_issuance", "Unexpected certificate issued (CT)"
     CERTIFICATE_EXPIRING = "certificate_expiring", "Certificate expiring"
     CERTIFICATE_EXPIRED = "certificate_expired", "Certificate expired"
     CERTIFICATE_CHANGED = "certificate_changed", "Certificate changed on a server"

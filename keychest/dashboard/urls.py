@@ -6,6 +6,7 @@ from django.urls import path, register_converter
 
 from keychest.dashboard import certificate_pages as pages
 from keychest.dashboard import domain_pages as pages_domains
+from keychest.dashboard import policy_pages
 
 
 class Sha256Converter:
@@ -26,6 +27,7 @@ urlpatterns = [
     path("certificates/<sha256:sha256>/pem/", pages.certificate_pem, name="certificate_pem"),
     path("domains/", pages_domains.domain_list, name="domain_list"),
     path("domains/add/", pages_domains.domain_add, name="domain_add"),
+    path("domains/policy/", policy_pages.issuance_policy, name="issuance_policy"),
     path("domains/<uuid:domain_id>/", pages_domains.domain_detail, name="domain_detail"),
     path("domains/<uuid:domain_id>/remove/", pages_domains.domain_remove, name="domain_remove"),
     path("domains/<uuid:domain_id>/auto-watch/", pages_domains.domain_auto_watch, name="domain_auto_watch"),
