@@ -81,6 +81,31 @@ class Certificate(models.Model):
         return renewal.renewal_at(self.not_before, self.not_after)
 
 
+class RenewalInfo(models.Model):
+    """The CA's suggested renewal window for a certificate (ACME Renewal Information, RFC 9773)."""
+
+    certificate = models.OneToOneField(Certificate, on_delete=models.CASCADE, related_name="renewal_info")
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    explanation_url = models.URLField(max_length=500, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # Not asked again before this (the CA's Retry-After, or our back-off after an error).
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["next_check_at"], name="renewalinfo_due")]
+
+    def __str__(self) -> str:
+        return f"ARI window of {self.certificate_id}: {self.window_start} - {self.window_end}"
+
+    @property
+    def window(self) -> tuple[datetime, datetime] | None:
+        if self.window_start is None or self.window_end is None:
+            return None
+        return self.window_start, self.window_end
+
+
 class CertificateName(models.Model):
     """One name of one certificate: the global look-up table ("which certificates name x?")."""
 

@@ -74,8 +74,12 @@ def address_checks(
     now: datetime,
     due_fraction: float | None = None,
     overdue_fraction: float | None = None,
+    ari_window: tuple[datetime, datetime] | None = None,
 ) -> list[FindingSpec]:
-    """Steps 3-6 for one address: reachability, certificate validity, trust, strength."""
+    """Steps 3-6 for one address: reachability, certificate validity, trust, strength.
+
+    `ari_window` is the CA's suggested renewal window (RFC 9773), when known: once it opens the
+    renewal is due, once it is over the renewal is overdue, whatever the lifetime rule says."""
     address = probe.address
     if probe.error_code:
         return [FindingSpec(probe.error_code, probe.error_message or CODES[probe.error_code][1], address)]
@@ -100,6 +104,15 @@ def address_checks(
                 expiry,
             )
         )
+    elif ari_window is not None and now >= ari_window[1]:
+        out.append(
+            FindingSpec(
+                "renewal_overdue",
+                f"Renewal overdue: the CA's suggested renewal window (ARI) ended {ari_window[1]:%Y-%m-%d %H:%M} UTC",
+                address,
+                {**expiry, "ari_window_start": ari_window[0].isoformat(), "ari_window_end": ari_window[1].isoformat()},
+            )
+        )
     elif state == "overdue":
         out.append(
             FindingSpec(
@@ -113,6 +126,16 @@ def address_checks(
         out.append(
             FindingSpec(
                 "renewal_due", f"Renewal due: {days:.1f} days left of {leaf.lifetime.days} days", address, expiry
+            )
+        )
+    elif ari_window is not None and now >= ari_window[0]:
+        out.append(
+            FindingSpec(
+                "renewal_due",
+                f"Renewal due: the CA suggests renewing now (ARI window {ari_window[0]:%Y-%m-%d %H:%M} to "
+                f"{ari_window[1]:%Y-%m-%d %H:%M} UTC), {days:.1f} days before expiry",
+                address,
+                {**expiry, "ari_window_start": ari_window[0].isoformat(), "ari_window_end": ari_window[1].isoformat()},
             )
         )
     if not validation.hostname_ok:

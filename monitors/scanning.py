@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from certificates.ari import windows_for
 from certificates.names import registered_domain
 from certificates.services import StoreItem, certificates_store_bulk
 from certificates.x509 import ParsedCertificate
@@ -210,6 +211,7 @@ class _Run:
         self.parsed: dict[str, tuple[ParsedCertificate, str]] = {}
         self.rate_limits: dict[str, Any] = {}
         self.newest: dict[tuple[str, str], _Newest] | None = None
+        self.ari: dict[str, tuple[datetime, datetime]] | None = None
 
     def store_for(self, server: Server) -> TrustStore:
         bundle = server.ca_bundle.pem if server.ca_bundle_id and server.ca_bundle else ""
@@ -234,6 +236,12 @@ class _Run:
         if base.leaf is None:
             return base
         return dataclasses.replace(base, hostname_ok=hostname_matches(host, base.leaf))
+
+    def ari_window(self, sha256: str) -> tuple[datetime, datetime] | None:
+        """The CA's suggested renewal window of a leaf seen in this pass (one query per pass)."""
+        if self.ari is None:
+            self.ari = windows_for([sha for sha, (parsed, _) in self.parsed.items() if not parsed.is_ca])
+        return self.ari.get(sha256)
 
     def newest_for(self, host: str, key_type: str) -> _Newest | None:
         if self.newest is None:
@@ -341,7 +349,13 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
             for probe, validation in per_server[server.pk]:
                 specs.extend(
                     checks.address_checks(
-                        probe, validation, host=server.host, now=now, due_fraction=due, overdue_fraction=overdue
+                        probe,
+                        validation,
+                        host=server.host,
+                        now=now,
+                        due_fraction=due,
+                        overdue_fraction=overdue,
+                        ari_window=run.ari_window(validation.leaf.sha256) if validation and validation.leaf else None,
                     )
                 )
                 chain = [p.sha256 for p in validation.chain] if validation else []

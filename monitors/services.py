@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from monitors.models import DEFAULT_SCAN_INTERVAL, Server, TeamCABundle
+from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle
 from monitors.targets import (
     PROTOCOL_PORT_DEFAULTS,
     InvalidTarget,
@@ -257,3 +257,20 @@ def spotchecks_purge(*, older_than: timedelta = SPOTCHECK_RETENTION) -> int:
 
     deleted, _ = SpotCheck.objects.filter(created_at__lt=timezone.now() - older_than).delete()
     return deleted
+
+
+def served_certificates_ari_refresh(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Read ARI (certificates/ari.py) for the leaf certificates watched servers serve now."""
+    from certificates.ari import renewal_info_refresh
+    from certificates.models import Certificate
+
+    now = now or timezone.now()
+    served = (
+        ScanResult.objects.filter(current=True, server__removed_at=None).exclude(leaf_sha256="").values("leaf_sha256")
+    )
+    ids = list(
+        Certificate.objects.filter(sha256__in=served, not_after__gt=now)
+        .exclude(renewal_info__next_check_at__gt=now)
+        .values_list("id", flat=True)[:limit]
+    )
+    return renewal_info_refresh(certificate_ids=ids, now=now, limit=limit)

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from certificates.ari import windows_for
 from keychest import netguard
 from monitors import checks, hsts, tlsprobe
 from monitors.checks import FindingSpec
@@ -119,7 +120,15 @@ def spotcheck(
     leaf_by_address: dict[str, str] = {}
     for probe in probes:
         validation = validate(probe.chain_der, host, store) if probe.ok and probe.chain_der else None
-        found = checks.address_checks(probe, validation, host=host, now=now)
+        # The CA's renewal window (ARI), when the store knows it for this certificate.
+        ari = windows_for([validation.leaf.sha256]) if validation and validation.leaf else {}
+        found = checks.address_checks(
+            probe,
+            validation,
+            host=host,
+            now=now,
+            ari_window=ari.get(validation.leaf.sha256) if validation and validation.leaf else None,
+        )
         header = hsts_by_address.get(probe.address)
         if header is not None and not header.error and not header.present:
             found.append(

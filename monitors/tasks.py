@@ -56,3 +56,11 @@ def caa_refresh_task() -> int:
     from monitors.issuance import caa_refresh
 
     return caa_refresh()
+
+
+@shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=30, max_retries=3)
+def ari_refresh_task() -> dict[str, int]:
+    """Beat, every ten minutes: the CA's renewal window (ARI) of certificates served on watched servers."""
+    from monitors.services import served_certificates_ari_refresh
+
+    return served_certificates_ari_refresh()

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.conf import settings
 from django.urls import reverse
 
+from keychest.safehttp import TargetRefused, post_json
 from notifications import emails
-from notifications.http import TargetRefused, post_json
 from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences
 
 if TYPE_CHECKING:

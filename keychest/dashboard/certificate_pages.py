@@ -21,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from certificates.models import Certificate, CertificateName
+from certificates.models import Certificate, CertificateName, RenewalInfo
 from keychest.accounts.decorators import team_required
 from keychest.dashboard.selectors import watched_names_query
 from monitors.models import ScanResult
@@ -181,6 +181,7 @@ def certificate_detail(request: HttpRequest, sha256: str) -> HttpResponse:
             "renewal_due": cert.renewal_due(now),
             "renewal_overdue": cert.renewal_overdue(now),
             "has_pem": bool(cert.der) and not cert.thinned,
+            "ari": RenewalInfo.objects.filter(certificate=cert).first(),
         },
     )
 

@@ -1,5 +1,6 @@
-"""Posting JSON to a webhook URL safely through `keychest.netguard`: resolve once, refuse
-non-public targets, connect to the checked address (so DNS rebinding cannot swap it), time out.
+"""HTTP to user- or remote-named URLs safely through `keychest.netguard`: resolve once, refuse
+non-public targets, connect to the checked address (so DNS rebinding cannot swap it), time out,
+read a bounded number of bytes. Webhooks POST with it; ARI (certificates/ari.py) GETs with it.
 
 No Django imports: the caller passes whether private targets are allowed.
 """
@@ -23,6 +24,7 @@ class TargetRefused(Exception):
 class HttpResult:
     status: int
     body: str
+    headers: dict[str, str] | None = None
 
 
 def resolve_target(url: str, *, allow_private: bool, timeout: float = 5.0) -> tuple[str, int, str, str, str]:
@@ -84,6 +86,33 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
 
 
+def _request(
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    *,
+    allow_private: bool,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None,
+    max_bytes: int,
+) -> HttpResult:
+    scheme, port, host, address, path = resolve_target(url, allow_private=allow_private, timeout=timeout)
+    connection: http.client.HTTPConnection
+    if scheme == "https":
+        context = ssl_context or ssl.create_default_context()
+        connection = _PinnedHTTPSConnection(host, port, address, timeout, allow_private, context)
+    else:
+        connection = _PinnedHTTPConnection(host, port, address, timeout, allow_private)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        text = response.read(max_bytes).decode("utf-8", "replace")
+        return HttpResult(status=response.status, body=text, headers={k.lower(): v for k, v in response.getheaders()})
+    finally:
+        connection.close()
+
+
 def post_json(
     url: str,
     body: bytes,
@@ -94,17 +123,35 @@ def post_json(
     ssl_context: ssl.SSLContext | None = None,
 ) -> HttpResult:
     """POST `body`; raises TargetRefused (permanent) or OSError/HTTPException (temporary)."""
-    scheme, port, host, address, path = resolve_target(url, allow_private=allow_private, timeout=timeout)
-    connection: http.client.HTTPConnection
-    if scheme == "https":
-        context = ssl_context or ssl.create_default_context()
-        connection = _PinnedHTTPSConnection(host, port, address, timeout, allow_private, context)
-    else:
-        connection = _PinnedHTTPConnection(host, port, address, timeout, allow_private)
-    try:
-        connection.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
-        response = connection.getresponse()
-        text = response.read(4096).decode("utf-8", "replace")
-        return HttpResult(status=response.status, body=text)
-    finally:
-        connection.close()
+    return _request(
+        "POST",
+        url,
+        body,
+        {"Content-Type": "application/json", **headers},
+        allow_private=allow_private,
+        timeout=timeout,
+        ssl_context=ssl_context,
+        max_bytes=4096,
+    )
+
+
+def get(
+    url: str,
+    *,
+    allow_private: bool,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_bytes: int = 65536,
+) -> HttpResult:
+    """GET `url`, reading at most `max_bytes` of the body; errors as for `post_json`."""
+    return _request(
+        "GET",
+        url,
+        None,
+        {"Accept": "application/json", **(headers or {})},
+        allow_private=allow_private,
+        timeout=timeout,
+        ssl_context=ssl_context,
+        max_bytes=max_bytes,
+    )

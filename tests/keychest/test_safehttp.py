@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifications.http import TargetRefused, post_json, resolve_target
+from keychest.safehttp import TargetRefused, post_json, resolve_target
 
 
 @pytest.mark.parametrize(
