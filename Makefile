@@ -37,6 +37,7 @@ demo: venv
 
 test: dev-venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy .
 	DEBUG=0 $(BIN)/pytest $(PYTEST_ARGS)
 
 # Every slow test, not a sample.
@@ -49,7 +50,7 @@ test-fast: dev-venv
 lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy keychest monitors certificates notifications api lab
+	$(BIN)/mypy .
 
 format: dev-venv
 	$(BIN)/ruff format .

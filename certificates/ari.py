@@ -219,4 +219,4 @@ def windows_for(sha256s: list[str]) -> dict[str, tuple[datetime, datetime]]:
     rows = RenewalInfo.objects.filter(
         certificate__sha256__in=sha256s, window_start__isnull=False, window_end__isnull=False
     ).values_list("certificate__sha256", "window_start", "window_end")
-    return {sha: (start, end) for sha, start, end in rows}
+    return {sha: (start, end) for sha, start, end in rows if start is not None and end is not None}

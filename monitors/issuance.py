@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Q
@@ -23,6 +24,9 @@ from keychest import netguard
 from monitors.models import IssuancePolicy, WatchedDomain
 from notifications.events import NewEvent
 from notifications.models import EventKind, Severity
+
+if TYPE_CHECKING:
+    from keychest.accounts.models import Team
 
 CAA_REFRESH = timedelta(hours=12)
 CAA_BATCH = 500
@@ -194,7 +198,7 @@ MAX_POLICY_ENTRIES = 100
 
 
 def issuance_policy_set(
-    *, team: object, allowed_issuers: Sequence[str], known_keys: Sequence[str], check_caa: bool
+    *, team: Team, allowed_issuers: Sequence[str], known_keys: Sequence[str], check_caa: bool
 ) -> IssuancePolicy:
     """Create or replace the team's policy. Raises ValueError naming the first bad entry."""
     from certificates.issuance import normalise_pin

@@ -136,13 +136,13 @@ def _filter_status(qs: QuerySet[Server], status: str) -> QuerySet[Server]:
     if status == "pending":
         return qs.filter(paused=False, last_scan_at=None)
     if status == "down":
-        return qs.filter(scanned, down=True)
+        return qs.filter(scanned, down=True)  # type: ignore[misc]  # annotations
     if status == "problem":
-        return qs.filter(scanned, down=False, worst__gte=2)
+        return qs.filter(scanned, down=False, worst__gte=2)  # type: ignore[misc]  # annotations
     if status == "warning":
-        return qs.filter(scanned, down=False, worst=1)
+        return qs.filter(scanned, down=False, worst=1)  # type: ignore[misc]  # annotations
     if status == "ok":
-        return qs.filter(scanned, down=False).filter(Q(worst__isnull=True) | Q(worst=0))
+        return qs.filter(scanned, down=False).filter(Q(worst__isnull=True) | Q(worst=0))  # type: ignore[misc]  # annotations
     return qs
 
 

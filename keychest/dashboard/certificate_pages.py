@@ -95,13 +95,13 @@ def _filter(qs: QuerySet[Certificate], params: dict[str, str], has: dict[str, bo
         qs = qs.filter(not_after__gt=now + timedelta(days=90))
     source = params["source"]
     if source == "scan":
-        qs = qs.filter(from_scan=True)
+        qs = qs.filter(from_scan=True)  # type: ignore[misc]  # an annotation django-stubs cannot see
     elif source in ("ct", "upload"):
         qs = qs.filter(**{f"from_{source}": True}) if has[source] else qs.none()
     if params["deployed"] == "yes":
-        qs = qs.filter(deployed=True)
+        qs = qs.filter(deployed=True)  # type: ignore[misc]  # annotation
     elif params["deployed"] == "no":
-        qs = qs.filter(deployed=False)
+        qs = qs.filter(deployed=False)  # type: ignore[misc]  # annotation
     return qs
 
 
@@ -161,7 +161,7 @@ def certificate_detail(request: HttpRequest, sha256: str) -> HttpResponse:
         .select_related("server")
         .order_by("-current", "server__host", "address", "-first_seen")[:200]
     )
-    chain_shas = next((r.chain_sha256 for r in results if r.chain_sha256), [])
+    chain_shas: list[str] = next((r.chain_sha256 for r in results if r.chain_sha256), [])
     chain_rows = {c.sha256: c for c in Certificate.objects.filter(sha256__in=chain_shas)}
     chain = [(sha, chain_rows.get(sha)) for sha in chain_shas]
     now = timezone.now()
@@ -186,7 +186,7 @@ def certificate_detail(request: HttpRequest, sha256: str) -> HttpResponse:
     )
 
 
-def pem_of(der: bytes) -> str:
+def pem_of(der: bytes | memoryview) -> str:
     body = base64.encodebytes(bytes(der)).decode().replace("\n", "")
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"

@@ -79,8 +79,8 @@ def domain_list(request: HttpRequest) -> HttpResponse:
             "team": team,
             "domains": domains,
             "form": WatchDomainForm(),
-            "can_edit": request.membership.has_role(Role.MEMBER),
-        },  # type: ignore[attr-defined]
+            "can_edit": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
+        },
     )
 
 
@@ -133,7 +133,7 @@ def domain_detail(request: HttpRequest, domain_id: Any) -> HttpResponse:
         for cert in rows:
             cert.name_list = names.get(cert.pk, [])  # type: ignore[attr-defined]
     else:
-        page = Paginator(hosts, PAGE_SIZE).get_page(request.GET.get("page"))
+        page = Paginator(hosts, PAGE_SIZE).get_page(request.GET.get("page"))  # type: ignore[assignment]
         rows = list(page.object_list)
         for host in rows:
             host.is_watched = host.name in watched_hosts  # type: ignore[attr-defined]

@@ -267,6 +267,8 @@ def _planner(team: Team, now: datetime, counts: dict[str, int]) -> list[PlannerB
     expired = pairs.filter(not_after__lte=now).order_by("-not_after", "leaf_sha256")[:PLANNER_PER_BUCKET]
     chosen: dict[str, list[str]] = {key: [] for key, _, _, _ in BUCKETS}
     for leaf, not_after in due:
+        if not_after is None:  # the filter above excludes it; the column is nullable
+            continue
         key = _bucket_of(not_after, now)
         if key is not None and len(chosen[key]) < PLANNER_PER_BUCKET:
             chosen[key].append(leaf)

@@ -27,6 +27,7 @@ def canary_scan(now: datetime | None = None) -> Heartbeat:
     now = now or timezone.now()
     target = settings.KEYCHEST_CANARY_TARGET
     ca_pem = ""
+    details: dict[str, Any]
     if settings.KEYCHEST_CANARY_CA_FILE:
         with open(settings.KEYCHEST_CANARY_CA_FILE, encoding="ascii") as handle:
             ca_pem = handle.read()
