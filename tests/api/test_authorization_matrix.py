@@ -60,6 +60,7 @@ def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
         "v1_channels_partial_update": {"enabled": True},
         "v1_api_keys_create": {"name": "k", "scopes": ["read"]},
         "v1_members_invite_create": {"email": "newcomer@example.org", "role": "viewer"},
+        "v1_issuance_policy_update": {"allowed_issuers": ["letsencrypt.org"], "known_keys": [], "check_caa": True},
         "v1.0_servers_add_create": {"domain": "enrol.example.com"},
         "v1.0_certificate_add_create": {"certificate": pem_of(issue(issuer, ["enrol.example.com"]).certificate)},
     }
