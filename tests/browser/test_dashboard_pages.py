@@ -155,3 +155,32 @@ def test_watch_a_domain_see_its_ct_history_and_watch_a_discovered_host(browser: 
     page.goto("/certificates/")
     assert page.get_by_test_id("certificates").locator("tbody tr").count() == 2
     browser.screenshot(page, "certificates")
+
+
+def test_the_issuance_policy_page_saves_and_shows_caa(browser: Browser) -> None:
+    from django.utils import timezone
+
+    from monitors.domains import domain_watch
+    from monitors.models import IssuancePolicy, WatchedDomain
+
+    alice = make_user("alice@example.org")
+    team = alice.memberships.get().team
+    domain_watch(team=team, domain="shop.example")
+    WatchedDomain.objects.filter(team=team).update(
+        caa_found=True, caa_domain="shop.example", caa_issue=["letsencrypt.org"], caa_checked_at=timezone.now()
+    )
+    page = browser.new_page()
+    sign_in(page, "alice@example.org")
+    page.goto("/domains/")
+    page.get_by_test_id("policy-link").click()
+    page.wait_for_url(re.compile(r"/domains/policy/$"))
+    assert "letsencrypt.org" in page.get_by_test_id("caa").inner_text()
+    page.fill("textarea[name=allowed_issuers]", "letsencrypt.org\npki.goog")
+    page.fill("textarea[name=known_keys]", "not a pin")
+    page.locator("[data-testid=policy-form] button[type=submit]").click()
+    assert "64 hex digits" in page.locator("[role=alert]").inner_text()
+    page.fill("textarea[name=known_keys]", "")
+    with page.expect_navigation():
+        page.locator("[data-testid=policy-form] button[type=submit]").click()
+    assert IssuancePolicy.objects.get(team=team).allowed_issuers == ["letsencrypt.org", "pki.goog"]
+    browser.screenshot(page, "issuance-policy")
