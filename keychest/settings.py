@@ -221,6 +221,9 @@ KEYCHEST_SCAN_CONCURRENCY = env_int("KEYCHEST_SCAN_CONCURRENCY", 200, minimum=1)
 KEYCHEST_SCAN_BATCH = env_int("KEYCHEST_SCAN_BATCH", 200, minimum=1)
 KEYCHEST_SCAN_LEGACY_TLS = env_bool("KEYCHEST_SCAN_LEGACY_TLS", True)
 KEYCHEST_SCAN_LEGACY_INTERVAL = env_int("KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 3600, minimum=0)
+# Look for a second certificate of the other key family (RSA beside ECDSA) on every address:
+# on the legacy cadence, on new addresses, and on every scan of addresses that have one.
+KEYCHEST_SCAN_ALTERNATE_KEY = env_bool("KEYCHEST_SCAN_ALTERNATE_KEY", True)
 KEYCHEST_SPOTCHECK_RATE = env_int("KEYCHEST_SPOTCHECK_RATE", 10, minimum=1)
 CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": 60.0}
 # ACME Renewal Information (certificates/ari.py): extra or replaced ACME directories as

@@ -75,6 +75,13 @@ class Endpoint:
         else:
             self.contexts[host] = context
 
+    def also_serve(self, issued: Issued, **chain: bool) -> None:
+        """Serve a certificate of the other key type beside the current one (RSA + ECDSA): the
+        TLS library picks one per connection by what the client offers."""
+        assert self.lab is not None and self.context is not None
+        cert_path, key_path = issued.write(self.lab.folder, f"{self.kind}-{self.port}-alt-{id(issued)}", **chain)
+        self.context.load_cert_chain(cert_path, key_path)
+
     def context_for(self, writer: asyncio.StreamWriter) -> ssl.SSLContext:
         local = writer.get_extra_info("sockname")
         if local and local[0] in self.contexts:

@@ -163,6 +163,47 @@ def address_checks(
     return out
 
 
+# What the second certificate of an address (the other key family) adds: its own validity,
+# renewal, name, trust and strength. Connection-level codes were judged on the first handshake.
+_CERTIFICATE_CODES = {
+    "expired",
+    "not_yet_valid",
+    "renewal_due",
+    "renewal_overdue",
+    "hostname_mismatch",
+    "self_signed",
+    "untrusted",
+    "incomplete_chain",
+    "ca_leaf",
+    "weak_key",
+    "weak_signature",
+}
+
+
+def merge_alternate(primary: list[FindingSpec], alternate: list[FindingSpec], key_type: str) -> list[FindingSpec]:
+    """The findings of an address serving two certificates (RSA and ECDSA side by side).
+
+    A finding is per (code, address): when both certificates have the same problem, one finding
+    names both; a problem of the second certificate alone is labelled with its key type."""
+    label = "RSA" if key_type == "rsa" else "ECDSA"
+    merged = list(primary)
+    index = {(spec.code, spec.address): i for i, spec in enumerate(merged)}
+    for spec in alternate:
+        if spec.code not in _CERTIFICATE_CODES:
+            continue
+        text = f"{label} certificate: {spec.message}"
+        at = index.get((spec.code, spec.address))
+        if at is None:
+            index[(spec.code, spec.address)] = len(merged)
+            merged.append(FindingSpec(spec.code, text, spec.address, {**spec.details, "key_type": key_type}))
+        else:
+            first = merged[at]
+            merged[at] = FindingSpec(
+                first.code, f"{first.message}; {text}", first.address, {**first.details, "alternate": spec.details}
+            )
+    return merged
+
+
 def ips_disagree(leaf_by_address: dict[str, str]) -> FindingSpec | None:
     """One finding when the addresses of a name serve different leaf certificates."""
     served = {sha for sha in leaf_by_address.values() if sha}

@@ -219,6 +219,9 @@ class ScanResult(TeamOwnedModel):
     error_message = models.CharField(max_length=500, blank=True)
     leaf_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     chain_sha256 = models.JSONField(default=list, blank=True)
+    # The second certificate this address serves side by side (the other key family: RSA beside
+    # ECDSA or the reverse), with its own history; False for the first one.
+    alternate = models.BooleanField(default=False)
     subject = models.CharField(max_length=500, blank=True)
     issuer = models.CharField(max_length=500, blank=True)
     issuer_key = models.CharField(max_length=128, blank=True)

@@ -71,6 +71,7 @@ class ScanConfig:
     nameservers: tuple[tuple[str, int], ...] = ()
     legacy_probe: bool = True
     legacy_interval: float = 24 * 3600
+    alternate_key: bool = True
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> ScanConfig:
@@ -85,6 +86,7 @@ class ScanConfig:
             "nameservers": tuple(netguard.parse_nameservers(getattr(settings, "KEYCHEST_DNS_NAMESERVERS", []))),
             "legacy_probe": bool(getattr(settings, "KEYCHEST_SCAN_LEGACY_TLS", True)),
             "legacy_interval": float(getattr(settings, "KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 3600)),
+            "alternate_key": bool(getattr(settings, "KEYCHEST_SCAN_ALTERNATE_KEY", True)),
         }
         values.update(overrides)
         return cls(**values)
@@ -98,6 +100,7 @@ class Observed:
     probes: list[tlsprobe.Probe] = field(default_factory=list)
     resolved_now: bool = False
     legacy_probed: bool = False
+    alternate_probed: bool = False
 
 
 @dataclass
@@ -131,6 +134,11 @@ def _needs_dns(server: Server, now: datetime, force: bool) -> bool:
 def _legacy_due(server: Server, config: ScanConfig, now: datetime) -> bool:
     if not config.legacy_probe:
         return False
+    return _cadence_due(server, config, now)
+
+
+def _cadence_due(server: Server, config: ScanConfig, now: datetime) -> bool:
+    """The daily second look (TLS 1.0/1.1, the other key family's certificate) is due."""
     if server.legacy_checked_at is None:
         return True
     return (now - server.legacy_checked_at).total_seconds() >= config.legacy_interval
@@ -142,13 +150,20 @@ async def _observe_all(
     now: datetime,
     force_dns: bool,
     previous_legacy: dict[tuple[int, str], list[str]],
+    previous_alternate: set[tuple[int, str]],
 ) -> dict[int, Observed]:
     gate = asyncio.Semaphore(max(1, config.concurrency))
     observed: dict[int, Observed] = {s.pk: Observed() for s in servers}
 
     async def probe_one(server: Server, address: str) -> tlsprobe.Probe:
         known = previous_legacy.get((server.pk, address))
-        legacy = config.legacy_probe and (observed[server.pk].legacy_probed or known is None)
+        due = observed[server.pk].legacy_probed or known is None
+        legacy = config.legacy_probe and due
+        # The other key family's certificate: looked for on the daily cadence and on new
+        # addresses, and on every scan where one was found (so its expiry is followed).
+        alternate = config.alternate_key and (
+            observed[server.pk].alternate_probed or known is None or (server.pk, address) in previous_alternate
+        )
         async with gate:
             probe = await tlsprobe.probe(
                 address,
@@ -159,6 +174,7 @@ async def _observe_all(
                 deadline_seconds=config.deadline,
                 connect_timeout=config.connect_timeout,
                 legacy_probe=legacy,
+                alternate_key=alternate,
             )
         if not legacy and probe.ok and not probe.legacy_versions and known:
             probe.legacy_versions = list(known)  # not probed this time: the last answer stands
@@ -167,6 +183,7 @@ async def _observe_all(
     async def one(server: Server) -> None:
         seen = observed[server.pk]
         seen.legacy_probed = _legacy_due(server, config, now)
+        seen.alternate_probed = config.alternate_key and _cadence_due(server, config, now)
         if server.pinned_ip:
             addresses = [server.pinned_ip]
         elif _needs_dns(server, now, force_dns):
@@ -191,6 +208,41 @@ async def _observe_all(
 def _digest(probe: tlsprobe.Probe, chain: list[str]) -> str:
     state = [probe.error_code, chain, probe.tls_version, probe.cipher, sorted(probe.legacy_versions)]
     return hashlib.sha256(json.dumps(state).encode()).hexdigest()
+
+
+def _result_row(
+    server: Server,
+    probe: tlsprobe.Probe,
+    validation: Validation | None,
+    digest: str,
+    now: datetime,
+    *,
+    alternate: bool = False,
+) -> ScanResult:
+    leaf = validation.leaf if validation else None
+    return ScanResult(
+        team_id=server.team_id,
+        server=server,
+        address=probe.address,
+        alternate=alternate,
+        state_digest=digest,
+        error_code=probe.error_code,
+        error_message=probe.error_message[:500],
+        leaf_sha256=leaf.sha256 if leaf else "",
+        chain_sha256=[p.sha256 for p in validation.chain] if validation else [],
+        subject=leaf.subject[:500] if leaf else "",
+        issuer=leaf.issuer[:500] if leaf else "",
+        issuer_key=leaf.issuer_key_id[:128] if leaf else "",
+        names=list((leaf.names + leaf.ip_addresses)[:100]) if leaf else [],
+        not_before=leaf.not_before if leaf else None,
+        not_after=leaf.not_after if leaf else None,
+        tls_version=probe.tls_version,
+        cipher=probe.cipher[:100],
+        legacy_tls=probe.legacy_versions,
+        trusted=validation.trusted if validation else None,
+        first_seen=now,
+        last_seen=now,
+    )
 
 
 def _jittered(server: Server, now: datetime) -> datetime:
@@ -281,13 +333,16 @@ def scan_servers(
     if not servers:
         return summary
     now = now or timezone.now()
-    previous_legacy = {
-        (sid, address): legacy
-        for sid, address, legacy in ScanResult.objects.filter(
-            server_id__in=[s.pk for s in servers], current=True, error_code=""
-        ).values_list("server_id", "address", "legacy_tls")
-    }
-    observed = tlsprobe.run_sync(_observe_all(servers, config, now, force_dns, previous_legacy))
+    previous_legacy: dict[tuple[int, str], list[str]] = {}
+    previous_alternate: set[tuple[int, str]] = set()
+    for sid, address, legacy, alternate in ScanResult.objects.filter(
+        server_id__in=[s.pk for s in servers], current=True, error_code=""
+    ).values_list("server_id", "address", "legacy_tls", "alternate"):
+        if alternate:
+            previous_alternate.add((sid, address))
+        else:
+            previous_legacy[(sid, address)] = legacy
+    observed = tlsprobe.run_sync(_observe_all(servers, config, now, force_dns, previous_legacy, previous_alternate))
     summary.network_seconds = time.monotonic() - started
     _store(servers, observed, now, summary)
     summary.seconds = time.monotonic() - started
@@ -297,8 +352,10 @@ def scan_servers(
 def _store(servers: Sequence[Server], observed: dict[int, Observed], now: datetime, summary: ScanSummary) -> None:
     run = _Run(servers, now)
     ids = [s.pk for s in servers]
-    current: dict[tuple[int, str], ScanResult] = {
-        (r.server_id, r.address): r for r in ScanResult.objects.filter(server_id__in=ids, current=True)
+    # One current row per (server, address, alternate): the second certificate of an address
+    # (the other key family) has rows of its own, so every reader of current results sees it.
+    current: dict[tuple[int, str, bool], ScanResult] = {
+        (r.server_id, r.address, r.alternate): r for r in ScanResult.objects.filter(server_id__in=ids, current=True)
     }
     open_findings: dict[tuple[int, str, str], Finding] = {
         (f.server_id, f.code, f.address): f for f in Finding.objects.filter(server_id__in=ids, resolved_at=None)
@@ -313,6 +370,7 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
 
     # 1. Validate and collect certificates to store.
     per_server: dict[int, list[tuple[tlsprobe.Probe, Validation | None]]] = {}
+    alternates: dict[tuple[int, str], Validation] = {}
     for server in servers:
         seen = observed[server.pk]
         rows: list[tuple[tlsprobe.Probe, Validation | None]] = []
@@ -322,6 +380,12 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
                 validation = run.validate(probe.chain_der, server.host, run.store_for(server))
                 for parsed in validation.chain:
                     run.parsed.setdefault(parsed.sha256, (parsed, f"{server.host}:{server.port}"))
+            if probe.ok and probe.alt_chain_der:
+                second = run.validate(probe.alt_chain_der, server.host, run.store_for(server))
+                if second.leaf is not None:
+                    alternates[(server.pk, probe.address)] = second
+                    for parsed in second.chain:
+                        run.parsed.setdefault(parsed.sha256, (parsed, f"{server.host}:{server.port}"))
             rows.append((probe, validation))
         per_server[server.pk] = rows
         summary.addresses += len(rows)
@@ -347,59 +411,88 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
             leaf_by_address: dict[str, str] = {}
             served: list[tuple[str, ParsedCertificate]] = []
             for probe, validation in per_server[server.pk]:
-                specs.extend(
-                    checks.address_checks(
-                        probe,
-                        validation,
+                address_specs = checks.address_checks(
+                    probe,
+                    validation,
+                    host=server.host,
+                    now=now,
+                    due_fraction=due,
+                    overdue_fraction=overdue,
+                    ari_window=run.ari_window(validation.leaf.sha256) if validation and validation.leaf else None,
+                )
+                alternate = alternates.get((server.pk, probe.address))
+                alt_leaf = alternate.leaf if alternate else None
+                if alternate is not None and alt_leaf is not None:
+                    alt_specs = checks.address_checks(
+                        dataclasses.replace(probe, legacy_versions=[], chain_truncated=False),
+                        alternate,
                         host=server.host,
                         now=now,
                         due_fraction=due,
                         overdue_fraction=overdue,
-                        ari_window=run.ari_window(validation.leaf.sha256) if validation and validation.leaf else None,
+                        ari_window=run.ari_window(alt_leaf.sha256),
                     )
-                )
+                    address_specs = checks.merge_alternate(address_specs, alt_specs, alt_leaf.key_type)
+                    served.append((probe.address, alt_leaf))
+                specs.extend(address_specs)
                 chain = [p.sha256 for p in validation.chain] if validation else []
                 leaf = validation.leaf if validation else None
                 leaf_by_address[probe.address] = leaf.sha256 if leaf else ""
                 if leaf is not None:
                     served.append((probe.address, leaf))
                 digest = _digest(probe, chain)
-                previous = current.get((server.pk, probe.address))
+                previous = current.get((server.pk, probe.address, False))
                 if previous is not None and previous.state_digest == digest:
                     touch_ids.append(previous.pk)
-                    continue
-                row = ScanResult(
-                    team_id=server.team_id,
-                    server=server,
-                    address=probe.address,
-                    state_digest=digest,
-                    error_code=probe.error_code,
-                    error_message=probe.error_message[:500],
-                    leaf_sha256=leaf.sha256 if leaf else "",
-                    chain_sha256=chain,
-                    subject=leaf.subject[:500] if leaf else "",
-                    issuer=leaf.issuer[:500] if leaf else "",
-                    issuer_key=leaf.issuer_key_id[:128] if leaf else "",
-                    names=list((leaf.names + leaf.ip_addresses)[:100]) if leaf else [],
-                    not_before=leaf.not_before if leaf else None,
-                    not_after=leaf.not_after if leaf else None,
-                    tls_version=probe.tls_version,
-                    cipher=probe.cipher[:100],
-                    legacy_tls=probe.legacy_versions,
-                    trusted=validation.trusted if validation else None,
-                    first_seen=now,
-                    last_seen=now,
-                )
-                new_results.append(row)
-                if previous is not None:
-                    retire_ids.append(previous.pk)
-                specs.extend(_change_specs(server, previous, row, timeline, events, now))
+                else:
+                    row = _result_row(server, probe, validation, digest, now)
+                    new_results.append(row)
+                    if previous is not None:
+                        retire_ids.append(previous.pk)
+                    specs.extend(_change_specs(server, previous, row, timeline, events, now))
+                # The second certificate: its own row and history, kept while the address serves it.
+                previous_alt = current.get((server.pk, probe.address, True))
+                if alternate is not None and alt_leaf is not None:
+                    alt_digest = _digest(probe, [p.sha256 for p in alternate.chain])
+                    if previous_alt is not None and previous_alt.state_digest == alt_digest:
+                        touch_ids.append(previous_alt.pk)
+                        continue
+                    alt_row = _result_row(server, probe, alternate, alt_digest, now, alternate=True)
+                    new_results.append(alt_row)
+                    if previous_alt is None:
+                        label = "an RSA" if alt_leaf.key_type == "rsa" else "an ECDSA"
+                        timeline.append(
+                            _timeline(
+                                server,
+                                probe.address,
+                                "alternate_added",
+                                f"{probe.address} also serves {label} certificate {alt_leaf.sha256[:12]}",
+                                now,
+                                sha256=alt_leaf.sha256,
+                            )
+                        )
+                    else:
+                        retire_ids.append(previous_alt.pk)
+                        specs.extend(_change_specs(server, previous_alt, alt_row, timeline, events, now))
+                elif previous_alt is not None and (probe.alternate_probed or not probe.ok):
+                    retire_ids.append(previous_alt.pk)
+                    timeline.append(
+                        _timeline(
+                            server,
+                            probe.address,
+                            "alternate_removed",
+                            f"{probe.address} no longer serves a second certificate",
+                            now,
+                        )
+                    )
             # Addresses no longer behind the name (not when DNS gave nothing to scan this time).
             if per_server[server.pk]:
                 live = {p.address for p, _ in per_server[server.pk]}
-                for (sid, address), row in current.items():
+                for (sid, address, alternate_row), row in current.items():
                     if sid == server.pk and address not in live:
                         retire_ids.append(row.pk)
+                        if alternate_row:
+                            continue
                         timeline.append(
                             _timeline(
                                 server, address, "address_removed", f"{address} no longer serves {server.host}", now
@@ -415,7 +508,7 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
             server.last_scan_ms = min(sum(p.elapsed_ms for p, _ in per_server[server.pk]), 2**31 - 1)
             server.next_scan_at = _jittered(server, now)
             server.claimed_until = None
-            if seen.legacy_probed:
+            if seen.legacy_probed or seen.alternate_probed:
                 server.legacy_checked_at = now
 
         if retire_ids:

@@ -30,6 +30,20 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 MAX_HANDSHAKE_BYTES = 256 * 1024
 MAX_CHAIN = 16
 LEGACY_VERSIONS = ("TLSv1", "TLSv1.1")
+# A server may hold an RSA and an ECDSA certificate side by side and pick by what the client
+# offers. The second handshake offers only the other family (signature algorithms for TLS 1.3,
+# authentication in the cipher list for TLS 1.2), so it sees the other certificate if there is one.
+ALTERNATE_OFFER: dict[str, tuple[bytes, bytes]] = {
+    "rsa": (
+        b"rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:rsa_pkcs1_sha256:rsa_pkcs1_sha384:"
+        b"rsa_pkcs1_sha512",
+        b"aRSA:@SECLEVEL=0",
+    ),
+    "ecdsa": (
+        b"ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:ecdsa_secp521r1_sha512:ed25519:ed448",
+        b"aECDSA:@SECLEVEL=0",
+    ),
+}
 
 
 @dataclass
@@ -45,6 +59,9 @@ class Probe:
     tls_version: str = ""
     cipher: str = ""
     legacy_versions: list[str] = field(default_factory=list)
+    # The other certificate (RSA beside ECDSA, or the reverse) the same address serves, if any.
+    alt_chain_der: list[bytes] = field(default_factory=list)
+    alternate_probed: bool = False  # whether the second handshake was tried this time
     elapsed_ms: int = 0
 
     @property
@@ -52,7 +69,7 @@ class Probe:
         return not self.error_code
 
 
-def _context(*, legacy_only: bool) -> SSL.Context:
+def _context(*, legacy_only: bool, family: str = "") -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_verify(SSL.VERIFY_NONE)
     # We inspect whatever the server presents (weak keys, SHA-1, old versions): validation
@@ -61,17 +78,32 @@ def _context(*, legacy_only: bool) -> SSL.Context:
     ctx.set_min_proto_version(SSL.TLS1_VERSION)
     if legacy_only:
         ctx.set_max_proto_version(SSL.TLS1_1_VERSION)
+    if family:
+        sigalgs, ciphers = ALTERNATE_OFFER[family]
+        ctx.set_cipher_list(ciphers)
+        # pyOpenSSL has no wrapper for the signature algorithm list; its bindings do.
+        from OpenSSL._util import lib
+
+        if lib.SSL_CTX_set1_sigalgs_list(ctx._context, sigalgs) != 1:  # type: ignore[attr-defined]
+            raise RuntimeError("OpenSSL refused the signature algorithm list")
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION)
     return ctx
 
 
-_CONTEXTS: dict[bool, SSL.Context] = {}
+_CONTEXTS: dict[tuple[bool, str], SSL.Context] = {}
 
 
-def context(*, legacy_only: bool = False) -> SSL.Context:
-    if legacy_only not in _CONTEXTS:
-        _CONTEXTS[legacy_only] = _context(legacy_only=legacy_only)
-    return _CONTEXTS[legacy_only]
+def alternate_supported() -> bool:
+    from OpenSSL._util import lib
+
+    return bool(getattr(lib, "Cryptography_HAS_SIGALGS", 0)) and hasattr(lib, "SSL_CTX_set1_sigalgs_list")
+
+
+def context(*, legacy_only: bool = False, family: str = "") -> SSL.Context:
+    key = (legacy_only, family)
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = _context(legacy_only=legacy_only, family=family)
+    return _CONTEXTS[key]
 
 
 def _looks_like_tls(first: bytes) -> bool:
@@ -94,10 +126,10 @@ def _remaining(deadline: float) -> float:
 
 
 async def _handshake(
-    sock: socket.socket, sni: str, deadline: float, *, legacy_only: bool, pending: bytes = b""
+    sock: socket.socket, sni: str, deadline: float, *, legacy_only: bool, pending: bytes = b"", family: str = ""
 ) -> SSL.Connection:
     loop = asyncio.get_running_loop()
-    conn = SSL.Connection(context(legacy_only=legacy_only), None)
+    conn = SSL.Connection(context(legacy_only=legacy_only, family=family), None)
     if sni and not _is_ip(sni):
         conn.set_tlsext_host_name(sni.encode("ascii"))
     conn.set_connect_state()
@@ -204,8 +236,11 @@ async def probe(
     deadline_seconds: float = DEFAULT_DEADLINE,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     legacy_probe: bool = True,
+    alternate_key: bool = False,
 ) -> Probe:
-    """Probe one address; never raises for anything the server does."""
+    """Probe one address; never raises for anything the server does.
+
+    `alternate_key` also asks for the certificate of the other key family (RSA/ECDSA)."""
     started = time.monotonic()
     deadline = started + deadline_seconds
     result = Probe(address=address, port=port)
@@ -243,6 +278,17 @@ async def probe(
         result.legacy_versions = await _legacy(
             address, port, sni=sni, protocol=protocol, deadline=deadline, allow_private=allow_private
         )
+    if result.ok and alternate_key and alternate_supported():
+        result.alternate_probed = True
+        result.alt_chain_der = await _alternate(
+            address,
+            port,
+            sni=sni,
+            protocol=protocol,
+            deadline=deadline,
+            allow_private=allow_private,
+            primary=result.chain_der[0],
+        )
     result.elapsed_ms = int((time.monotonic() - started) * 1000)
     return result
 
@@ -269,6 +315,55 @@ async def _legacy(
     finally:
         if sock is not None:
             sock.close()
+
+
+def key_family(der: bytes) -> str:
+    """ "rsa", "ecdsa" (EC and EdDSA keys) or "" for a certificate's public key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    try:
+        key = x509.load_der_x509_certificate(der).public_key()
+    except ValueError:
+        return ""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return "ecdsa"
+    return ""
+
+
+async def _alternate(
+    address: str, port: int, *, sni: str, protocol: str, deadline: float, allow_private: bool, primary: bytes
+) -> list[bytes]:
+    """The chain of the other key family's certificate, if the server holds one; [] otherwise."""
+    wanted = {"rsa": "ecdsa", "ecdsa": "rsa"}.get(key_family(primary), "")
+    if not wanted:
+        return []
+    sock: socket.socket | None = None
+    try:
+        sock, pending = await _open(
+            address,
+            port,
+            protocol=protocol,
+            sni=sni,
+            deadline=deadline,
+            allow_private=allow_private,
+            connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+        )
+        conn = await _handshake(sock, sni, deadline, legacy_only=False, pending=pending, family=wanted)
+        chain = conn.get_peer_cert_chain(as_cryptography=True) or []
+    except _Failure:
+        return []  # no certificate of that family: the usual answer
+    finally:
+        if sock is not None:
+            sock.close()
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ders = [cert.public_bytes(Encoding.DER) for cert in chain[:MAX_CHAIN]]
+    if not ders or ders[0] == primary or key_family(ders[0]) != wanted:
+        return []  # a server that ignores the offer and sends its only certificate again
+    return ders
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
