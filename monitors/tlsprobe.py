@@ -293,10 +293,18 @@ async def probe(
     return result
 
 
-async def _legacy(
-    address: str, port: int, *, sni: str, protocol: str, deadline: float, allow_private: bool
-) -> list[str]:
-    """The legacy version (TLS 1.0/1.1) the server also accepts, if any; [] when none or unknown."""
+async def _second_handshake(
+    address: str,
+    port: int,
+    *,
+    sni: str,
+    protocol: str,
+    deadline: float,
+    allow_private: bool,
+    legacy_only: bool = False,
+    family: str = "",
+) -> SSL.Connection | None:
+    """Another connection to the same address with a narrower offer; None when it fails."""
     sock: socket.socket | None = None
     try:
         sock, pending = await _open(
@@ -308,13 +316,22 @@ async def _legacy(
             allow_private=allow_private,
             connect_timeout=DEFAULT_CONNECT_TIMEOUT,
         )
-        conn = await _handshake(sock, sni, deadline, legacy_only=True, pending=pending)
-        return [conn.get_protocol_version_name()]
+        return await _handshake(sock, sni, deadline, legacy_only=legacy_only, pending=pending, family=family)
     except _Failure:
-        return []
+        return None
     finally:
         if sock is not None:
             sock.close()
+
+
+async def _legacy(
+    address: str, port: int, *, sni: str, protocol: str, deadline: float, allow_private: bool
+) -> list[str]:
+    """The legacy version (TLS 1.0/1.1) the server also accepts, if any; [] when none or unknown."""
+    conn = await _second_handshake(
+        address, port, sni=sni, protocol=protocol, deadline=deadline, allow_private=allow_private, legacy_only=True
+    )
+    return [conn.get_protocol_version_name()] if conn is not None else []
 
 
 def key_family(der: bytes) -> str:
@@ -340,26 +357,14 @@ async def _alternate(
     wanted = {"rsa": "ecdsa", "ecdsa": "rsa"}.get(key_family(primary), "")
     if not wanted:
         return []
-    sock: socket.socket | None = None
-    try:
-        sock, pending = await _open(
-            address,
-            port,
-            protocol=protocol,
-            sni=sni,
-            deadline=deadline,
-            allow_private=allow_private,
-            connect_timeout=DEFAULT_CONNECT_TIMEOUT,
-        )
-        conn = await _handshake(sock, sni, deadline, legacy_only=False, pending=pending, family=wanted)
-        chain = conn.get_peer_cert_chain(as_cryptography=True) or []
-    except _Failure:
+    conn = await _second_handshake(
+        address, port, sni=sni, protocol=protocol, deadline=deadline, allow_private=allow_private, family=wanted
+    )
+    if conn is None:
         return []  # no certificate of that family: the usual answer
-    finally:
-        if sock is not None:
-            sock.close()
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    chain = conn.get_peer_cert_chain(as_cryptography=True) or []
     ders = [cert.public_bytes(Encoding.DER) for cert in chain[:MAX_CHAIN]]
     if not ders or ders[0] == primary or key_family(ders[0]) != wanted:
         return []  # a server that ignores the offer and sends its only certificate again

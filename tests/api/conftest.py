@@ -205,28 +205,4 @@ def world(people, lab_issuer) -> World:
     return make_world(people.team_a, people.alice, lab_issuer)
 
 
-# --- the scanner's lab (real TLS servers on 127.0.0.x and a DNS server) -----------------------
-@pytest.fixture(scope="session")
-def lab():
-    from lab.tls import Lab
-
-    with Lab() as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def lab_dns():
-    from lab.dns import LabDNS
-
-    with LabDNS() as dns:
-        yield dns
-
-
-@pytest.fixture
-def lab_settings(settings, lab_dns):
-    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = True
-    settings.KEYCHEST_DNS_NAMESERVERS = [lab_dns.nameserver]
-    settings.KEYCHEST_SCAN_DEADLINE = 2.0
-    settings.KEYCHEST_SCAN_CONNECT_TIMEOUT = 1.0
-    settings.KEYCHEST_DNS_TIMEOUT = 1.0
-    return settings
+# The scanner's lab fixtures (lab, lab_dns, lab_settings, lab_name) come from tests/conftest.py.
