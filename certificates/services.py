@@ -7,7 +7,7 @@ Every writer (TLS scans, API uploads, CT ingestion) stores through `certificate_
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -326,14 +326,43 @@ def certificate_duplicates_count(*, names: Iterable[str], since: datetime) -> in
     return len({cert_keys[cid] for cid, s in sets.items() if s == wanted})
 
 
+def duplicate_issuances(*, registered_domain: str, since: datetime) -> dict[frozenset[str], int]:
+    """Issuances since `since` per exact set of names, for certificates naming `registered_domain`.
+
+    Let's Encrypt allows 5 certificates with the same set of names per 7 days; a renewal job
+    that runs too often meets this limit first. Two queries for the whole registered domain."""
+    keys = dict(
+        Certificate.objects.filter(
+            id__in=CertificateName.objects.filter(registered_domain=registered_domain, not_before__gte=since).values(
+                "certificate_id"
+            ),
+            is_ca=False,
+        ).values_list("id", "issuance_key")
+    )
+    if not keys:
+        return {}
+    sets: dict[int, set[str]] = {cid: set() for cid in keys}
+    for cid, name in CertificateName.objects.filter(certificate_id__in=list(keys)).values_list(
+        "certificate_id", "name"
+    ):
+        sets[cid].add(name)
+    issuances: dict[frozenset[str], set[str]] = {}
+    for cid, names in sets.items():
+        issuances.setdefault(frozenset(names), set()).add(keys[cid])
+    return {names: len(found) for names, found in issuances.items()}
+
+
 @dataclass(frozen=True)
 class RateLimitUsage:
-    """How close a name's registered domain is to Let's Encrypt's weekly limit."""
+    """How close a name's registered domain is to Let's Encrypt's weekly limits."""
 
     registered_domain: str
     issued: int
     limit: int
     window: timedelta
+    # Issuances per exact set of names in the window, against RATE_LIMIT_DUPLICATE_CERTIFICATES.
+    duplicates: dict[frozenset[str], int] = field(default_factory=dict)
+    duplicate_limit: int = RATE_LIMIT_DUPLICATE_CERTIFICATES
 
     @property
     def remaining(self) -> int:
@@ -348,12 +377,14 @@ def rate_limit_usage(*, name: str, now: datetime | None = None) -> RateLimitUsag
     """Issuances in the last 7 days for the registered domain of `name` against the limit of 50."""
     now = now or timezone.now()
     domain = registered_domain(normalise_name(name))
-    issued = certificate_issuances_count(registered_domain=domain, since=now - RATE_LIMIT_WINDOW) if domain else 0
+    since = now - RATE_LIMIT_WINDOW
+    issued = certificate_issuances_count(registered_domain=domain, since=since) if domain else 0
     return RateLimitUsage(
         registered_domain=domain,
         issued=issued,
         limit=RATE_LIMIT_CERTIFICATES_PER_DOMAIN,
         window=RATE_LIMIT_WINDOW,
+        duplicates=duplicate_issuances(registered_domain=domain, since=since) if domain else {},
     )
 
 

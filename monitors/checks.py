@@ -6,6 +6,7 @@ are a public contract (API, emails, dashboard) — add new ones, never rename on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -218,6 +219,20 @@ def ips_disagree(leaf_by_address: dict[str, str]) -> FindingSpec | None:
         "ips_disagree",
         f"{len(served)} different certificates: {summary}"[:500],
         details={"certificates": {sha: sorted(addrs) for sha, addrs in groups.items()}},
+    )
+
+
+DUPLICATE_WARN_AT = 4  # of Let's Encrypt's 5 per 7 days: one more renewal, then refusals
+
+
+def duplicate_limit_message(names: Sequence[str], issued: int, limit: int) -> str | None:
+    """The warning for a name set close to Let's Encrypt's duplicate-certificate limit, if it is."""
+    if issued < min(DUPLICATE_WARN_AT, limit):
+        return None
+    shown = ", ".join(sorted(names)[:5]) + (" ..." if len(names) > 5 else "")
+    return (
+        f"{issued} of {limit} certificates for exactly the names {shown} were issued in the last 7 days "
+        "(Let's Encrypt's duplicate limit): is a renewal job running too often?"
     )
 
 

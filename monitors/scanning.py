@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from certificates.ari import windows_for
+from certificates.issuance import caa_identifiers
 from certificates.names import registered_domain
 from certificates.services import StoreItem, certificates_store_bulk
 from certificates.x509 import ParsedCertificate
@@ -728,6 +729,16 @@ def _store_checks(
         run.rate_limits[domain] = rate_limit_usage(name=server.host, now=now)
     usage = run.rate_limits[domain]
     spec = checks.rate_limit_check(usage.registered_domain, usage.issued, usage.limit)
+    # The duplicate limit is Let's Encrypt's: only its certificates, each served name set once.
+    notes: list[str] = []
+    for names in {frozenset(leaf.all_names) for _, leaf in served if "letsencrypt.org" in caa_identifiers(leaf.issuer)}:
+        note = checks.duplicate_limit_message(list(names), usage.duplicates.get(names, 0), usage.duplicate_limit)
+        if note:
+            notes.append(note)
+    if notes:
+        details = {**(spec.details if spec else {}), "duplicates": notes}
+        message = "; ".join(([spec.message] if spec else []) + notes)
+        spec = checks.FindingSpec("rate_limit_risk", message, "", details)
     if spec is not None:
         specs.append(spec)
     return specs

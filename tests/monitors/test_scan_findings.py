@@ -413,3 +413,26 @@ def test_findings_open_and_resolve_as_events(lab, lab_name, watch) -> None:
     endpoint.serve(lab.leaf([name]))
     scan(server)
     assert Event.objects.filter(team=server.team, kind="finding_resolved", payload__code="ca_leaf").count() == 1
+
+
+def test_a_renewal_loop_nears_lets_encrypts_duplicate_limit(lab, watch, lab_dns) -> None:
+    name = "www.renewal-loop-keychest.test"
+    lab_dns.set(name, ["127.0.0.1"])
+    # A CA named like Let's Encrypt's: the duplicate limit is Let's Encrypt's.
+    le = CA("Let's Encrypt Lab R11")
+    issued = [le.issue([name], not_before=now() - dt.timedelta(hours=i + 1)) for i in range(4)]
+    for one in issued:
+        certificate_store_der(der=one.der, source="ct")
+    endpoint = lab.tls(issued[0])
+    server = watch(name, endpoint.port)
+    found = scan(server)
+    assert "rate_limit_risk" in found
+    finding = Finding.objects.get(server=server, code="rate_limit_risk")
+    assert "4 of 5 certificates for exactly the names www.renewal-loop-keychest.test" in finding.message
+    # A lab CA that is not Let's Encrypt: no duplicate warning.
+    other = "www.no-loop-keychest.test"
+    lab_dns.set(other, ["127.0.0.1"])
+    for i in range(4):
+        certificate_store_der(der=lab.leaf([other], not_before=now() - dt.timedelta(hours=i + 1)).der, source="ct")
+    endpoint = lab.tls(lab.leaf([other]))
+    assert "rate_limit_risk" not in scan(watch(other, endpoint.port))
