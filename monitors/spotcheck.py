@@ -7,6 +7,7 @@ check sequence as a team scan, returned as one JSON-able dict.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -95,6 +96,7 @@ def spotcheck(
                         deadline_seconds=config.deadline,
                         connect_timeout=config.connect_timeout,
                         legacy_probe=config.legacy_probe,
+                        alternate_key=config.alternate_key,
                     )
                     for a in addresses
                 )
@@ -129,6 +131,13 @@ def spotcheck(
             now=now,
             ari_window=ari.get(validation.leaf.sha256) if validation and validation.leaf else None,
         )
+        # The other key family's certificate, when the address serves one side by side.
+        second = validate(probe.alt_chain_der, host, store) if probe.ok and probe.alt_chain_der else None
+        if second is not None and second.leaf is not None:
+            alt_found = checks.address_checks(
+                dataclasses.replace(probe, legacy_versions=[], chain_truncated=False), second, host=host, now=now
+            )
+            found = checks.merge_alternate(found, alt_found, second.leaf.key_type)
         header = hsts_by_address.get(probe.address)
         if header is not None and not header.error and not header.present:
             found.append(
@@ -146,6 +155,7 @@ def spotcheck(
                 "legacy_tls": probe.legacy_versions,
                 "trusted": validation.trusted if validation else None,
                 "chain": [_cert(p) for p in validation.chain] if validation else [],
+                "alternate_chain": [_cert(p) for p in second.chain] if second is not None and second.leaf else [],
                 "findings": [_finding(s) for s in found],
                 "hsts": header.as_dict() if header is not None else None,
                 "elapsed_ms": probe.elapsed_ms,

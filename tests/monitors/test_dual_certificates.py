@@ -139,3 +139,17 @@ def test_both_certificates_reach_the_expiry_api_and_the_server_page(people, lab,
     assert sorted(entry["renewal_due"] for entry in answer["results"]) == [False, True]
     page = alice_client.get(reverse("server_detail", args=[server.uuid])).content.decode()
     assert 'data-testid="alternate"' in page
+
+
+def test_the_spot_check_shows_both_certificates(lab, lab_name, lab_settings, client) -> None:
+    from monitors.spotcheck import spotcheck
+
+    name = lab_name("dual-spot")
+    endpoint = lab.tls(lab.leaf([name]))
+    endpoint.also_serve(lab.leaf([name], key_kind="rsa", not_before=now() - 100 * D, not_after=now() - D))
+    result = spotcheck(target=f"{name}:{endpoint.port}", ca_pem=lab.root_pem)
+    [address] = result["addresses"]
+    assert address["chain"][0]["key"].startswith("ec")
+    assert address["alternate_chain"][0]["key"].startswith("rsa")
+    assert [f["code"] for f in result["findings"]] == ["expired"]
+    assert result["findings"][0]["message"].startswith("RSA certificate: The certificate expired")
