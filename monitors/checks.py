@@ -48,6 +48,21 @@ CODES: dict[str, tuple[str, str]] = {
     "hsts_missing": ("info", "The HTTPS answer has no Strict-Transport-Security header"),
 }
 
+# Open findings that mean clients cannot use the server at all: the dashboard's "down", the
+# server_down / server_recovered alerts and the servers list's status all use this one set.
+DOWN_CODES = frozenset(
+    {
+        "dns_failure",
+        "no_addresses",
+        "target_refused",
+        "connect_failed",
+        "timeout",
+        "not_tls",
+        "tls_handshake_failed",
+        "no_certificate",
+    }
+)
+
 # Findings that describe the server as a whole rather than one address.
 SERVER_LEVEL = {"dns_failure", "no_addresses", "ips_disagree", "rate_limit_risk"}
 RATE_LIMIT_WARN_AT = 40

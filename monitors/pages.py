@@ -23,19 +23,11 @@ from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
+from monitors.checks import DOWN_CODES
 from monitors.models import Finding, Protocol, ScanResult, Server, TeamCABundle
 from monitors.targets import InvalidTarget
 
 PAGE_SIZE = 50
-DOWN_CODES = (
-    "dns_failure",
-    "no_addresses",
-    "target_refused",
-    "connect_failed",
-    "timeout",
-    "not_tls",
-    "tls_handshake_failed",
-)
 STATUSES = (
     ("", "Any status"),
     ("ok", "OK"),

@@ -26,8 +26,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from certificates.ari import windows_for
-from certificates.issuance import caa_identifiers
-from certificates.names import registered_domain
 from certificates.services import StoreItem, certificates_store_bulk
 from certificates.x509 import ParsedCertificate
 from keychest import netguard
@@ -41,23 +39,20 @@ from monitors.models import (
     TeamScanPolicy,
     TimelineEntry,
 )
+from monitors.scan_findings import (
+    Newest,
+    change_specs,
+    dns_specs,
+    findings_apply,
+    newest_certificates,
+    store_checks,
+    timeline_entry,
+)
 from monitors.validation import TrustStore, Validation, hostname_matches, trust_store, validate
 from notifications.events import NewEvent, events_record_bulk
-from notifications.models import EventKind
 
 JITTER = 0.15
 CLAIM_LEASE = timedelta(minutes=15)
-NEWER_CERTIFICATE_GRACE = timedelta(hours=1)
-DOWN_CODES = {
-    "dns_failure",
-    "no_addresses",
-    "connect_failed",
-    "timeout",
-    "not_tls",
-    "tls_handshake_failed",
-    "no_certificate",
-    "target_refused",
-}
 
 
 @dataclass(frozen=True)
@@ -251,7 +246,7 @@ def _jittered(server: Server, now: datetime) -> datetime:
     return now + timedelta(seconds=server.scan_interval * factor)
 
 
-class _Run:
+class ScanPass:
     """The state of one storing pass; caches what many servers share (chains, trust stores)."""
 
     def __init__(self, servers: Sequence[Server], now: datetime) -> None:
@@ -263,7 +258,7 @@ class _Run:
         self.policies = {p.team_id: p for p in TeamScanPolicy.objects.filter(team_id__in={s.team_id for s in servers})}
         self.parsed: dict[str, tuple[ParsedCertificate, str]] = {}
         self.rate_limits: dict[str, Any] = {}
-        self.newest: dict[tuple[str, str], _Newest] | None = None
+        self.newest: dict[tuple[str, str], Newest] | None = None
         self.ari: dict[str, tuple[datetime, datetime]] | None = None
 
     def store_for(self, server: Server) -> TrustStore:
@@ -296,9 +291,9 @@ class _Run:
             self.ari = windows_for([sha for sha, (parsed, _) in self.parsed.items() if not parsed.is_ca])
         return self.ari.get(sha256)
 
-    def newest_for(self, host: str, key_type: str) -> _Newest | None:
+    def newest_for(self, host: str, key_type: str) -> Newest | None:
         if self.newest is None:
-            self.newest = _newest_certificates([s.host for s in self.servers], self.now)
+            self.newest = newest_certificates([s.host for s in self.servers], self.now)
         return self.newest.get((host, key_type))
 
 
@@ -351,7 +346,7 @@ def scan_servers(
 
 
 def _store(servers: Sequence[Server], observed: dict[int, Observed], now: datetime, summary: ScanSummary) -> None:
-    run = _Run(servers, now)
+    run = ScanPass(servers, now)
     ids = [s.pk for s in servers]
     # One current row per (server, address, alternate): the second certificate of an address
     # (the other key family) has rows of its own, so every reader of current results sees it.
@@ -406,7 +401,7 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
                 server.dns_refused = [list(r) for r in seen.resolution.refused]
                 server.dns_error = seen.resolution.error[:40]
             if not server.pinned_ip:
-                specs.extend(_dns_specs(server))
+                specs.extend(dns_specs(server))
                 if server.dns_error and not server.dns_addresses and not server.dns_refused:
                     keep_address_findings.add(server.pk)
             leaf_by_address: dict[str, str] = {}
@@ -450,7 +445,7 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
                     new_results.append(row)
                     if previous is not None:
                         retire_ids.append(previous.pk)
-                    specs.extend(_change_specs(server, previous, row, timeline, events, now))
+                    specs.extend(change_specs(server, previous, row, timeline, events, now))
                 # The second certificate: its own row and history, kept while the address serves it.
                 previous_alt = current.get((server.pk, probe.address, True))
                 if alternate is not None and alt_leaf is not None:
@@ -463,7 +458,7 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
                     if previous_alt is None:
                         label = "an RSA" if alt_leaf.key_type == "rsa" else "an ECDSA"
                         timeline.append(
-                            _timeline(
+                            timeline_entry(
                                 server,
                                 probe.address,
                                 "alternate_added",
@@ -474,11 +469,11 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
                         )
                     else:
                         retire_ids.append(previous_alt.pk)
-                        specs.extend(_change_specs(server, previous_alt, alt_row, timeline, events, now))
+                        specs.extend(change_specs(server, previous_alt, alt_row, timeline, events, now))
                 elif previous_alt is not None and (probe.alternate_probed or not probe.ok):
                     retire_ids.append(previous_alt.pk)
                     timeline.append(
-                        _timeline(
+                        timeline_entry(
                             server,
                             probe.address,
                             "alternate_removed",
@@ -495,14 +490,14 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
                         if alternate_row:
                             continue
                         timeline.append(
-                            _timeline(
+                            timeline_entry(
                                 server, address, "address_removed", f"{address} no longer serves {server.host}", now
                             )
                         )
             disagreement = checks.ips_disagree(leaf_by_address)
             if disagreement is not None:
                 specs.append(disagreement)
-            specs.extend(_store_checks(server, served, now, run))
+            specs.extend(store_checks(server, served, now, run))
             specs_by_server[server.pk] = specs
             summary.findings.update(s.code for s in specs)
             server.last_scan_at = now
@@ -518,7 +513,7 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
             ScanResult.objects.filter(pk__in=touch_ids).update(last_seen=now)
         ScanResult.objects.bulk_create(new_results, batch_size=500)
         TimelineEntry.objects.bulk_create(timeline, batch_size=500)
-        _apply_findings(servers, specs_by_server, open_findings, keep_address_findings, now, events)
+        findings_apply(servers, specs_by_server, open_findings, keep_address_findings, now, events)
         Server.objects.bulk_update(
             servers,
             [
@@ -538,326 +533,6 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
             events_record_bulk(events)
 
 
-def _dns_specs(server: Server) -> list[FindingSpec]:
-    specs = [
-        FindingSpec("target_refused", f"{address} is not a public address ({reason})", address)
-        for address, reason in server.dns_refused
-    ]
-    failed = server.dns_error and server.dns_error != "no_answer"
-    if failed and not server.dns_addresses and not server.dns_refused:
-        specs.append(FindingSpec("dns_failure", f"{server.host} does not resolve ({server.dns_error})"))
-    elif not server.dns_addresses and not server.dns_refused:
-        specs.append(FindingSpec("no_addresses", f"{server.host} has no A or AAAA records"))
-    return specs
-
-
-def _timeline(server: Server, address: str, kind: str, summary: str, now: datetime, **details: Any) -> TimelineEntry:
-    return TimelineEntry(
-        team_id=server.team_id,
-        server=server,
-        address=address,
-        kind=kind,
-        summary=summary[:500],
-        details=details,
-        at=now,
-    )
-
-
-def _event(server: Server, kind: str, dedup: str, subject: str, severity: str, **payload: Any) -> NewEvent:
-    return NewEvent(
-        team_id=server.team_id,
-        kind=kind,
-        subject=subject,
-        dedup_key=dedup,
-        severity=severity,
-        payload={"server": str(server.uuid), "host": server.host, "port": server.port, **payload},
-    )
-
-
-def _change_specs(
-    server: Server,
-    previous: ScanResult | None,
-    row: ScanResult,
-    timeline: list[TimelineEntry],
-    events: list[NewEvent],
-    now: datetime,
-) -> list[FindingSpec]:
-    """Timeline entries, events and findings for what changed on one address."""
-    address = row.address
-    if previous is None:
-        what = f"new certificate {row.leaf_sha256[:12]}" if row.leaf_sha256 else f"error {row.error_code}"
-        timeline.append(
-            _timeline(server, address, "address_added", f"{address} first seen: {what}", now, sha256=row.leaf_sha256)
-        )
-        return []
-    specs: list[FindingSpec] = []
-    if row.leaf_sha256 and previous.leaf_sha256 and row.leaf_sha256 != previous.leaf_sha256:
-        details = {"old": previous.leaf_sha256, "new": row.leaf_sha256}
-        timeline.append(
-            _timeline(
-                server,
-                address,
-                "certificate_changed",
-                f"New certificate {row.leaf_sha256[:12]} on {address} (was {previous.leaf_sha256[:12]})",
-                now,
-                **details,
-            )
-        )
-        specs.append(
-            FindingSpec(
-                "certificate_changed",
-                f"New certificate on {address}, valid until {row.not_after:%Y-%m-%d}",
-                address,
-                details,
-            )
-        )
-        events.append(
-            _event(
-                server,
-                EventKind.CERTIFICATE_CHANGED,
-                f"scan:{server.uuid}:{address}:cert:{row.leaf_sha256}",
-                server.label,
-                "info",
-                address=address,
-                **details,
-            )
-        )
-        if previous.issuer != row.issuer:
-            issuers = {"old_issuer": previous.issuer, "new_issuer": row.issuer}
-            timeline.append(
-                _timeline(
-                    server, address, "issuer_changed", f"Issuer changed on {address}: {row.issuer}", now, **issuers
-                )
-            )
-            specs.append(
-                FindingSpec(
-                    "issuer_changed", f"Issuer changed from {previous.issuer} to {row.issuer}"[:500], address, issuers
-                )
-            )
-            events.append(
-                _event(
-                    server,
-                    EventKind.ISSUER_CHANGED,
-                    f"scan:{server.uuid}:{address}:issuer:{row.leaf_sha256}",
-                    server.label,
-                    "warning",
-                    address=address,
-                    **issuers,
-                )
-            )
-    elif row.error_code and not previous.error_code:
-        timeline.append(_timeline(server, address, "error", f"{address}: {row.error_code} ({row.error_message})", now))
-    elif previous.error_code and not row.error_code:
-        timeline.append(_timeline(server, address, "recovered", f"{address} serves {row.leaf_sha256[:12]} again", now))
-    else:
-        timeline.append(
-            _timeline(server, address, "changed", f"{address}: TLS {row.tls_version or row.error_code} changed", now)
-        )
-    return specs
-
-
-@dataclasses.dataclass(frozen=True)
-class _Newest:
-    sha256: str
-    not_before: datetime
-    issuance_key: str
-
-
-def _newest_certificates(hosts: list[str], now: datetime) -> dict[tuple[str, str], _Newest]:
-    """For every host: the newest valid leaf per key type naming it (or a covering wildcard).
-
-    One query for the whole run; the same answer as `certificates_for(host, include_subdomains=False)`
-    restricted to valid, non-CA certificates issued more than the grace period ago.
-    """
-    from certificates.models import CertificateName
-    from certificates.names import parent_wildcard
-
-    names: dict[str, list[str]] = {}
-    for host in set(hosts):
-        if netguard.parse_ip_literal(host) is not None:
-            continue
-        names.setdefault(host, []).append(host)
-        wildcard = parent_wildcard(host)
-        if wildcard:
-            names.setdefault(wildcard, []).append(host)
-    if not names:
-        return {}
-    rows = CertificateName.objects.filter(
-        name__in=list(names),
-        not_before__lte=now - NEWER_CERTIFICATE_GRACE,
-        not_after__gt=now,
-        certificate__is_ca=False,
-    ).values_list(
-        "name",
-        "certificate__sha256",
-        "certificate__not_before",
-        "certificate__issuance_key",
-        "certificate__key_type",
-    )
-    newest: dict[tuple[str, str], _Newest] = {}
-    for name, sha256, not_before, issuance_key, key_type in rows:
-        for host in names.get(name, []):
-            current = newest.get((host, key_type))
-            if current is None or not_before > current.not_before:
-                newest[(host, key_type)] = _Newest(sha256, not_before, issuance_key)
-    return newest
-
-
-def _store_checks(
-    server: Server, served: list[tuple[str, ParsedCertificate]], now: datetime, run: _Run
-) -> list[FindingSpec]:
-    """Checks against the certificate store: renewed-not-deployed, rate-limit risk."""
-    if not served or netguard.parse_ip_literal(server.host) is not None:
-        return []
-    from certificates.services import rate_limit_usage
-
-    specs: list[FindingSpec] = []
-    for address, leaf in served:
-        newest = run.newest_for(server.host, leaf.key_type)
-        if newest is not None and newest.not_before > leaf.not_before and newest.issuance_key != leaf.issuance_key:
-            specs.append(
-                FindingSpec(
-                    "newer_certificate_not_deployed",
-                    f"{address} serves a certificate from {leaf.not_before:%Y-%m-%d}; a newer one from "
-                    f"{newest.not_before:%Y-%m-%d} ({newest.sha256[:12]}) is not deployed",
-                    address,
-                    {"served": leaf.sha256, "newer": newest.sha256},
-                )
-            )
-    domain = registered_domain(server.host)
-    if domain not in run.rate_limits:
-        run.rate_limits[domain] = rate_limit_usage(name=server.host, now=now)
-    usage = run.rate_limits[domain]
-    spec = checks.rate_limit_check(usage.registered_domain, usage.issued, usage.limit)
-    # The duplicate limit is Let's Encrypt's: only its certificates, each served name set once.
-    notes: list[str] = []
-    for names in {frozenset(leaf.all_names) for _, leaf in served if "letsencrypt.org" in caa_identifiers(leaf.issuer)}:
-        note = checks.duplicate_limit_message(list(names), usage.duplicates.get(names, 0), usage.duplicate_limit)
-        if note:
-            notes.append(note)
-    if notes:
-        details = {**(spec.details if spec else {}), "duplicates": notes}
-        message = "; ".join(([spec.message] if spec else []) + notes)
-        spec = checks.FindingSpec("rate_limit_risk", message, "", details)
-    if spec is not None:
-        specs.append(spec)
-    return specs
-
-
-_SPECIFIC_EVENTS = {
-    "ips_disagree": EventKind.IPS_DISAGREE,
-    "newer_certificate_not_deployed": EventKind.NEWER_CERTIFICATE_NOT_DEPLOYED,
-}
-
-
-def _apply_findings(
-    servers: Sequence[Server],
-    specs_by_server: dict[int, list[FindingSpec]],
-    open_findings: dict[tuple[int, str, str], Finding],
-    keep_address_findings: set[int],
-    now: datetime,
-    events: list[NewEvent],
-) -> None:
-    """Open new findings, refresh those still seen, resolve those gone; events for each flip."""
-    by_id = {s.pk: s for s in servers}
-    to_create: list[Finding] = []
-    to_refresh: list[Finding] = []
-    seen_keys: set[tuple[int, str, str]] = set()
-    for server_id, specs in specs_by_server.items():
-        server = by_id[server_id]
-        for spec in specs:
-            key = (server_id, spec.code, spec.address)
-            if key in seen_keys:
-                continue
-            seen_keys.add(key)
-            existing = open_findings.get(key)
-            if existing is not None:
-                existing.last_seen = now
-                existing.message = spec.message[:500]
-                existing.severity = spec.severity
-                existing.details = spec.details
-                to_refresh.append(existing)
-                continue
-            finding = Finding(
-                team_id=server.team_id,
-                server=server,
-                code=spec.code,
-                severity=spec.severity,
-                message=spec.message[:500],
-                address=spec.address,
-                details=spec.details,
-                first_seen=now,
-                last_seen=now,
-            )
-            to_create.append(finding)
-            payload = {
-                "code": spec.code,
-                "address": spec.address,
-                "message": finding.message,
-                "finding": str(finding.uuid),
-            }
-            events.append(
-                _event(
-                    server,
-                    EventKind.FINDING_OPENED,
-                    f"finding:{finding.uuid}:opened",
-                    server.label,
-                    spec.severity,
-                    **payload,
-                )
-            )
-            specific = _SPECIFIC_EVENTS.get(spec.code)
-            if specific is not None:
-                events.append(
-                    _event(
-                        server, specific, f"finding:{finding.uuid}:{spec.code}", server.label, spec.severity, **payload
-                    )
-                )
-            if spec.code in DOWN_CODES:
-                events.append(
-                    _event(
-                        server,
-                        EventKind.SERVER_DOWN,
-                        f"finding:{finding.uuid}:down",
-                        server.label,
-                        spec.severity,
-                        **payload,
-                    )
-                )
-    resolved: list[int] = []
-    for key, finding in open_findings.items():
-        server_id, code, address = key
-        if key in seen_keys or server_id not in specs_by_server:
-            continue
-        if address and server_id in keep_address_findings:
-            continue  # DNS failed: we could not look at the addresses, so we know nothing new
-        resolved.append(finding.pk)
-        server = by_id[server_id]
-        payload = {"code": code, "address": address, "message": finding.message, "finding": str(finding.uuid)}
-        events.append(
-            _event(
-                server, EventKind.FINDING_RESOLVED, f"finding:{finding.uuid}:resolved", server.label, "info", **payload
-            )
-        )
-        if code in DOWN_CODES:
-            events.append(
-                _event(
-                    server,
-                    EventKind.SERVER_RECOVERED,
-                    f"finding:{finding.uuid}:recovered",
-                    server.label,
-                    "info",
-                    **payload,
-                )
-            )
-    if resolved:
-        Finding.objects.filter(pk__in=resolved).update(resolved_at=now)
-    if to_refresh:
-        Finding.objects.bulk_update(to_refresh, ["last_seen", "message", "severity", "details"], batch_size=500)
-    Finding.objects.bulk_create(to_create, batch_size=500)
-
-
-# --- scheduling ---------------------------------------------------------------------------------
 def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: timedelta = CLAIM_LEASE) -> list[int]:
     """Claim up to `limit` due servers atomically (skip rows another scheduler holds)."""
     now = now or timezone.now()

@@ -18,6 +18,7 @@ from django.db.models.functions import RowNumber, TruncMonth
 from certificates.models import Certificate, CertificateName
 from certificates.names import reversed_name
 from keychest.dashboard.issuers import KIND_LABELS, KINDS, issuer_kind
+from monitors.checks import DOWN_CODES
 from monitors.models import Finding, ScanResult, Server, WatchedDomain
 
 if TYPE_CHECKING:
@@ -36,16 +37,6 @@ BUCKETS = (
 PLANNER_PER_BUCKET = 10
 INCIDENTS_PER_GROUP = 8
 
-# Open findings that mean the server cannot be reached at all.
-DOWN_CODES = (
-    "dns_failure",
-    "no_addresses",
-    "target_refused",
-    "connect_failed",
-    "timeout",
-    "not_tls",
-    "tls_handshake_failed",
-)
 INCIDENT_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("dns", "DNS failures", ("dns_failure", "no_addresses")),
     (
