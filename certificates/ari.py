@@ -17,6 +17,7 @@ import base64
 import http.client
 import json
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +40,7 @@ MAX_POLL = timedelta(days=2)
 ERROR_BACKOFF = timedelta(hours=1)
 NOT_FOUND_POLL = timedelta(days=1)
 MAX_BODY = 65536
+BUDGET_SECONDS = 120.0
 
 
 def ari_cert_id(issuer_key_id_hex: str, serial_hex: str) -> str | None:
@@ -170,10 +172,19 @@ def _next_check(now: datetime, answer: AriAnswer) -> datetime:
 
 
 def renewal_info_refresh(
-    *, certificate_ids: list[int], now: datetime | None = None, client: AriClient | None = None, limit: int = 500
+    *,
+    certificate_ids: list[int],
+    now: datetime | None = None,
+    client: AriClient | None = None,
+    limit: int = 500,
+    budget: float = BUDGET_SECONDS,
 ) -> dict[str, int]:
-    """Read ARI for the given certificates that are due; returns counts by outcome."""
+    """Read ARI for the given certificates that are due; returns counts by outcome.
+
+    The run stops after `budget` seconds (a CA timing out must not hold a worker); what is left
+    stays due for the next run."""
     now = now or timezone.now()
+    stop_at = time.monotonic() + budget
     table = directories()
     if not table or not certificate_ids:
         return {}
@@ -187,6 +198,8 @@ def renewal_info_refresh(
     )
     counts: dict[str, int] = {}
     for certificate_id, issuer, key_id, serial in rows:
+        if time.monotonic() >= stop_at:
+            break
         directory = directory_for(issuer, table)
         cert_id = ari_cert_id(key_id, serial) if directory else None
         if directory is None or cert_id is None:

@@ -9,6 +9,7 @@ for domains never read or read more than CAA_REFRESH ago.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 CAA_REFRESH = timedelta(hours=12)
 CAA_BATCH = 500
+CAA_BUDGET_SECONDS = 120.0
 CRITICAL_FLAG = 128
 DEFAULT_POLICY = Policy()
 
@@ -94,11 +96,14 @@ def caa_lookup(name: str, *, nameservers: Sequence[tuple[str, int]] | None = Non
     return CaaLookup(found=False)
 
 
-def caa_refresh(*, now: datetime | None = None, limit: int = CAA_BATCH) -> int:
+def caa_refresh(*, now: datetime | None = None, limit: int = CAA_BATCH, budget: float = CAA_BUDGET_SECONDS) -> int:
     """Read CAA for watched domains never read or read over CAA_REFRESH ago; returns names read.
 
-    One look-up per distinct name, however many teams watch it."""
+    One look-up per distinct name, however many teams watch it; the run stops after `budget`
+    seconds (a resolver timing out on every name must not hold a worker), the rest wait for the
+    next run."""
     now = now or timezone.now()
+    stop_at = time.monotonic() + budget
     stale = Q(caa_checked_at=None) | Q(caa_checked_at__lt=now - CAA_REFRESH)
     names = list(
         WatchedDomain.objects.filter(stale, removed_at=None)
@@ -109,7 +114,11 @@ def caa_refresh(*, now: datetime | None = None, limit: int = CAA_BATCH) -> int:
     names = list(dict.fromkeys(names))[:limit]
     nameservers = netguard.parse_nameservers(getattr(settings, "KEYCHEST_DNS_NAMESERVERS", []))
     timeout = settings.KEYCHEST_DNS_TIMEOUT
+    done = 0
     for name in names:
+        if time.monotonic() >= stop_at:
+            break
+        done += 1
         found = caa_lookup(name, nameservers=nameservers or None, timeout=timeout)
         rows = WatchedDomain.objects.filter(domain=name, removed_at=None)
         if found.error:
@@ -123,7 +132,7 @@ def caa_refresh(*, now: datetime | None = None, limit: int = CAA_BATCH) -> int:
             caa_checked_at=now,
             caa_error="",
         )
-    return len(names)
+    return done
 
 
 def _caa_of(row: WatchedDomain) -> Caa:

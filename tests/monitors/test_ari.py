@@ -163,3 +163,11 @@ def test_the_scanner_follows_the_cas_window(
     acme.set_window(cert_id, now - dt.timedelta(days=3), now - dt.timedelta(hours=1))
     assert served_certificates_ari_refresh(now=now + dt.timedelta(days=3)) == {"window": 1}
     assert scan() == {"renewal_overdue"}
+
+
+def test_the_refresh_stops_at_its_time_budget(acme) -> None:
+    slow = [_certificate(f"1{i}") for i in range(3)]
+    acme.faults["*"] = "slow"
+    acme.slow_seconds = 1.5
+    assert renewal_info_refresh(certificate_ids=[c.pk for c in slow], budget=0.5) == {"error": 1}
+    assert RenewalInfo.objects.count() == 1

@@ -200,3 +200,15 @@ def test_policy_page_roles_and_tenancy(people, alice_client, bob_client, charlie
     assert charlie_client.post(url, {"allowed_issuers": "digicert.com", "check_caa": "on"}).status_code == 302
     assert IssuancePolicy.objects.get(team=people.team_b).allowed_issuers == ["digicert.com"]
     assert IssuancePolicy.objects.get(team=people.team_a).allowed_issuers == ["letsencrypt.org", "pki.goog"]
+
+
+@pytest.mark.django_db
+def test_caa_refresh_stops_at_its_time_budget(people, lab_dns, settings) -> None:
+    settings.KEYCHEST_DNS_NAMESERVERS = [lab_dns.nameserver]
+    settings.KEYCHEST_DNS_TIMEOUT = 0.3
+    for i in range(3):
+        lab_dns.set(f"slow{i}.caa-budget.test", "TIMEOUT")
+        domain_watch(team=people.team_a, domain=f"slow{i}.caa-budget.test")
+    # Each name times out (0.3 s per query); a 0.1 s budget lets the run start one and stop.
+    assert caa_refresh(budget=0.1) == 1
+    assert WatchedDomain.objects.exclude(caa_checked_at=None).count() == 1
