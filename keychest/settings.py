@@ -233,6 +233,22 @@ KEYCHEST_ARI_TIMEOUT = env_int("KEYCHEST_ARI_TIMEOUT", 10, minimum=1, maximum=60
 CELERY_BEAT_SCHEDULE["monitors-ari-refresh"] = {"task": "monitors.tasks.ari_refresh_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["monitors-caa-refresh"] = {"task": "monitors.tasks.caa_refresh_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["monitors-spotchecks-purge"] = {"task": "monitors.tasks.spotchecks_purge", "schedule": 86400.0}
+# Domain registration expiry (monitors/registrations.py, docs/domains.md): IANA RDAP bootstrap
+# (dns.json format; a path or an http(s) URL; empty = the snapshot in monitors/data/).
+KEYCHEST_RDAP_BOOTSTRAP = env_str("KEYCHEST_RDAP_BOOTSTRAP") or ""
+KEYCHEST_RDAP_TIMEOUT = env_float("KEYCHEST_RDAP_TIMEOUT", 10.0, minimum=0.5)
+KEYCHEST_RDAP_MAX_BYTES = env_int("KEYCHEST_RDAP_MAX_BYTES", 256 * 1024, minimum=4096)
+KEYCHEST_RDAP_INTERVAL_HOURS = env_int("KEYCHEST_RDAP_INTERVAL_HOURS", 48, minimum=1)
+KEYCHEST_RDAP_BATCH = env_int("KEYCHEST_RDAP_BATCH", 500, minimum=1)
+KEYCHEST_RDAP_PER_SERVER = env_int("KEYCHEST_RDAP_PER_SERVER", 100, minimum=1)
+KEYCHEST_RDAP_WORKERS = env_int("KEYCHEST_RDAP_WORKERS", 8, minimum=1, maximum=64)
+KEYCHEST_RDAP_BACKOFF_SECONDS = env_int("KEYCHEST_RDAP_BACKOFF_SECONDS", 60, minimum=0)
+KEYCHEST_RDAP_BACKOFF_MAX_SECONDS = env_int("KEYCHEST_RDAP_BACKOFF_MAX_SECONDS", 6 * 3600, minimum=1)
+CELERY_BEAT_SCHEDULE["monitors-registrations-sync"] = {"task": "monitors.tasks.registrations_sync", "schedule": 900.0}
+CELERY_BEAT_SCHEDULE["monitors-registrations-check"] = {
+    "task": "monitors.tasks.registrations_check_due",
+    "schedule": 300.0,
+}
 KEYCHEST_INVITATION_MAX_AGE_DAYS = env_int("KEYCHEST_INVITATION_MAX_AGE_DAYS", 7, minimum=1)
 
 # --- Notifications (notifications/) ---------------------------------------------------------

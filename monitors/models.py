@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -331,3 +331,91 @@ class SpotCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+# --- Domain registration (RDAP) ---------------------------------------------------------------
+# Warnings when a registration's expiry comes within these many days (largest first).
+REGISTRATION_THRESHOLDS_DAYS = (84, 28, 14)
+
+
+class RegistrationStatus(models.TextChoices):
+    PENDING = "pending", "Not checked yet"
+    OK = "ok", "Known"
+    NOT_FOUND = "not_found", "Not registered (RDAP 404)"
+    NO_SERVER = "no_server", "No RDAP server for this TLD"
+    ERROR = "error", "Check failed"
+
+
+class DomainRegistration(models.Model):
+    """Public registration data of one registered domain (PSL), shared by every team that watches it."""
+
+    # The registered domain (public suffix + one label), e.g. "example.co.uk".
+    domain = models.CharField(max_length=253, unique=True)
+    status = models.CharField(max_length=12, choices=RegistrationStatus.choices, default=RegistrationStatus.PENDING)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    registered_at = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    registrar = models.CharField(max_length=200, blank=True)
+    statuses = models.JSONField(default=list, blank=True)
+    # The RDAP base URL the last answer (or error) came from.
+    rdap_server = models.CharField(max_length=500, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    # When the data (not only the check) last changed: a check that learns nothing new keeps it.
+    last_changed_at = models.DateTimeField(null=True, blank=True)
+    last_error_code = models.CharField(max_length=20, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    consecutive_errors = models.PositiveIntegerField(default=0)
+    # Scheduling: due when next_check_at <= now; a claim holds the row until claimed_until.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["next_check_at"], name="registration_due")]
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    def days_left(self, now: datetime) -> int | None:
+        if self.expires_at is None:
+            return None
+        return (self.expires_at - now).days
+
+    def threshold(self, now: datetime) -> int | None:
+        """The smallest warning threshold (days) the expiry is already within, or None."""
+        if self.expires_at is None:
+            return None
+        left = self.expires_at - now
+        crossed = [t for t in REGISTRATION_THRESHOLDS_DAYS if left <= timedelta(days=t)]
+        return min(crossed) if crossed else None
+
+    def next_threshold_at(self, now: datetime) -> datetime | None:
+        """When the expiry next comes within a threshold not crossed yet, or None."""
+        if self.expires_at is None:
+            return None
+        times = [self.expires_at - timedelta(days=t) for t in REGISTRATION_THRESHOLDS_DAYS]
+        future = [t for t in times if t > now]
+        return min(future) if future else None
+
+
+class RdapServer(models.Model):
+    """One RDAP server's health: after 429/5xx/timeouts it is left alone until `backoff_until`."""
+
+    base_url = models.CharField(max_length=500, unique=True)
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.base_url
+
+
+class RegistrationWatch(TeamOwnedModel):
+    """That a team watches something under a registered domain (kept in sync from servers and domains)."""
+
+    registration = models.ForeignKey(DomainRegistration, on_delete=models.CASCADE, related_name="watches")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "registration"], name="registrationwatch_unique_team")]

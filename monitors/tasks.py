@@ -64,3 +64,22 @@ def ari_refresh_task() -> dict[str, int]:
     from monitors.services import served_certificates_ari_refresh
 
     return served_certificates_ari_refresh()
+
+
+@shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=10, max_retries=3)
+def registrations_sync() -> dict[str, int]:
+    """Beat, every 15 minutes: registered domains and their watching teams follow servers and domains."""
+    from dataclasses import asdict
+
+    from monitors.registrations import registrations_sync as sync
+
+    return asdict(sync())
+
+
+@shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=10, max_retries=3)
+def registrations_check_due() -> dict[str, int]:
+    """Beat, every 5 minutes: check the due registrations over RDAP (bounded; claims make reruns harmless)."""
+    from monitors.registrations import registrations_check_due as check
+
+    run = check()
+    return {"claimed": run.claimed, "ok": run.ok, "not_found": run.not_found, "errors": run.errors}

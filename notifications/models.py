@@ -32,6 +32,7 @@ class EventKind(models.TextChoices):
     NEWER_CERTIFICATE_NOT_DEPLOYED = "newer_certificate_not_deployed", "Renewed but not deployed"
     IPS_DISAGREE = "ips_disagree", "Addresses serve different certificates"
     HOST_DISCOVERED = "host_discovered", "New host discovered (CT)"
+    DOMAIN_EXPIRING = "domain_expiring", "Domain registration expiring"
 
 
 class Severity(models.TextChoices):

@@ -1,0 +1,1 @@
+"""A local RDAP server (RFC 9083 domain objects) with fault switches, for tests and demos."""
