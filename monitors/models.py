@@ -390,6 +390,15 @@ class DomainRegistration(models.Model):
         crossed = [t for t in REGISTRATION_THRESHOLDS_DAYS if left <= timedelta(days=t)]
         return min(crossed) if crossed else None
 
+    def level(self, now: datetime) -> str:
+        """How worrying the registration is: expired, error (<= 14 d), warning (<= 28 d), due (<= 84 d), ok, unknown."""
+        if self.expires_at is None:
+            return "unknown"
+        if self.expires_at <= now:
+            return "expired"
+        threshold = self.threshold(now)
+        return {14: "error", 28: "warning", 84: "due"}.get(threshold or 0, "ok")
+
     def next_threshold_at(self, now: datetime) -> datetime | None:
         """When the expiry next comes within a threshold not crossed yet, or None."""
         if self.expires_at is None:

@@ -349,7 +349,7 @@ def _threshold_events(registration: DomainRegistration, now: datetime) -> list[N
         NewEvent(
             team_id=team_id,
             kind=EventKind.DOMAIN_EXPIRING,
-            subject=registration.domain,
+            subject=f"{registration.domain} expires {expires.date().isoformat()} ({days_left} days left)",
             dedup_key=dedup,
             payload=payload,
             severity=THRESHOLD_SEVERITY.get(threshold, Severity.WARNING),

@@ -17,6 +17,7 @@ from django.db.models import Count, Q
 from monitors import renewal
 from monitors.checks import CODES
 from monitors.models import Finding, ScanResult, Server, TeamScanPolicy, WatchedDomain
+from monitors.registrations import registrations_expiring_for_teams
 from notifications.models import Event, EventKind
 
 SOON_DAYS = 28
@@ -55,6 +56,7 @@ class IssuedRow:
 class DomainExpiryRow:
     domain: str
     expires_at: datetime
+    registrar: str = ""
 
 
 @dataclass
@@ -203,6 +205,13 @@ def teams_report_data(team_ids: list[int], names: dict[int, str], now: datetime)
         domain_counts[team_id] += 1
     for team_id, count in domain_counts.items():
         reports[team_id].domains = count
+    # Registrations (RDAP) of the team's domains and servers' domains expiring within 84 days.
+    for team_id, registrations in registrations_expiring_for_teams(team_ids, now).items():
+        reports[team_id].domain_expiries = [
+            DomainExpiryRow(domain=r.domain, expires_at=r.expires_at, registrar=r.registrar)
+            for r in registrations
+            if r.expires_at is not None
+        ]
     # Certificates newly issued for the team's domains this week, from CT ingestion's events.
     week_ago = now - timedelta(days=7)
     issued = (

@@ -23,6 +23,8 @@ from lab.dns import LabDNS
 from lab.tls import Lab
 
 PASSWORD = "correct horse battery staple"
+# Fixtures of real lab servers shared by several apps' tests.
+pytest_plugins = ["tests.rdap_lab"]
 
 
 def make_user(email: str, password: str = PASSWORD, *, verified: bool = True) -> User:

@@ -6,12 +6,23 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.models import ApiKey, AuditEntry, Scope
 from certificates.models import Certificate
 from keychest.accounts.models import Membership, Role
-from monitors.models import DiscoveredHost, Finding, Protocol, ScanResult, Server, TimelineEntry, WatchedDomain
+from monitors.models import (
+    DiscoveredHost,
+    DomainRegistration,
+    Finding,
+    Protocol,
+    ScanResult,
+    Server,
+    TimelineEntry,
+    WatchedDomain,
+)
 from notifications.models import Channel, ChannelKind, Event, EventKind
 
 
@@ -154,6 +165,59 @@ class WatchedDomainSerializer(serializers.ModelSerializer):
         model = WatchedDomain
         fields = ["id", "domain", "include_subdomains", "auto_watch", "created_at"]
         read_only_fields = ["created_at"]
+
+
+class DomainRegistrationSerializer(serializers.ModelSerializer):
+    """Public registration data (RDAP) of the watched domain's registered domain."""
+
+    registered_domain = serializers.CharField(source="domain", read_only=True)
+    days_left = serializers.SerializerMethodField()
+    level = serializers.SerializerMethodField(
+        help_text="expired, error (<= 14 days), warning (<= 28), due (<= 84), ok, unknown"
+    )
+
+    class Meta:
+        model = DomainRegistration
+        fields = [
+            "registered_domain",
+            "status",
+            "expires_at",
+            "days_left",
+            "level",
+            "registered_at",
+            "changed_at",
+            "registrar",
+            "statuses",
+            "rdap_server",
+            "last_checked_at",
+            "next_check_at",
+            "last_error",
+        ]
+        read_only_fields = fields
+
+    def get_days_left(self, obj: DomainRegistration) -> int | None:
+        return obj.days_left(self.context["now"])
+
+    def get_level(self, obj: DomainRegistration) -> str:
+        return obj.level(self.context["now"])
+
+
+class WatchedDomainDetailSerializer(WatchedDomainSerializer):
+    """One watched domain with its registration (null until the first RDAP check)."""
+
+    registration = serializers.SerializerMethodField()
+
+    class Meta(WatchedDomainSerializer.Meta):
+        fields = [*WatchedDomainSerializer.Meta.fields, "registration"]
+
+    @extend_schema_field(DomainRegistrationSerializer(allow_null=True))
+    def get_registration(self, obj: WatchedDomain) -> dict[str, Any] | None:
+        from monitors.registrations import registration_for_name
+
+        registration = registration_for_name(obj.domain)
+        if registration is None:
+            return None
+        return DomainRegistrationSerializer(registration, context={"now": timezone.now()}).data
 
 
 class WatchedDomainCreateSerializer(serializers.Serializer):

@@ -41,6 +41,7 @@ from api.v1.serializers import (
     InviteSerializer,
     MemberSerializer,
     WatchedDomainCreateSerializer,
+    WatchedDomainDetailSerializer,
     WatchedDomainSerializer,
     WatchedDomainUpdateSerializer,
 )
@@ -63,7 +64,9 @@ UUID_RE = "[0-9a-fA-F-]{36}"
 # --- watched domains --------------------------------------------------------------------------
 @extend_schema_view(
     list=extend_schema(summary="Watched domains"),
-    retrieve=extend_schema(summary="One watched domain"),
+    retrieve=extend_schema(
+        responses={200: WatchedDomainDetailSerializer}, summary="One watched domain, with its registration (RDAP)"
+    ),
     create=extend_schema(
         request=WatchedDomainCreateSerializer, responses={201: WatchedDomainSerializer}, summary="Watch a domain (CT)"
     ),
@@ -92,6 +95,9 @@ class DomainViewSet(
 
     def get_object(self) -> WatchedDomain:
         return get_for_team_or_404(self.get_queryset(), self.caller.team, self.kwargs["id"])
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(WatchedDomainDetailSerializer(self.get_object()).data)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = WatchedDomainCreateSerializer(data=request.data)

@@ -26,6 +26,7 @@ from keychest.tenancy import get_for_team_or_404
 from monitors import services
 from monitors.domains import domain_unwatch, domain_watch
 from monitors.models import DiscoveredHost, Server, WatchedDomain
+from monitors.registrations import registered_domain_of, registrations_for_names
 from monitors.targets import InvalidTarget
 
 PAGE_SIZE = 50
@@ -72,6 +73,11 @@ def domain_list(request: HttpRequest) -> HttpResponse:
         )
         .order_by("domain", "id")
     )
+    now = timezone.now()
+    registrations = registrations_for_names({d.domain for d in domains})
+    for d in domains:
+        d.registration = registrations.get(d.domain)  # type: ignore[attr-defined]
+        d.registration_level = d.registration.level(now) if d.registration else "unknown"  # type: ignore[attr-defined]
     return render(
         request,
         "dashboard/domains/list.html",
@@ -137,12 +143,16 @@ def domain_detail(request: HttpRequest, domain_id: Any) -> HttpResponse:
         rows = list(page.object_list)
         for host in rows:
             host.is_watched = host.name in watched_hosts  # type: ignore[attr-defined]
+    registration = registrations_for_names([watched.domain]).get(watched.domain)
     return render(
         request,
         "dashboard/domains/detail.html",
         {
             "team": team,
             "watched": watched,
+            "registered_domain": registered_domain_of(watched.domain),
+            "registration": registration,
+            "registration_level": registration.level(timezone.now()) if registration else "unknown",
             "tab": tab,
             "page_obj": page,
             "rows": rows,

@@ -4,7 +4,7 @@ Every domain under the lab's TLDs is "registered": its registration and expiry d
 up from a hash of the name (stable across runs), or set by a test with `register()`. Switches
 for the faults real RDAP servers show: 404 for chosen names, the next N requests answering 429
 (with Retry-After) or 500, malformed JSON, a valid-JSON non-domain, an oversized body, a slow
-(trickling) answer. Binds 127.0.0.1 on an ephemeral port.
+(trickling) answer. `/dns.json` serves a bootstrap pointing at it. Binds 127.0.0.1 on an ephemeral port.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up early (a timeout, an error page it does not read) is expected.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LocalRDAP:
     """One RDAP server on 127.0.0.1 for the lab's TLDs."""
 
@@ -69,8 +80,7 @@ class LocalRDAP:
         self.registrations: dict[str, Registration] = {}
         self.requests: list[str] = []
         self.lock = threading.RLock()
-        self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, 0), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -196,6 +206,8 @@ def _handler_for(rdap: LocalRDAP) -> type[BaseHTTPRequestHandler]:
                     return self._error(429, "Too Many Requests", retry)
                 if _take(faults, "status_500"):
                     return self._error(500, "Internal Server Error", retry)
+                if path == "/dns.json":
+                    return self._send(200, json.dumps(rdap.bootstrap()).encode())
                 if not path.startswith("/domain/"):
                     return self._error(400, "Only domain look-ups are served here")
                 domain = unquote(path[len("/domain/") :]).lower().rstrip(".")
