@@ -1,7 +1,7 @@
 """`make demo`: a full dashboard with real findings, offline, in about a minute.
 
 Starts the local TLS lab (lab/tls.py: a private PKI and TLS/STARTTLS endpoints on 127.0.0.x),
-the lab DNS server (lab/dns.py) and, when present, the local CT log (lab/ctlog/); creates a demo
+the lab DNS server (lab/dns.py), the local CT log (lab/ctlog/) and RDAP server (lab/rdap/); creates a demo
 account whose team watches the lab servers and domain; runs the scans (and CT ingestion)
 through the product's own code; then runs the product (web, worker, beat) until Ctrl-C.
 
@@ -79,11 +79,12 @@ class DemoLab:
     lab: Any
     dns: Any
     ctlog: Any = None
+    rdap: Any = None
     targets: list[tuple[str, str]] = field(default_factory=list)  # (host:port, protocol)
     ct_issuances: int = 0
 
     def stop(self) -> None:
-        for part in (self.ctlog, self.dns, self.lab):
+        for part in (self.rdap, self.ctlog, self.dns, self.lab):
             if part is not None:
                 try:
                     part.stop()
@@ -155,6 +156,29 @@ def start_ctlog(running: DemoLab, listing: Path) -> None:
     write_log_list(listing, [log])
 
 
+def start_rdap(running: DemoLab, bootstrap: Path) -> None:
+    """The local RDAP server: the demo domain's registration expires in 25 days (a 28-day warning)."""
+    from lab.rdap.server import LocalRDAP
+
+    server = LocalRDAP().start()
+    registered = DEMO_DOMAIN.split(".", 1)[1]  # "keychest.test", as the Public Suffix List reads it
+    server.register(registered, expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=25, hours=6))
+    running.rdap = server
+    # The product finds its RDAP servers through this bootstrap (KEYCHEST_RDAP_BOOTSTRAP).
+    server.write_bootstrap(bootstrap)
+
+
+def _check_registrations(running: DemoLab) -> dict[str, Any]:
+    """Look the demo domains' registrations up over RDAP through the product's own code."""
+    from monitors.registrations import registration_check_now, registrations_sync
+
+    if running.rdap is None:
+        return {}
+    registrations_sync()
+    run = registration_check_now(name=DEMO_DOMAIN)
+    return {d["domain"]: {"expires_at": d["expires_at"], "days_left": d["days_left"]} for d in run.domains}
+
+
 def build(running: DemoLab) -> dict[str, Any]:
     """Create the demo account and team, watch the lab, scan (and ingest CT); returns a summary."""
     from allauth.account.models import EmailAddress
@@ -197,6 +221,7 @@ def build(running: DemoLab) -> dict[str, Any]:
         "scan": summary.as_dict(),
         "open_findings": dict(sorted(findings.items())),
         "ct": ct_summary,
+        "registrations": _check_registrations(running),
     }
 
 
@@ -235,11 +260,14 @@ def main() -> int:
             (var / f"demo.sqlite3{suffix}").unlink(missing_ok=True)
         database = f"sqlite:///{var / 'demo.sqlite3'}"
     os.environ["DATABASE_URL"] = database
-    print("Starting the lab (TLS servers, DNS, CT log) on 127.0.0.x ...", flush=True)
+    print("Starting the lab (TLS servers, DNS, CT log, RDAP) on 127.0.0.x ...", flush=True)
     running = start_lab()
     listing = BASE / "var" / "demo-ct-log-list.json"
     start_ctlog(running, listing)
+    bootstrap = BASE / "var" / "demo-rdap-bootstrap.json"
+    start_rdap(running, bootstrap)
     os.environ["KEYCHEST_CT_LOG_LIST"] = str(listing)
+    os.environ["KEYCHEST_RDAP_BOOTSTRAP"] = str(bootstrap)
     os.environ["KEYCHEST_ALLOW_PRIVATE_TARGETS"] = "1"
     os.environ["KEYCHEST_DNS_NAMESERVERS"] = running.dns.nameserver
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "keychest.settings")

@@ -31,6 +31,8 @@ def test_the_demo_watches_the_lab_and_the_dashboard_shows_its_findings(settings,
     try:
         listing = tmp_path / "log_list.json"
         demo.start_ctlog(running, listing)
+        demo.start_rdap(running, tmp_path / "rdap.json")
+        settings.KEYCHEST_RDAP_BOOTSTRAP = str(tmp_path / "rdap.json")
         settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = True
         settings.KEYCHEST_DNS_NAMESERVERS = [running.dns.nameserver]
         settings.KEYCHEST_CT_LOG_LIST = str(listing)
@@ -51,6 +53,7 @@ def test_the_demo_watches_the_lab_and_the_dashboard_shows_its_findings(settings,
     ):
         assert findings.get(code), (code, findings)
     assert "staging.demo.keychest.test" in summary["ct"]["discovered_hosts"]
+    assert summary["registrations"]["keychest.test"]["days_left"] == 25
 
     from keychest.accounts.models import User
 
