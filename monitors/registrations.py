@@ -105,7 +105,16 @@ def bootstrap_get(config: RdapConfig) -> rdap.Bootstrap:
         cached = _bootstrap_cache.get(source)
         if cached and time.monotonic() - cached[0] < _BOOTSTRAP_TTL:
             return cached[1]
-    loaded = rdap.load_bootstrap(source, allow_private=config.allow_private, timeout=config.timeout)
+    try:
+        loaded = rdap.load_bootstrap(source, allow_private=config.allow_private, timeout=config.timeout)
+    except rdap.BootstrapError:
+        # The configured bootstrap is unreachable or broken: keep checking with what we had
+        # (the last good copy, else the bundled snapshot) and try again in an hour.
+        log.exception("RDAP bootstrap %s cannot be read; using the last good copy", source)
+        loaded = cached[1] if cached else rdap.load_bootstrap(None, allow_private=config.allow_private)
+        with _bootstrap_lock:
+            _bootstrap_cache[source] = (time.monotonic() - _BOOTSTRAP_TTL + 3600.0, loaded)
+        return loaded
     with _bootstrap_lock:
         _bootstrap_cache[source] = (time.monotonic(), loaded)
     return loaded
@@ -216,7 +225,11 @@ def registrations_claim_due(
     """
     now = now or timezone.now()
     limit = config.batch if limit is None else limit
-    backing_off = dict(RdapServer.objects.filter(backoff_until__gt=now).values_list("base_url", "backoff_until"))
+    backing_off: dict[str, datetime] = {
+        url: until
+        for url, until in RdapServer.objects.filter(backoff_until__gt=now).values_list("base_url", "backoff_until")
+        if until is not None
+    }
     watched = RegistrationWatch.objects.filter(registration_id=OuterRef("pk"))
     claimed: list[Claimed] = []
     postponed: dict[datetime, list[int]] = defaultdict(list)

@@ -37,6 +37,7 @@ class Faults:
     oversized: int = 0  # the next N answers are padded past any sane size
     oversized_bytes: int = 2 * 1024 * 1024
     slow_seconds: float = 0.0  # every answer trickles out over this long
+    redirect_to: str = ""  # every domain look-up answers 302 to this URL ("{domain}" is filled in)
 
 
 @dataclass
@@ -208,6 +209,10 @@ def _handler_for(rdap: LocalRDAP) -> type[BaseHTTPRequestHandler]:
                     return self._error(500, "Internal Server Error", retry)
                 if path == "/dns.json":
                     return self._send(200, json.dumps(rdap.bootstrap()).encode())
+                if faults.redirect_to and path.startswith("/domain/"):
+                    target = faults.redirect_to.replace("{domain}", path[len("/domain/") :])
+                    faults.redirect_to = ""
+                    return self._send(302, b"", {"Location": target})
                 if not path.startswith("/domain/"):
                     return self._error(400, "Only domain look-ups are served here")
                 domain = unquote(path[len("/domain/") :]).lower().rstrip(".")

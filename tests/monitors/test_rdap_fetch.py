@@ -163,3 +163,14 @@ def test_the_bootstrap_can_come_from_a_path_or_a_guarded_url(lab, tmp_path) -> N
     assert rdap.load_bootstrap(lab.url + "dns.json", allow_private=True).server_for("www.x.example") == lab.url
     with pytest.raises(rdap.BootstrapError, match="cannot read"):
         rdap.load_bootstrap(str(tmp_path / "missing.json"), allow_private=False)
+
+
+def test_redirects_are_followed_only_to_http_urls_and_checked_again(lab) -> None:
+    lab.faults.redirect_to = lab.url + "domain/{domain}"
+    assert ask(lab, "alpha.test").expires_at is not None
+    assert lab.requests == ["/domain/alpha.test", "/domain/alpha.test"]
+    lab.faults.redirect_to = "file:///etc/passwd"
+    assert failure(lab, "alpha.test").code == rdap.REFUSED
+    lab.faults.redirect_to = "http://localhost:1/{domain}"
+    error = failure(lab, "alpha.test", allow_private=True)
+    assert error.code == rdap.CONNECTION  # followed (private allowed), and the port is closed

@@ -284,3 +284,20 @@ def test_the_beat_tasks_sync_and_check(watched, rdap_lab) -> None:
         assert tasks.registrations_sync()["registrations_created"] == 2
     with at(T0 + timedelta(minutes=11)):
         assert tasks.registrations_check_due() == {"claimed": 2, "ok": 2, "not_found": 0, "errors": 0}
+
+
+def test_an_unreachable_bootstrap_url_falls_back_to_the_last_good_copy(watched, rdap_lab, settings) -> None:
+    from monitors.registrations import bootstrap_get
+
+    settings.KEYCHEST_RDAP_BOOTSTRAP = rdap_lab.url + "dns.json"
+    assert bootstrap_get(RdapConfig.from_settings()).server_for("shop.example") == rdap_lab.url
+    from monitors import registrations
+
+    source = settings.KEYCHEST_RDAP_BOOTSTRAP
+    loaded_at, good = registrations._bootstrap_cache[source]
+    registrations._bootstrap_cache[source] = (loaded_at - 2 * 86400, good)  # a day old: fetched again
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = False  # now the URL is refused
+    assert bootstrap_get(RdapConfig.from_settings()) is good
+    registrations.bootstrap_forget()
+    # Nothing good seen yet: the bundled snapshot.
+    assert bootstrap_get(RdapConfig.from_settings()).server_for("example.com").startswith("https://rdap.verisign")
