@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from monitors.models import DiscoveredHost, Finding, ScanResult, Server, WatchedDomain
+from monitors.models import (
+    DiscoveredHost,
+    DomainRegistration,
+    Finding,
+    RdapServer,
+    ScanResult,
+    Server,
+    WatchedDomain,
+)
 
 
 @admin.register(WatchedDomain)
@@ -33,3 +41,23 @@ class FindingAdmin(admin.ModelAdmin):
 @admin.register(ScanResult)
 class ScanResultAdmin(admin.ModelAdmin):
     list_display = ["server", "address", "leaf_sha256", "error_code", "first_seen", "last_seen", "current"]
+
+
+@admin.register(DomainRegistration)
+class DomainRegistrationAdmin(admin.ModelAdmin):
+    list_display = [
+        "domain",
+        "status",
+        "expires_at",
+        "registrar",
+        "last_checked_at",
+        "next_check_at",
+        "last_error_code",
+    ]
+    search_fields = ["domain", "registrar"]
+    list_filter = ["status", "last_error_code"]
+
+
+@admin.register(RdapServer)
+class RdapServerAdmin(admin.ModelAdmin):
+    list_display = ["base_url", "failures", "backoff_until", "last_success_at", "last_error"]
