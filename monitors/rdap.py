@@ -6,7 +6,9 @@
   resolves to must be public (unless private targets are allowed), and the connection goes to
   the checked address, so DNS rebinding cannot swap it. Connect, every read and the whole
   request share one deadline; the body is capped; redirects (a few registries use them) are
-  followed only to http(s) URLs and each hop is checked again.
+  followed only to http(s) URLs and each hop is checked again. (`keychest.safehttp.get` has the
+  same guard but per-operation timeouts and a silent truncation; a registry answer must be
+  refused when it is too big, and a trickling server must not hold a worker, hence this GET.)
 - Parsing takes `events` (expiration, registration, last changed), the registrar entity's name
   (jCard `fn`) and the `status` list, and refuses documents that are not RDAP domain objects.
 
