@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -75,18 +76,26 @@ class _Server(ThreadingHTTPServer):
 class LocalRDAP:
     """One RDAP server on 127.0.0.1 for the lab's TLDs."""
 
-    def __init__(self, *, host: str = "127.0.0.1", tlds: tuple[str, ...] = LAB_TLDS) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", tlds: tuple[str, ...] = LAB_TLDS, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.tlds = tlds
+        self.tls = tls
         self.faults = Faults()
         self.registrations: dict[str, Registration] = {}
         self.requests: list[str] = []
         self.lock = threading.RLock()
         self._server = _Server((host, 0), _handler_for(self))
+        if tls is not None:
+            # HTTPS as a public RDAP server speaks it; the URL names "localhost" for SNI.
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        if self.tls is not None:
+            return f"https://localhost:{port}/"
         return f"http://{host!s}:{port}/"
 
     def start(self) -> LocalRDAP:

@@ -174,3 +174,27 @@ def test_redirects_are_followed_only_to_http_urls_and_checked_again(lab) -> None
     lab.faults.redirect_to = "http://localhost:1/{domain}"
     error = failure(lab, "alpha.test", allow_private=True)
     assert error.code == rdap.CONNECTION  # followed (private allowed), and the port is closed
+
+
+def test_https_verifies_the_rdap_servers_certificate_by_name(tmp_path) -> None:
+    import ssl
+
+    from lab.pki import CA
+
+    root = CA("RDAP Lab Root")
+    cert, key = root.issue(["localhost"]).write(tmp_path, "rdap")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    with LocalRDAP(tls=server_context) as lab:
+        assert lab.url.startswith("https://localhost:")
+        trusting = ssl.create_default_context(cadata=root.pem)
+        record = rdap.query_domain(lab.url, "alpha.test", allow_private=True, timeout=5, ssl_context=trusting)
+        assert record.expires_at is not None
+        # The lab root is not in the system trust store: the certificate is refused.
+        error = None
+        try:
+            rdap.query_domain(lab.url, "alpha.test", allow_private=True, timeout=5)
+        except rdap.RdapError as caught:
+            error = caught
+        assert error is not None and error.code == rdap.CONNECTION and "TLS" in error.message
+        assert lab.requests == ["/domain/alpha.test"]
