@@ -13,32 +13,50 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
+from django.http import HttpRequest
 from rest_framework import exceptions, permissions, throttling
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from api import keycache
+from api.keys import key_hash
 from api.models import ApiKey, Scope
-from api.services import apikey_find, apikey_touch, key_role_allows
+from api.services import apikey_touch, key_role_allows
 from keychest.accounts.models import Role, Team, User, role_at_least
 from keychest.ratelimit import Limit, client_ip, hit
 
 
+class MalformedAuthorization(Exception):
+    """An Authorization header that claims Basic but does not decode."""
+
+
+def key_from_header(header: str) -> str | None:
+    """The key in an Authorization header (Bearer token or Basic password), if any."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer" and value.strip():
+        return value.strip()
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise MalformedAuthorization from None
+        _user, _, password = decoded.partition(":")
+        if password:
+            return password
+    return None
+
+
 def key_from_request(request: Request) -> str | None:
     """The API key the request carries, wherever an existing script may have put it."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header:
-        scheme, _, value = header.partition(" ")
-        scheme = scheme.lower()
-        if scheme == "bearer" and value.strip():
-            return value.strip()
-        if scheme == "basic":
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                raise exceptions.AuthenticationFailed("Malformed Basic authorization header.") from None
-            _user, _, password = decoded.partition(":")
-            if password:
-                return password
+    try:
+        header_key = key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+    except MalformedAuthorization:
+        raise exceptions.AuthenticationFailed("Malformed Basic authorization header.") from None
+    if header_key:
+        return header_key
     query_key = request.query_params.get("api_key")
     if query_key:
         return query_key
@@ -52,22 +70,62 @@ def key_from_request(request: Request) -> str | None:
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """Authenticates by API key; a presented but unknown, revoked or expired key is a 401."""
+    """Authenticates by API key; a presented but unknown, revoked or expired key is a 401.
+
+    Verified keys are reused per process while the shared auth epoch is unchanged (see
+    api/keycache.py). The epoch is read in the same pipelined Redis round trip that counts the
+    request against the per-key and per-address limits, which ApiThrottle then only checks.
+    """
 
     def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
         secret = key_from_request(request)
         if secret is None:
             return None
-        api_key = apikey_find(secret)
-        if api_key is None or not api_key.is_usable() or not api_key.user.is_active:
-            raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
-        if api_key.member_role is None:  # type: ignore[attr-defined]
-            raise exceptions.AuthenticationFailed("The key's user is no longer in its team.", code="not-registered")
-        apikey_touch(api_key=api_key, ip=client_ip(request))
+        api_key = key_verify(request._request, secret)
         return api_key.user, api_key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="KeyChest API"'
+
+
+def key_verify(request: HttpRequest, secret: str) -> ApiKey:
+    """The usable key for `secret` (a fresh instance with user, team and `member_role`), or a 401.
+
+    With Redis, the per-address and per-key counters of a cached key are counted in the same
+    round trip as the epoch read, and left on the request for `api_hits`.
+    """
+    if not secret or len(secret) > 128:
+        raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
+    digest = key_hash(secret)
+    ip = client_ip(request)
+    client = keycache.redis_client()
+    record = keycache.KEY_CACHE.get(digest) if client is not None else None
+    epoch: bytes | None = None
+    if client is not None:
+        pipe = client.pipeline(transaction=False)
+        keycache.epoch_commands(pipe)
+        limits = key_limits(ip=ip, key_id=record.key_id) if record is not None else []
+        windows = _queue_hits(pipe, limits)
+        results = pipe.execute()
+        epoch = results[1]
+        if limits:
+            request._keychest_api_hits = (_limit_ids(limits), _read_hits(results[2:], windows))  # type: ignore[attr-defined]
+    if record is None or record.epoch != epoch:
+        if record is not None:
+            keycache.KEY_CACHE.discard(digest)
+        # The epoch was read before this query: a change committed after it bumps it again.
+        record = keycache.key_load(digest, epoch=epoch)
+        if record is None:
+            raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
+        keycache.KEY_CACHE.put(digest, record)
+    api_key = record.api_key()
+    if not api_key.is_usable() or not api_key.user.is_active:
+        raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
+    if api_key.member_role is None:  # type: ignore[attr-defined]
+        raise exceptions.AuthenticationFailed("The key's user is no longer in its team.", code="not-registered")
+    if apikey_touch(api_key=api_key, ip=ip):
+        record.note_used(api_key.last_used_at)  # type: ignore[arg-type]
+    return api_key
 
 
 @dataclass(frozen=True)
@@ -147,27 +205,55 @@ def required_scope(request: Request, view: Any) -> str:
     return scopes.get("unsafe", Scope.MANAGE)
 
 
-def _hit_both(limits: list[tuple[Limit, str]]) -> list[tuple[int, int, int]]:
-    """Count one hit on several limits; [(used, limit, retry_after)].
+def key_limits(*, ip: str, key_id: int) -> list[tuple[Limit, str]]:
+    """The per-address and per-key limits of a key's request."""
+    from django.conf import settings
 
-    On Redis this is one pipelined round trip (SET NX EX + INCR per counter, the same keys and
-    encoding as `keychest.ratelimit.hit`, so `peek` reads them); elsewhere it falls back to
-    `hit` per limit. The API throttles every request, so the round trips matter.
-    """
+    return [
+        (Limit("api-ip", settings.KEYCHEST_API_RATE_PER_IP, 60), ip),
+        (Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), f"key:{key_id}"),
+    ]
+
+
+def _api_limits(request: Request, *, ip: str) -> list[tuple[Limit, str]]:
+    """The per-address limit, and the per-key (or per signed-in user) one."""
+    from django.conf import settings
+
+    if isinstance(request.auth, ApiKey):
+        return key_limits(ip=ip, key_id=request.auth.pk)
+    limits = [(Limit("api-ip", settings.KEYCHEST_API_RATE_PER_IP, 60), ip)]
+    if getattr(request.user, "is_authenticated", False):
+        limits.append((Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), f"user:{request.user.pk}"))
+    return limits
+
+
+def api_hits(request: HttpRequest, limits: list[tuple[Limit, str]]) -> int:
+    """Count this request on `limits` (unless key authentication already did) and return the
+    seconds to wait, 0 when every limit still allows it."""
+    counted = getattr(request, "_keychest_api_hits", None)
+    if counted is not None and counted[0] == _limit_ids(limits):
+        hits = counted[1]
+    else:
+        hits = _hit_both(limits)
+    wait = 0
+    for used, limit, retry_after in hits:
+        if used > limit:
+            wait = max(wait, retry_after)
+    return wait
+
+
+def _limit_ids(limits: list[tuple[Limit, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((limit.scope, key) for limit, key in limits)
+
+
+def _queue_hits(pipe: Any, limits: list[tuple[Limit, str]]) -> list[tuple[Limit, int]]:
+    """Queue SET NX EX + INCR per counter (the keys and encoding of `keychest.ratelimit.hit`,
+    so `peek` reads them); [(limit, seconds left in the window)]."""
     import time
 
     from django.core.cache import cache
 
-    get_client = getattr(getattr(cache, "_cache", None), "get_client", None)
-    if get_client is None:
-        out = []
-        for limit, key in limits:
-            verdict = hit(limit, key)
-            out.append((verdict.used, verdict.limit, verdict.retry_after))
-        return out
     now = time.time()
-    client = get_client(write=True)
-    pipe = client.pipeline(transaction=False)
     windows = []
     for limit, key in limits:
         window = int(now // limit.seconds)
@@ -176,25 +262,39 @@ def _hit_both(limits: list[tuple[Limit, str]]) -> list[tuple[int, int, int]]:
         pipe.set(full_key, 0, ex=remaining + 1, nx=True)
         pipe.incr(full_key)
         windows.append((limit, remaining))
-    results = pipe.execute()
+    return windows
+
+
+def _read_hits(results: list[Any], windows: list[tuple[Limit, int]]) -> list[tuple[int, int, int]]:
     return [(int(results[2 * i + 1]), limit.count, remaining) for i, (limit, remaining) in enumerate(windows)]
 
 
+def _hit_both(limits: list[tuple[Limit, str]]) -> list[tuple[int, int, int]]:
+    """Count one hit on several limits; [(used, limit, retry_after)].
+
+    On Redis this is one pipelined round trip; elsewhere it falls back to `hit` per limit.
+    """
+    client = keycache.redis_client()
+    if client is None:
+        out = []
+        for limit, key in limits:
+            verdict = hit(limit, key)
+            out.append((verdict.used, verdict.limit, verdict.retry_after))
+        return out
+    pipe = client.pipeline(transaction=False)
+    windows = _queue_hits(pipe, limits)
+    return _read_hits(pipe.execute(), windows)
+
+
 class ApiThrottle(throttling.BaseThrottle):
-    """Atomic per-key (or per-user) and per-address counters on the shared cache, per minute."""
+    """Atomic per-key (or per-user) and per-address counters on the shared cache, per minute.
+
+    When key authentication already counted this request (in its epoch round trip) for the
+    same counters, those counts are used; otherwise they are counted here.
+    """
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        from django.conf import settings
-
-        self._wait = 0
-        limits = [(Limit("api-ip", settings.KEYCHEST_API_RATE_PER_IP, 60), client_ip(request))]
-        if isinstance(request.auth, ApiKey):
-            limits.append((Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), f"key:{request.auth.pk}"))
-        elif getattr(request.user, "is_authenticated", False):
-            limits.append((Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), f"user:{request.user.pk}"))
-        for used, limit, retry_after in _hit_both(limits):
-            if used > limit:
-                self._wait = max(self._wait, retry_after)
+        self._wait = api_hits(request._request, _api_limits(request, ip=client_ip(request)))
         return self._wait == 0
 
     def wait(self) -> float | None:

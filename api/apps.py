@@ -9,3 +9,6 @@ class ApiConfig(AppConfig):
 
     def ready(self) -> None:
         from api import schema  # noqa: F401 - registers the OpenAPI authentication extension
+        from api.keycache import connect_signals
+
+        connect_signals()

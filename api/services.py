@@ -17,12 +17,13 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from api import emails
 from api.audit import audit_record
+from api.keycache import auth_epoch_bump
 from api.keys import key_display_prefix, key_generate, key_hash, key_is_well_formed
 from api.models import (
     ApiKey,
@@ -110,6 +111,7 @@ def apikey_revoke(*, api_key: ApiKey, by: User, ip: str | None = None) -> ApiKey
         updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at=None).update(revoked_at=timezone.now())
         api_key.refresh_from_db()
         if updated:
+            auth_epoch_bump()
             PendingEnrolment.objects.filter(api_key=api_key).delete()
             Claim.objects.filter(api_key=api_key, state=ClaimState.PENDING).update(
                 state=ClaimState.REVOKED, decided_at=timezone.now()
@@ -119,47 +121,26 @@ def apikey_revoke(*, api_key: ApiKey, by: User, ip: str | None = None) -> ApiKey
 
 
 def apikey_find(secret: str) -> ApiKey | None:
-    """The key row for a presented secret, with its user, team and the user's role in that team."""
-    from django.db.models import OuterRef, Subquery
+    """The key row for a presented secret, with its user, team and the user's role in that team
+    (`member_role`): one hand-written query (api/keycache.py), never cached."""
+    from api.keycache import key_load
 
     if not secret or len(secret) > 128:
         return None
-    role = Membership.objects.filter(team=OuterRef("team"), user=OuterRef("user")).values("role")[:1]
-    # One query, only the columns authentication needs: every API request runs it.
-    return (
-        ApiKey.objects.select_related("user", "team")
-        .only(
-            "id",
-            "uuid",
-            "team_id",
-            "user_id",
-            "display_prefix",
-            "scopes",
-            "claim_email",
-            "confirmed_at",
-            "revoked_at",
-            "last_used_at",
-            "created_at",
-            "user__id",
-            "user__email",
-            "user__is_active",
-            "team__id",
-            "team__uuid",
-            "team__name",
-        )
-        .annotate(member_role=Subquery(role))
-        .filter(key_hash=key_hash(secret))
-        .order_by()
-        .first()
-    )
+    record = key_load(key_hash(secret), epoch=None)
+    return record.api_key() if record is not None else None
 
 
-def apikey_touch(*, api_key: ApiKey, ip: str | None, now: datetime | None = None) -> None:
-    """Record use at most once a minute per key, so busy scripts do not write on every request."""
+def apikey_touch(*, api_key: ApiKey, ip: str | None, now: datetime | None = None) -> bool:
+    """Record use at most once a minute per key (across processes), so busy scripts do not write
+    on every request. True when this call wrote."""
     now = now or timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > timedelta(seconds=60):
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now, last_used_ip=_ip(ip))
-        api_key.last_used_at = now
+    if api_key.last_used_at is not None and now - api_key.last_used_at <= timedelta(seconds=60):
+        return False
+    recent = models.Q(last_used_at__isnull=False) & models.Q(last_used_at__gt=now - timedelta(seconds=60))
+    ApiKey.objects.filter(pk=api_key.pk).exclude(recent).update(last_used_at=now, last_used_ip=_ip(ip))
+    api_key.last_used_at = now
+    return True
 
 
 def key_role_allows(role: str | None, scope: str) -> bool:
@@ -412,6 +393,7 @@ def claim_confirm(*, claim: Claim, ip: str | None, password: str | None = None) 
         if locked.api_key is not None:
             ApiKey.objects.filter(pk=locked.api_key.pk).update(confirmed_at=now)
             locked.api_key.confirmed_at = now
+            auth_epoch_bump()  # the key may now do more: processes must see it confirmed
         audit_record(team=locked.team, action=AuditAction.CLAIM_CONFIRMED, user=user, api_key=locked.api_key, ip=ip)
         if locked.api_key is not None:
             enrolments_release(api_key=locked.api_key, ip=ip)
@@ -468,7 +450,8 @@ def _claim_close(claim: Claim, state: str) -> None:
     claim.decided_at = now
     claim.save(update_fields=["state", "decided_at"])
     if claim.api_key_id is not None:
-        ApiKey.objects.filter(pk=claim.api_key_id, revoked_at=None).update(revoked_at=now)
+        if ApiKey.objects.filter(pk=claim.api_key_id, revoked_at=None).update(revoked_at=now):
+            auth_epoch_bump()
         PendingEnrolment.objects.filter(api_key_id=claim.api_key_id).delete()
 
 
@@ -490,6 +473,7 @@ def claims_expire(*, now: datetime | None = None) -> int:
     for key_id in stale.values_list("pk", flat=True):
         with transaction.atomic():
             ApiKey.objects.filter(pk=key_id).update(revoked_at=now)
+            auth_epoch_bump()
             PendingEnrolment.objects.filter(api_key_id=key_id).delete()
     dormant = (
         User.objects.filter(api_claims__kind=ClaimKind.NEW_ACCOUNT, last_login=None, api_claims__created_at__lte=cutoff)

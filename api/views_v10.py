@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.access import ApiKeyAuthentication, ApiThrottle, caller_of
+from api.access import ApiKeyAuthentication, ApiThrottle, Caller, caller_of
 from api.enrolment import (
     SingleCertificateExpected,
     certificate_parse_one,
@@ -161,13 +161,17 @@ class ClaimGenerateView(CompatView):
         return _claim_response(request, email, None)
 
 
-def _forbidden_unless(request: Request, scope: str) -> Response | None:
-    caller = caller_of(request)
+def _refusal(caller: Caller | None, scope: str) -> tuple[dict[str, Any], int] | None:
     if caller is None:
-        return Response({"status": "not-registered"}, status=401)
+        return {"status": "not-registered"}, 401
     if not caller.can(scope):
-        return Response({"status": "not-allowed", "detail": f"the key needs the {scope} scope"}, status=403)
+        return {"status": "not-allowed", "detail": f"the key needs the {scope} scope"}, 403
     return None
+
+
+def _forbidden_unless(request: Request, scope: str) -> Response | None:
+    refused = _refusal(caller_of(request), scope)
+    return Response(refused[0], status=refused[1]) if refused is not None else None
 
 
 class ServerAddSerializer(serializers.Serializer):
@@ -189,47 +193,46 @@ class ServerAddResponseSerializer(StatusSerializer):
 )
 class ServerAddView(CompatView):
     def post(self, request: Request) -> Response:
-        refused = _forbidden_unless(request, Scope.ENROL)
-        if refused is not None:
-            return refused
         caller = caller_of(request)
-        assert caller is not None
-        domain = request.data.get("domain") if hasattr(request.data, "get") else None
-        if not isinstance(domain, str) or not domain.strip():
-            return Response({"status": "invalid-domain", "detail": "domain is required"}, status=400)
-        try:
-            host, port = parse_target(domain)
-        except InvalidTarget as exc:
-            return Response({"status": "invalid-domain", "detail": str(exc)}, status=400)
-        if caller.api_key is not None and not caller.api_key.is_confirmed():
-            item, created = enrolment_hold_server(
-                api_key=caller.api_key, host=host, port=port or 443, ip=client_ip(request)
-            )
-            body = {
-                "status": "success" if created else "already-inserted",
-                "domain": host,
-                "port": item.port,
-                "pending": True,
-            }
-            return Response(body)
-        try:
-            server = server_enrol(team=caller.team, host=host, port=port, added_by=caller.user)
-        except InvalidTarget as exc:
-            return Response({"status": "invalid-domain", "detail": str(exc)}, status=400)
-        except AlreadyWatched as exc:
-            existing = exc.server
-            return Response(
-                {
-                    "status": "already-inserted",
-                    "id": existing.uuid,
-                    "domain": existing.host,
-                    "port": existing.port,
-                    "pending": False,
-                }
-            )
-        return Response(
-            {"status": "success", "id": server.uuid, "domain": server.host, "port": server.port, "pending": False}
-        )
+        body, status = server_add_answer(caller, request.data, client_ip(request))
+        return Response(body, status=status)
+
+
+def server_add_answer(caller: Caller | None, data: Any, ip: str) -> tuple[dict[str, Any], int]:
+    """The body and status of POST /servers/add (shared by the view and api/fastpath.py)."""
+    refused = _refusal(caller, Scope.ENROL)
+    if refused is not None:
+        return refused
+    assert caller is not None
+    domain = data.get("domain") if hasattr(data, "get") else None
+    if not isinstance(domain, str) or not domain.strip():
+        return {"status": "invalid-domain", "detail": "domain is required"}, 400
+    try:
+        host, port = parse_target(domain)
+    except InvalidTarget as exc:
+        return {"status": "invalid-domain", "detail": str(exc)}, 400
+    if caller.api_key is not None and not caller.api_key.is_confirmed():
+        item, created = enrolment_hold_server(api_key=caller.api_key, host=host, port=port or 443, ip=ip)
+        return {
+            "status": "success" if created else "already-inserted",
+            "domain": host,
+            "port": item.port,
+            "pending": True,
+        }, 200
+    try:
+        server = server_enrol(team=caller.team, host=host, port=port, added_by=caller.user)
+    except InvalidTarget as exc:
+        return {"status": "invalid-domain", "detail": str(exc)}, 400
+    except AlreadyWatched as exc:
+        existing = exc.server
+        return {
+            "status": "already-inserted",
+            "id": existing.uuid,
+            "domain": existing.host,
+            "port": existing.port,
+            "pending": False,
+        }, 200
+    return {"status": "success", "id": server.uuid, "domain": server.host, "port": server.port, "pending": False}, 200
 
 
 class CertificateAddSerializer(serializers.Serializer):
@@ -322,21 +325,24 @@ class ExpirationSerializer(StatusSerializer):
 )
 class ExpirationView(CompatView):
     def get(self, request: Request, domain: str) -> Response:
-        refused = _forbidden_unless(request, Scope.READ) if _confirmed(request) else None
+        body, status = expiration_answer(caller_of(request), domain)
+        return Response(body, status=status)
+
+
+def expiration_answer(caller: Caller | None, domain: str) -> tuple[dict[str, Any], int]:
+    """The body and status of GET /servers/expiration/{domain} (shared with api/fastpath.py).
+
+    Unconfirmed keys (enrol scope only) may still read the status of what they enrolled.
+    """
+    if caller is None or caller.confirmed:
+        refused = _refusal(caller, Scope.READ)
         if refused is not None:
             return refused
-        caller = caller_of(request)
-        assert caller is not None
-        try:
-            report = expiration_report(team=caller.team, target=domain, now=timezone.now(), api_key=caller.api_key)
-        except InvalidTarget as exc:
-            return Response({"status": "invalid-domain", "detail": str(exc)}, status=400)
-        if report is None:
-            return Response({"status": "not-found", "detail": "this team does not watch that server"}, status=404)
-        return Response(report)
-
-
-def _confirmed(request: Request) -> bool:
-    """Unconfirmed keys (enrol scope only) may still read the status of what they enrolled."""
-    caller = caller_of(request)
-    return caller is None or caller.confirmed
+    assert caller is not None
+    try:
+        report = expiration_report(team=caller.team, target=domain, now=timezone.now(), api_key=caller.api_key)
+    except InvalidTarget as exc:
+        return {"status": "invalid-domain", "detail": str(exc)}, 400
+    if report is None:
+        return {"status": "not-found", "detail": "this team does not watch that server"}, 404
+    return report, 200

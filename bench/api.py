@@ -158,6 +158,50 @@ def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int) -
     raise RuntimeError("gunicorn did not start")
 
 
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _processes() -> list[tuple[int, int, str]]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        out.append((int(entry), ppid, cmdline))
+    return out
+
+
+def cpu_groups(server_pid: int, database: str) -> dict[str, list[int]]:
+    """Where the server side of a request spends CPU: the gunicorn processes, this database's
+    PostgreSQL backends, and Redis (shared with anything else using it)."""
+    procs = _processes()
+    return {
+        "gunicorn": [pid for pid, ppid, _ in procs if pid == server_pid or ppid == server_pid],
+        "postgresql": [pid for pid, _, cmd in procs if cmd.startswith("postgres:") and f" {database} " in cmd],
+        "redis": [pid for pid, _, cmd in procs if cmd.startswith("redis-server")],
+    }
+
+
+def cpu_sample(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(_proc_cpu(pid) for pid in pids) for name, pids in groups.items()}
+
+
 def client(
     port: int, method: str, path: str, headers: dict[str, str], body: str, seconds: float, offset: int, out: Any
 ) -> None:
@@ -185,7 +229,16 @@ def client(
 
 
 def run(
-    port: int, *, method: str, path: str, headers: dict[str, str], body: str, seconds: float, clients: int, offset: int
+    port: int,
+    *,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: str,
+    seconds: float,
+    clients: int,
+    offset: int,
+    cpu: Any = None,
 ) -> dict[str, Any]:
     queue: multiprocessing.Queue[dict[str, Any]] = multiprocessing.Queue()
     procs = [
@@ -194,6 +247,8 @@ def run(
         )
         for c in range(clients)
     ]
+    groups = cpu() if cpu else {}
+    cpu_before = cpu_sample(groups)
     started = time.perf_counter()
     for proc in procs:
         proc.start()
@@ -201,6 +256,7 @@ def run(
     for proc in procs:
         proc.join()
     elapsed = time.perf_counter() - started
+    cpu_after = cpu_sample(groups)
     total = sum(p["n"] for p in parts)
     latencies = sorted(x for p in parts for x in p["latencies"])
     return {
@@ -210,6 +266,10 @@ def run(
         "queries_per_request": round(sum(p["queries"] for p in parts) / max(total, 1), 2),
         "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
+        # Server-side CPU per request (ms), by process group: where the time goes.
+        "cpu_ms_per_request": {
+            name: round((cpu_after[name] - cpu_before[name]) * 1000 / max(total, 1), 3) for name in groups
+        },
     }
 
 
@@ -232,7 +292,8 @@ def main() -> None:
     server = start_gunicorn(env, port, args.workers, args.threads)
     auth = {"Authorization": f"Bearer {data['secret']}"}
     form = {**auth, "Content-Type": "application/x-www-form-urlencoded"}
-    common = {"seconds": args.seconds, "clients": args.clients}
+    database = database_url.rsplit("/", 1)[1]
+    common = {"seconds": args.seconds, "clients": args.clients, "cpu": lambda: cpu_groups(server.pid, database)}
     try:
         # Warm both paths (imports, connections) before measuring.
         run(

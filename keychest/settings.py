@@ -383,3 +383,6 @@ KEYCHEST_CLAIM_GLOBAL_PER_HOUR = env_int("KEYCHEST_CLAIM_GLOBAL_PER_HOUR", 1000,
 # Requests per minute through the API, per key (or signed-in user) and per client address.
 KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)
 KEYCHEST_API_RATE_PER_IP = env_int("KEYCHEST_API_RATE_PER_IP", 1200, minimum=1)
+# api/keycache.py: seconds a process may reuse a verified key (only while the shared auth epoch,
+# bumped by every revocation and role change, is unchanged); 0 looks every key up every time.
+KEYCHEST_API_KEY_CACHE_SECONDS = env_int("KEYCHEST_API_KEY_CACHE_SECONDS", 30, minimum=0)

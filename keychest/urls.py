@@ -11,6 +11,9 @@ urlpatterns = [
     path("dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("", include("keychest.health.urls")),
+    # First among the includes: scripts call the API far more often than people load pages, and
+    # Django tries patterns in order (no other app has a pattern under api/ or settings/api-keys/).
+    path("", include("api.urls")),
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),
     path("", include("monitors.pages_urls")),
@@ -18,5 +21,4 @@ urlpatterns = [
     path("", include("notifications.urls")),
     path("", include("monitors.urls")),
     path("admin/", admin.site.urls),
-    path("", include("api.urls")),
 ]

@@ -1,0 +1,156 @@
+"""The two calls scripts make most — GET /servers/expiration/{domain} and POST /servers/add —
+without Django REST framework's per-request machinery, answering byte for byte as the DRF views.
+
+A request takes the lean path only when nothing about it needs DRF: the method the view
+serves, an API key in the Authorization header (Bearer or Basic), the `api_key` query
+parameter or the body, JSON accepted (no Accept header, `*/*` or `application/json`, no
+`format` parameter), and for POST a form or JSON body that parses. Anything else — no key, a
+malformed header, another media type, a body DRF would refuse — goes to the DRF view unchanged,
+before anything is counted or looked up. Once on the lean path, the key is verified
+(`api.access.key_verify`, with the per-key and per-address throttling counted in the same
+Redis round trip), then the view's own answer function runs (`api.views_v10`), and errors are
+rendered by the same exception handler as the DRF views (401 with WWW-Authenticate, 429 with
+Retry-After).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
+from rest_framework.views import APIView
+
+from api import views_v10
+from api.access import Caller, MalformedAuthorization, api_hits, key_from_header, key_limits, key_verify
+from api.errors import v10_exception_handler
+from keychest.ratelimit import client_ip
+
+JSON_ACCEPT = frozenset({"", "*/*", "application/json"})
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+_RENDERER = JSONRenderer()
+
+
+def _accepts_json(request: HttpRequest) -> bool:
+    return request.META.get("HTTP_ACCEPT", "").strip() in JSON_ACCEPT and "format" not in request.GET
+
+
+def _body(request: HttpRequest) -> Any | None:
+    """The parsed body as DRF's JSON and form parsers would give it, or None to leave it to DRF."""
+    content_type = request.META.get("CONTENT_TYPE", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == FORM:
+        return request.POST
+    if media_type == JSON:
+        params = dict(part.strip().split("=", 1) for part in content_type.split(";")[1:] if "=" in part)
+        charset = params.get("charset", "utf-8").strip('"').lower()
+        if charset not in ("utf-8", "utf8"):
+            return None
+        try:
+            return json.loads(request.body.decode("utf-8"), parse_constant=_no_constants)
+        except (ValueError, UnicodeDecodeError):
+            return None  # DRF answers the parse error
+    return None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"Out of range float values are not JSON compliant: {name!r}")
+
+
+def _key(request: HttpRequest, data: Any) -> str | None:
+    """The key, from where `api.access.key_from_request` looks, in the same order."""
+    try:
+        header_key = key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+    except MalformedAuthorization:
+        return None  # DRF answers the 401
+    if header_key:
+        return header_key
+    query_key = request.GET.get("api_key")
+    if query_key:
+        return query_key
+    if data is not None and (isinstance(data, dict) or isinstance(data, QueryDict)):
+        body_key = data.get("api_key")
+        if isinstance(body_key, str) and body_key:
+            return body_key
+    return None
+
+
+class LeanView:
+    """Serve `view_class`'s `method` leanly when possible, else hand the request to DRF."""
+
+    def __init__(self, view_class: type[APIView], method: str, answer: Callable[..., tuple[dict[str, Any], int]]):
+        self.view_class = view_class
+        self.method = method
+        self.answer = answer
+        self.drf_view = view_class.as_view()
+        instance = view_class()
+        self.allow = ", ".join(instance.allowed_methods)
+        self.vary = len(instance.renderer_classes) > 1
+        self.auth_header = 'Bearer realm="KeyChest API"'
+
+    def __call__(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        if request.method != self.method or not _accepts_json(request):
+            return self.drf_view(request, **kwargs)
+        data = None
+        if self.method == "POST":
+            data = _body(request)
+            if data is None:
+                return self.drf_view(request, **kwargs)
+        secret = _key(request, data)
+        if secret is None:
+            return self.drf_view(request, **kwargs)
+        try:
+            api_key = key_verify(request, secret)
+            ip = client_ip(request)
+            wait = api_hits(request, key_limits(ip=ip, key_id=api_key.pk))
+            if wait:
+                raise exceptions.Throttled(wait)
+        except exceptions.APIException as exc:
+            return self._error(request, exc)
+        caller = Caller(user=api_key.user, team=api_key.team, role=api_key.member_role, api_key=api_key)  # type: ignore[attr-defined]
+        if self.method == "POST":
+            body, status = self.answer(caller, data, ip)
+        else:
+            body, status = self.answer(caller, **kwargs)
+        return self._respond(body, status)
+
+    def _respond(self, body: Any, status: int, headers: dict[str, str] | None = None) -> HttpResponse:
+        response = HttpResponse(_RENDERER.render(body), status=status, content_type=JSON)
+        for name, value in (headers or {}).items():
+            response[name] = value
+        if self.vary:
+            patch_vary_headers(response, ["Accept"])
+        response["Allow"] = self.allow
+        return response
+
+    def _error(self, request: HttpRequest, exc: exceptions.APIException) -> HttpResponse:
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            exc.auth_header = self.auth_header  # type: ignore[attr-defined]
+        handled = v10_exception_handler(exc, {"view": None, "request": request})
+        assert handled is not None
+        # WWW-Authenticate, Retry-After; the content type is the renderer's, as in DRF.
+        headers = {name: value for name, value in handled.items() if name.lower() != "content-type"}
+        return self._respond(handled.data, handled.status_code, headers)
+
+
+def lean_view(view_class: type[APIView], method: str, answer: Callable[..., tuple[dict[str, Any], int]]) -> Any:
+    """A URL callback for `view_class` that the schema generator still sees as that DRF view."""
+    lean = LeanView(view_class, method, answer)
+
+    def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        return lean(request, **kwargs)
+
+    view.cls = view_class  # type: ignore[attr-defined]  # what DRF's and drf-spectacular's enumerators read
+    view.initkwargs = {}  # type: ignore[attr-defined]
+    view.view_class = view_class  # type: ignore[attr-defined]
+    return csrf_exempt(view)
+
+
+servers_expiration = lean_view(views_v10.ExpirationView, "GET", views_v10.expiration_answer)
+servers_add = lean_view(views_v10.ServerAddView, "POST", views_v10.server_add_answer)

@@ -1,0 +1,293 @@
+"""Verified API keys, looked up in one hand-written query and kept a few seconds per process.
+
+Every API request presents a key. Looking it up (key, user, team and the user's role there) is
+one indexed query; building that query with the ORM cost more CPU than PostgreSQL spent running
+it. So the look-up is plain SQL (`key_load`), and its result is kept per process (`KeyCache`)
+as plain values, never as a shared model instance: each request gets fresh `ApiKey`, `User` and
+`Team` objects made with `Model.from_db`, like the ORM's `.only()` would.
+
+A cached entry is used only while the **auth epoch** it was loaded under is still the current
+one. The epoch is a random number in the shared cache (Redis); every change that can take a
+right away or change what a key may do — a key revoked, confirmed, expired, deleted or its
+scopes edited; a membership's role changed or the membership removed; a user deactivated,
+renamed or deleted; a team deleted — replaces it (`auth_epoch_bump`, called by the services and
+by model signals as a net for admin edits). The API reads the epoch on every request in the same
+pipelined Redis round trip as the throttling counters, so a revoked key is refused by every
+process on its very next request. Entries also expire after `KEYCHEST_API_KEY_CACHE_SECONDS`
+(and the time-based rules — an unconfirmed key's 7-day window — are checked on every use).
+
+Ordering makes this safe: a process reads the epoch *before* it queries the key, and a change
+bumps the epoch inside its transaction *and again after it commits*, so an entry loaded from
+data older than the change always carries an epoch that the change has replaced.
+
+Without a shared cache (no REDIS_URL: the cache is per process) entries are never reused, since
+another process's revocation could not reach this one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+
+from api.models import ApiKey
+from api.sqlrows import Part, column, execute_prepared, table
+from keychest.accounts.models import Membership, Team, User
+
+EPOCH_KEY = "api:auth-epoch"
+MAX_ENTRIES = 10_000
+
+# The columns authentication needs, by model; everything else stays deferred (loaded on access).
+KEY = Part(
+    "k",
+    ApiKey,
+    (
+        "id",
+        "uuid",
+        "team_id",
+        "user_id",
+        "display_prefix",
+        "scopes",
+        "claim_email",
+        "confirmed_at",
+        "revoked_at",
+        "last_used_at",
+        "created_at",
+    ),
+)
+USER = Part("u", User, ("id", "email", "is_active"))
+TEAM = Part("t", Team, ("id", "uuid", "name"))
+LAST_USED_AT = KEY.attnames.index("last_used_at")
+
+
+def redis_client() -> Any | None:
+    """The shared cache's Redis client, or None when the cache is per process.
+
+    Django's Redis cache builds a new client object (cheap to use, not to build) on every call;
+    the API needs one per request, so it is kept on the cache's client (one per thread).
+    """
+    backend = getattr(cache, "_cache", None)
+    if getattr(backend, "get_client", None) is None:
+        return None
+    client = getattr(backend, "_keychest_client", None)
+    if client is None:
+        client = backend.get_client(write=True)
+        backend._keychest_client = client
+    return client
+
+
+def epoch_full_key() -> str:
+    return cache.make_and_validate_key(EPOCH_KEY)
+
+
+def epoch_commands(pipe: Any) -> None:
+    """Queue, on a Redis pipeline, the two commands whose last result is the current epoch.
+
+    SET NX first: if the epoch is missing (a fresh or flushed Redis) a new random one is made,
+    which no existing entry carries, so nothing cached before the loss is trusted after it.
+    """
+    full_key = epoch_full_key()
+    pipe.set(full_key, secrets.randbits(62), nx=True)
+    pipe.get(full_key)
+
+
+def epoch_read() -> bytes | None:
+    """The current epoch (one round trip), or None without a shared cache."""
+    client = redis_client()
+    if client is None:
+        return None
+    pipe = client.pipeline(transaction=False)
+    epoch_commands(pipe)
+    return pipe.execute()[-1]
+
+
+def _epoch_replace() -> None:
+    # An int, so Django's Redis cache stores it as a plain number (readable with cache.get too).
+    cache.set(EPOCH_KEY, secrets.randbits(62), timeout=None)
+
+
+def auth_epoch_bump() -> None:
+    """Invalidate every process's cached keys: now, and again once the current transaction commits.
+
+    Call it from anything that revokes or narrows (or widens) what a key may do. The immediate
+    bump makes the change effective at once in this transaction's own process; the one after
+    commit closes the window in which another process could have re-read the old rows.
+    """
+    KEY_CACHE.clear()
+    _epoch_replace()
+    transaction.on_commit(_after_commit)
+
+
+def _after_commit() -> None:
+    KEY_CACHE.clear()
+    _epoch_replace()
+
+
+class KeyRecord:
+    """The look-up's values for one key hash, loaded under `epoch`."""
+
+    __slots__ = ("key_values", "user_values", "team_values", "role", "epoch", "loaded_at")
+
+    def __init__(
+        self,
+        key_values: Sequence[Any],
+        user_values: Sequence[Any],
+        team_values: Sequence[Any],
+        role: str | None,
+        epoch: bytes | None,
+    ) -> None:
+        self.key_values = list(key_values)
+        self.user_values = tuple(user_values)
+        self.team_values = tuple(team_values)
+        self.role = role
+        self.epoch = epoch
+        self.loaded_at = time.monotonic()
+
+    @property
+    def key_id(self) -> int:
+        return self.key_values[0]
+
+    def api_key(self) -> ApiKey:
+        """A fresh ApiKey (with user, team and `member_role`) for one request."""
+        api_key = KEY.instance(self.key_values)
+        api_key.user = USER.instance(self.user_values)
+        api_key.team = TEAM.instance(self.team_values)
+        api_key.member_role = self.role  # type: ignore[attr-defined]
+        return api_key
+
+    def note_used(self, when: datetime) -> None:
+        self.key_values[LAST_USED_AT] = when
+
+
+class KeyCache:
+    """Per-process, thread-safe, bounded map from key hash to KeyRecord."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._entries: OrderedDict[str, KeyRecord] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def get(self, digest: str) -> KeyRecord | None:
+        """The entry if younger than the TTL (its epoch is checked by the caller)."""
+        ttl = settings.KEYCHEST_API_KEY_CACHE_SECONDS
+        with self._lock:
+            record = self._entries.get(digest)
+            if record is None:
+                return None
+            if time.monotonic() - record.loaded_at >= ttl:
+                del self._entries[digest]
+                return None
+            return record
+
+    def put(self, digest: str, record: KeyRecord) -> None:
+        if record.epoch is None or settings.KEYCHEST_API_KEY_CACHE_SECONDS <= 0:
+            return
+        with self._lock:
+            self._entries[digest] = record
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def discard(self, digest: str) -> None:
+        with self._lock:
+            self._entries.pop(digest, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+KEY_CACHE = KeyCache()
+
+_SQL: str | None = None
+
+
+def _lookup_sql() -> str:
+    """SELECT the key's, user's and team's columns and the user's role in the key's team, by hash."""
+    global _SQL
+    if _SQL is None:
+        role = f"m.{column(Membership, 'role')}"
+        _SQL = (
+            f"SELECT {', '.join([*KEY.select(), *USER.select(), *TEAM.select(), role])} "
+            f"FROM {table(ApiKey)} k "
+            f"JOIN {table(User)} u ON u.{column(User, 'id')} = k.{column(ApiKey, 'user')} "
+            f"JOIN {table(Team)} t ON t.{column(Team, 'id')} = k.{column(ApiKey, 'team')} "
+            f"LEFT JOIN {table(Membership)} m ON m.{column(Membership, 'team')} = k.{column(ApiKey, 'team')} "
+            f"AND m.{column(Membership, 'user')} = k.{column(ApiKey, 'user')} "
+            f"WHERE k.{column(ApiKey, 'key_hash')} = %s"
+        )
+    return _SQL
+
+
+def key_load(digest: str, *, epoch: bytes | None) -> KeyRecord | None:
+    """The key with this hash, its user, team and the user's role there, in one query."""
+    with connection.cursor() as cursor:
+        execute_prepared(cursor, "kc_api_key_lookup", _lookup_sql(), [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    nk, nu, nt = len(KEY.attnames), len(USER.attnames), len(TEAM.attnames)
+    return KeyRecord(
+        KEY.values(row[:nk]),
+        USER.values(row[nk : nk + nu]),
+        TEAM.values(row[nk + nu : nk + nu + nt]),
+        row[nk + nu + nt],
+        epoch,
+    )
+
+
+# --- invalidation on writes that bypass the services (admin, shell, cascades) ------------------
+_USER_FIELDS_THAT_MATTER = {"is_active", "email"}
+_TEAM_FIELDS_THAT_MATTER = {"name", "uuid"}
+
+
+def _saved(fields_that_matter: set[str] | None, *, bump_on_create: bool) -> Any:
+    def receiver(sender: Any, instance: Any, created: bool, update_fields: Any = None, **_: Any) -> None:
+        if created and not bump_on_create:
+            return  # nothing can be cached for a row that did not exist
+        if update_fields is not None and fields_that_matter is not None and not set(update_fields) & fields_that_matter:
+            return
+        auth_epoch_bump()
+
+    return receiver
+
+
+def _deleted(sender: Any, instance: Any, **_: Any) -> None:
+    auth_epoch_bump()
+
+
+_RECEIVERS: list[Any] = []
+
+
+def connect_signals() -> None:
+    """Bump the epoch whenever a key, membership, user or team changes through model saves.
+
+    The services bump explicitly where they use `QuerySet.update()` (which sends no signal).
+    A new membership bumps too: a key whose user was not in its team is cached as refused.
+    """
+    from django.db.models.signals import post_delete, post_save
+
+    if _RECEIVERS:
+        return
+    _RECEIVERS.extend(
+        [
+            (ApiKey, _saved(None, bump_on_create=False)),
+            (Membership, _saved(None, bump_on_create=True)),
+            (User, _saved(_USER_FIELDS_THAT_MATTER, bump_on_create=False)),
+            (Team, _saved(_TEAM_FIELDS_THAT_MATTER, bump_on_create=False)),
+        ]
+    )
+    for model, receiver in _RECEIVERS:
+        post_save.connect(receiver, sender=model, weak=False, dispatch_uid=f"keycache-save-{model.__name__}")
+        post_delete.connect(_deleted, sender=model, weak=False, dispatch_uid=f"keycache-delete-{model.__name__}")
