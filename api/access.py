@@ -231,10 +231,7 @@ def api_hits(request: HttpRequest, limits: list[tuple[Limit, str]]) -> int:
     """Count this request on `limits` (unless key authentication already did) and return the
     seconds to wait, 0 when every limit still allows it."""
     counted = getattr(request, "_keychest_api_hits", None)
-    if counted is not None and counted[0] == _limit_ids(limits):
-        hits = counted[1]
-    else:
-        hits = _hit_both(limits)
+    hits = counted[1] if counted is not None and counted[0] == _limit_ids(limits) else _hit_both(limits)
     wait = 0
     for used, limit, retry_after in hits:
         if used > limit:

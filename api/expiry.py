@@ -9,8 +9,8 @@ from typing import Any
 from django.db import connection
 
 from api.models import ApiKey, EnrolmentKind, PendingEnrolment
-from api.sqlrows import Part, column, execute_prepared, table
 from keychest.accounts.models import Team
+from keychest.sqlrows import Part, column, execute_prepared, table
 from monitors.models import ScanResult, Server, TeamScanPolicy
 from monitors.targets import parse_target
 
@@ -82,7 +82,7 @@ def _results_sql(with_port: bool) -> str:
             f"{a}.{column(m, 'team')}" for a, m in (("r", ScanResult), ("s", Server), ("p", TeamScanPolicy))
         )
         _SQL[with_port] = (
-            f"SELECT {', '.join([*_RESULT.select(), *_SERVER.select(), *_POLICY.select()])} "
+            f"SELECT {', '.join([*_RESULT.select(), *_SERVER.select(), *_POLICY.select()])} "  # noqa: S608 - names from model meta, values as parameters
             f"FROM {table(ScanResult)} r "
             f"JOIN {table(Server)} s ON s.{column(Server, 'id')} = r.{column(ScanResult, 'server')} "
             f"LEFT JOIN {table(TeamScanPolicy)} p ON {p_team} = r.{column(ScanResult, 'team')} "

@@ -74,7 +74,7 @@ def _key(request: HttpRequest, data: Any) -> str | None:
     query_key = request.GET.get("api_key")
     if query_key:
         return query_key
-    if data is not None and (isinstance(data, dict) or isinstance(data, QueryDict)):
+    if isinstance(data, dict | QueryDict):
         body_key = data.get("api_key")
         if isinstance(body_key, str) and body_key:
             return body_key
@@ -90,6 +90,8 @@ class LeanView:
         self.answer = answer
         self.drf_view = view_class.as_view()
         instance = view_class()
+        if hasattr(instance, "get") and not hasattr(instance, "head"):
+            instance.head = instance.get  # as View.setup() does, so Allow lists HEAD like DRF's
         self.allow = ", ".join(instance.allowed_methods)
         self.vary = len(instance.renderer_classes) > 1
         self.auth_header = 'Bearer realm="KeyChest API"'

@@ -39,8 +39,8 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 from api.models import ApiKey
-from api.sqlrows import Part, column, execute_prepared, table
 from keychest.accounts.models import Membership, Team, User
+from keychest.sqlrows import Part, column, execute_prepared, table
 
 EPOCH_KEY = "api:auth-epoch"
 MAX_ENTRIES = 10_000
@@ -134,7 +134,7 @@ def _after_commit() -> None:
 class KeyRecord:
     """The look-up's values for one key hash, loaded under `epoch`."""
 
-    __slots__ = ("key_values", "user_values", "team_values", "role", "epoch", "loaded_at")
+    __slots__ = ("epoch", "key_values", "loaded_at", "role", "team_values", "user_values")
 
     def __init__(
         self,
@@ -219,7 +219,7 @@ def _lookup_sql() -> str:
     if _SQL is None:
         role = f"m.{column(Membership, 'role')}"
         _SQL = (
-            f"SELECT {', '.join([*KEY.select(), *USER.select(), *TEAM.select(), role])} "
+            f"SELECT {', '.join([*KEY.select(), *USER.select(), *TEAM.select(), role])} "  # noqa: S608 - names from model meta, values as parameters
             f"FROM {table(ApiKey)} k "
             f"JOIN {table(User)} u ON u.{column(User, 'id')} = k.{column(ApiKey, 'user')} "
             f"JOIN {table(Team)} t ON t.{column(Team, 'id')} = k.{column(ApiKey, 'team')} "

@@ -7,6 +7,7 @@ writes results and findings) lives in `monitors/scanning.py`.
 from __future__ import annotations
 
 import ipaddress
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from keychest.sqlrows import insert_unless_conflict
 from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle
 from monitors.targets import (
     PROTOCOL_PORT_DEFAULTS,
@@ -95,11 +97,6 @@ def server_enrol(
         raise InvalidTarget(f"scan interval must be at least {MIN_SCAN_INTERVAL} seconds")
     if ca_bundle is not None and ca_bundle.team_id != team.pk:
         raise InvalidTarget("CA bundle of another team")
-    existing = (
-        Server.objects.for_team(team).filter(host=name, port=parsed_port, protocol=proto, removed_at=None).first()
-    )
-    if existing is not None:
-        raise AlreadyWatched(existing)
     server = Server(
         team=team,
         host=name,
@@ -114,13 +111,27 @@ def server_enrol(
         added_by=added_by,
         next_scan_at=timezone.now(),
     )
-    try:
-        with transaction.atomic():
-            server.save()
-    except IntegrityError:
-        # A concurrent enrolment of the same target won the race.
-        winner = Server.objects.for_team(team).get(host=name, port=parsed_port, protocol=proto, removed_at=None)
-        raise AlreadyWatched(winner) from None
+    watched = Server.objects.for_team(team).filter(host=name, port=parsed_port, protocol=proto, removed_at=None)
+    # One statement on PostgreSQL: insert unless the active-target constraint already holds
+    # this target (scripts enrol on every deploy, so this runs often). Inside a caller's
+    # transaction it gets its own savepoint, as save() did, so an error does not poison it.
+    with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
+        inserted = insert_unless_conflict(
+            server,
+            name="kc_server_enrol",
+            conflict='("team_id", "host", "port", "protocol") WHERE "removed_at" IS NULL',
+        )
+    if inserted is None:
+        existing = watched.first()
+        if existing is not None:
+            raise AlreadyWatched(existing)
+        try:
+            with transaction.atomic():
+                server.save()
+        except IntegrityError:
+            inserted = False  # a concurrent enrolment of the same target won the race
+    if inserted is False:
+        raise AlreadyWatched(watched.get())
     return server
 
 

@@ -1,10 +1,12 @@
-"""Hand-written SELECTs for the API's hot paths that still yield model instances.
+"""Hand-written SELECTs (and prepared statements) for hot paths that still yield model instances.
 
-The ORM spends far more CPU compiling the two queries every API request runs (the key look-up,
-the expiration rows) than PostgreSQL spends running them. `Columns` names the wanted fields of
-several models once, renders them as a SELECT list (table aliases chosen by the caller's SQL),
-and turns each result row back into instances with `Model.from_db` after the same value
-converters the ORM applies — so the rest of the code sees ordinary (partly deferred) objects.
+The ORM spends far more CPU compiling the queries every API request runs (the key look-up, the
+expiration rows, a server's enrolment) than PostgreSQL spends running them. `Part` names the
+wanted fields of a model once, renders them as a SELECT list (table aliases chosen by the
+caller's SQL), and turns result rows back into instances with `Model.from_db` after the same
+value converters the ORM applies — so the rest of the code sees ordinary (partly deferred)
+objects. `insert_unless_conflict` is `Model.save()` for a new row as one prepared
+`INSERT ... ON CONFLICT DO NOTHING RETURNING`.
 """
 
 from __future__ import annotations
@@ -98,3 +100,41 @@ def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) ->
         with _prepared_lock:
             done.add(name)
     cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
+
+
+_INSERT_SQL: dict[tuple[type[Model], str], tuple[str, list[Any]]] = {}
+
+
+def insert_unless_conflict(instance: Model, *, name: str, conflict: str) -> bool | None:
+    """Insert a new `instance` as `save()` would (defaults, `auto_now_add`, value preparation),
+    unless a row conflicts on `conflict` (e.g. `(team_id, host) WHERE removed_at IS NULL`): one
+    prepared statement, no transaction round trips. True when inserted (the instance then has
+    its primary key), False on a conflict, None when the database is not PostgreSQL (the
+    caller saves the usual way). Sends no model signals: use it only for models without
+    receivers.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    model = type(instance)
+    key = (model, conflict)
+    if key not in _INSERT_SQL:
+        meta = model._meta
+        fields = [f for f in meta.local_concrete_fields if f is not meta.pk and not getattr(f, "generated", False)]
+        columns = ", ".join(f'"{f.column}"' for f in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        _INSERT_SQL[key] = (
+            f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) '  # noqa: S608 - names from model meta, values as parameters
+            f'ON CONFLICT {conflict} DO NOTHING RETURNING "{meta.pk.column}"',
+            fields,
+        )
+    sql, fields = _INSERT_SQL[key]
+    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        execute_prepared(cursor, name, sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    instance.pk = row[0]
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return True
