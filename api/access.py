@@ -103,13 +103,13 @@ def key_verify(request: HttpRequest, secret: str) -> ApiKey:
     epoch: bytes | None = None
     if client is not None:
         pipe = client.pipeline(transaction=False)
-        keycache.epoch_commands(pipe)
+        keycache.epoch_command(pipe)
         limits = key_limits(ip=ip, key_id=record.key_id) if record is not None else []
         windows = _queue_hits(pipe, limits)
         results = pipe.execute()
-        epoch = results[1]
+        epoch = keycache.epoch_of(client, results[0])
         if limits:
-            request._keychest_api_hits = (_limit_ids(limits), _read_hits(results[2:], windows))  # type: ignore[attr-defined]
+            request._keychest_api_hits = (_limit_ids(limits), _read_hits(results[1:], windows))  # type: ignore[attr-defined]
     if record is None or record.epoch != epoch:
         if record is not None:
             keycache.KEY_CACHE.discard(digest)

@@ -88,15 +88,24 @@ def epoch_full_key() -> str:
     return cache.make_and_validate_key(EPOCH_KEY)
 
 
-def epoch_commands(pipe: Any) -> None:
-    """Queue, on a Redis pipeline, the two commands whose last result is the current epoch.
+def epoch_command(pipe: Any) -> None:
+    """Queue, on a Redis pipeline, the GET whose result is the current epoch (see `epoch_of`)."""
+    pipe.get(epoch_full_key())
 
-    SET NX first: if the epoch is missing (a fresh or flushed Redis) a new random one is made,
-    which no existing entry carries, so nothing cached before the loss is trusted after it.
+
+def epoch_of(client: Any, value: bytes | None) -> bytes:
+    """The epoch, given what the queued GET returned.
+
+    A missing epoch (a fresh or flushed Redis) is replaced by a new random one, which no
+    existing entry carries, so nothing cached before the loss is trusted after it.
     """
+    if value is not None:
+        return value
     full_key = epoch_full_key()
+    pipe = client.pipeline(transaction=False)
     pipe.set(full_key, secrets.randbits(62), nx=True)
     pipe.get(full_key)
+    return pipe.execute()[-1]
 
 
 def epoch_read() -> bytes | None:
@@ -104,9 +113,7 @@ def epoch_read() -> bytes | None:
     client = redis_client()
     if client is None:
         return None
-    pipe = client.pipeline(transaction=False)
-    epoch_commands(pipe)
-    return pipe.execute()[-1]
+    return epoch_of(client, client.get(epoch_full_key()))
 
 
 def _epoch_replace() -> None:

@@ -5,6 +5,7 @@ Pure: no Django, so the API, the bulk form and the spot check all parse targets 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import idna
@@ -49,6 +50,7 @@ def default_protocol(port: int) -> str:
     return STARTTLS_PORT_DEFAULTS.get(port, "tls")
 
 
+@functools.lru_cache(maxsize=8192)  # pure, and IDNA is slow: scripts ask about the same names
 def normalise_host(text: str) -> str:
     """Lower-case, no trailing dot, IDNA 2008 A-labels, length limits; IP literals canonical.
 
