@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from keychest.sqlrows import insert_unless_conflict
@@ -111,7 +112,10 @@ def server_enrol(
         added_by=added_by,
         next_scan_at=timezone.now(),
     )
-    watched = Server.objects.for_team(team).filter(host=name, port=parsed_port, protocol=proto, removed_at=None)
+
+    def watched() -> QuerySet[Server]:  # built only when needed: the common path never reads it
+        return Server.objects.for_team(team).filter(host=name, port=parsed_port, protocol=proto, removed_at=None)
+
     # One statement on PostgreSQL: insert unless the active-target constraint already holds
     # this target (scripts enrol on every deploy, so this runs often). Inside a caller's
     # transaction it gets its own savepoint, as save() did, so an error does not poison it.
@@ -122,7 +126,7 @@ def server_enrol(
             conflict='("team_id", "host", "port", "protocol") WHERE "removed_at" IS NULL',
         )
     if inserted is None:
-        existing = watched.first()
+        existing = watched().first()
         if existing is not None:
             raise AlreadyWatched(existing)
         try:
@@ -131,7 +135,7 @@ def server_enrol(
         except IntegrityError:
             inserted = False  # a concurrent enrolment of the same target won the race
     if inserted is False:
-        raise AlreadyWatched(watched.get())
+        raise AlreadyWatched(watched().get())
     return server
 
 
