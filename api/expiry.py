@@ -107,7 +107,7 @@ def _current_results(*, team_id: int, host: str, port: int | None) -> list[tuple
     out = []
     for row in raw:
         result = _RESULT.instance(_RESULT.values(row[:nr]))
-        result.server = _SERVER.instance(_SERVER.values(row[nr : nr + ns]))  # type: ignore[assignment]
+        result.server = _SERVER.instance(_SERVER.values(row[nr : nr + ns]))
         due, overdue = _POLICY.values(row[nr + ns :])
         out.append((result, TeamScanPolicy(due_fraction=due, overdue_fraction=overdue)))
     return out

@@ -91,7 +91,7 @@ class LeanView:
         self.drf_view = view_class.as_view()
         instance = view_class()
         if hasattr(instance, "get") and not hasattr(instance, "head"):
-            instance.head = instance.get  # as View.setup() does, so Allow lists HEAD like DRF's
+            instance.head = instance.get  # type: ignore[attr-defined]  # as View.setup() does, so Allow lists HEAD like DRF's
         self.allow = ", ".join(instance.allowed_methods)
         self.vary = len(instance.renderer_classes) > 1
         self.auth_header = 'Bearer realm="KeyChest API"'
@@ -133,7 +133,7 @@ class LeanView:
 
     def _error(self, request: HttpRequest, exc: exceptions.APIException) -> HttpResponse:
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-            exc.auth_header = self.auth_header  # type: ignore[attr-defined]
+            exc.auth_header = self.auth_header  # type: ignore[union-attr]
         handled = v10_exception_handler(exc, {"view": None, "request": request})
         assert handled is not None
         # WWW-Authenticate, Retry-After; the content type is the renderer's, as in DRF.

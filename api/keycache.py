@@ -74,7 +74,7 @@ def redis_client() -> Any | None:
     Django's Redis cache builds a new client object (cheap to use, not to build) on every call;
     the API needs one per request, so it is kept on the cache's client (one per thread).
     """
-    backend = getattr(cache, "_cache", None)
+    backend: Any = getattr(cache, "_cache", None)
     if getattr(backend, "get_client", None) is None:
         return None
     client = getattr(backend, "_keychest_client", None)

@@ -14,16 +14,18 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
 
 
-class Part:
+class Part(Generic[M]):
     """Some fields of one model, in the model's own field order (what `from_db` expects)."""
 
-    def __init__(self, alias: str, model: type[Model], fields: Sequence[str]) -> None:
+    def __init__(self, alias: str, model: type[M], fields: Sequence[str]) -> None:
         meta = model._meta
         wanted = set(fields)
         self.model = model
@@ -59,13 +61,14 @@ class Part:
             values[i] = value
         return values
 
-    def instance(self, values: Sequence[Any]) -> Model:
+    def instance(self, values: Sequence[Any]) -> M:
         return self.model.from_db(connection.alias, self.attnames, list(values))
 
 
 def column(model: type[Model], name: str) -> str:
     """The quoted column name of a field (by name or attname)."""
-    return f'"{model._meta.get_field(name).column}"'
+    field = cast("Field[Any, Any]", model._meta.get_field(name))
+    return f'"{field.column}"'
 
 
 def table(model: type[Model]) -> str:
