@@ -18,6 +18,8 @@ from typing import Any, Generic, TypeVar, cast
 
 from django.db import connection
 from django.db.models import Field, Model
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 M = TypeVar("M", bound=Model)
 
@@ -37,6 +39,7 @@ class Part(Generic[M]):
             raise ValueError(f"{model.__name__} has no column(s) {sorted(missing)}")
         self.attnames = tuple(f.attname for f in self.fields)
         self._converters: list[tuple[int, list[Callable[..., Any]], Any]] | None = None
+        self._plain: bool | None = None
 
     def select(self) -> list[str]:
         return [f'{self.alias}."{f.column}"' for f in self.fields]
@@ -62,7 +65,23 @@ class Part(Generic[M]):
         return values
 
     def instance(self, values: Sequence[Any]) -> M:
-        return self.model.from_db(connection.alias, self.attnames, list(values))
+        """An instance as `Model.from_db` makes it: these fields loaded, the others deferred.
+
+        Without pre_init/post_init receivers for the model, `__init__` (a loop over every field
+        of the model) has nothing to do that the instance's `__dict__` cannot hold directly, and
+        deferred fields are exactly the attributes missing from it; so set the dict.
+        """
+        if self._plain is None:
+            self._plain = not (pre_init.has_listeners(self.model) or post_init.has_listeners(self.model))
+        if not self._plain:
+            return self.model.from_db(connection.alias, self.attnames, list(values))
+        obj = self.model.__new__(self.model)
+        obj.__dict__.update(zip(self.attnames, values, strict=True))
+        state = ModelState()
+        state.adding = False
+        state.db = connection.alias
+        obj._state = state
+        return obj
 
 
 def column(model: type[Model], name: str) -> str:
