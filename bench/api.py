@@ -8,9 +8,12 @@ Paths measured in one run, each against its bare twin behind the same middleware
 - `GET /api/v1.0/servers/expiration/{domain}` (key auth, throttling counters in Redis, the
   team's scan results of a server with `--ips` addresses) vs a view returning that JSON;
 - `POST /api/v1.0/servers/add` (a new server per request) vs a view answering the same shape.
+The expiration call is also compared with the bare view plus one Redis command and one SQL
+statement (`bare_with_io`): the floor for any answer that touches both servers.
 The database (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/kc_api_bench) is
 flushed first. Queries per request come from an X-Queries header every response carries.
-Prints JSON: requests/s of both, their ratio, latency percentiles, queries per request.
+Prints JSON: requests/s of both, their ratio, latency percentiles, queries per request, and the
+server-side CPU per request of gunicorn, this database's PostgreSQL backends and Redis.
 """
 
 from __future__ import annotations
@@ -327,6 +330,17 @@ def main() -> None:
                 ("POST", "/bare/servers/add", form, "domain=h{i}.bench.example"),
             ),
         }
+        # A second reference for the expiration call: the bare view plus one Redis command and one
+        # SQL statement, i.e. the floor for any answer that touches both servers.
+        bare_io = run(
+            port,
+            method="GET",
+            path="/bare-io/servers/expiration/www.bench.example",
+            headers=auth,
+            body="",
+            offset=0,
+            **common,
+        )
         for offset, (name, (keychest, bare)) in enumerate(scenarios.items(), start=1):
             bare_result = run(
                 port, method=bare[0], path=bare[1], headers=bare[2], body=bare[3], offset=offset * 100_000_000, **common
@@ -345,6 +359,11 @@ def main() -> None:
                 "bare": bare_result,
                 "ratio": round(kc_result["rps"] / bare_result["rps"], 3) if bare_result["rps"] else None,
             }
+            if name == "servers_expiration":
+                results[name]["bare_with_io"] = bare_io
+                results[name]["ratio_to_bare_with_io"] = (
+                    round(kc_result["rps"] / bare_io["rps"], 3) if bare_io["rps"] else None
+                )
     finally:
         server.terminate()
         server.wait(10)

@@ -20,6 +20,19 @@ def bare_expiration(request: HttpRequest, domain: str) -> JsonResponse:
     return JsonResponse(EXPIRATION_BODY)
 
 
+def bare_io_expiration(request: HttpRequest, domain: str) -> JsonResponse:
+    """The bare view plus the round trips any real answer needs: one Redis command (as the
+    throttling counters) and one PostgreSQL statement (with Django's per-request connection
+    health check). A second reference: what touching the two servers alone costs."""
+    from django.core.cache import cache
+
+    cache.get("bench-io")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return JsonResponse(EXPIRATION_BODY)
+
+
 @csrf_exempt
 def bare_servers_add(request: HttpRequest) -> JsonResponse:
     domain = request.POST.get("domain", "")
@@ -48,6 +61,7 @@ class QueryCountMiddleware:
 
 urlpatterns = [
     path("bare/servers/expiration/<str:domain>", bare_expiration),
+    path("bare-io/servers/expiration/<str:domain>", bare_io_expiration),
     path("bare/servers/add", bare_servers_add),
     path("", include("keychest.urls")),
 ]
