@@ -115,6 +115,9 @@ class LeanView:
                 raise exceptions.Throttled(wait)
         except exceptions.APIException as exc:
             return self._error(request, exc)
+        # As DRF's Request does, the underlying request carries the authenticated user and key.
+        request.user = api_key.user
+        request.auth = api_key  # type: ignore[attr-defined]
         caller = Caller(user=api_key.user, team=api_key.team, role=api_key.member_role, api_key=api_key)  # type: ignore[attr-defined]
         if self.method == "POST":
             body, status = self.answer(caller, data, ip)
