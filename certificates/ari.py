@@ -14,7 +14,6 @@ through keychest/safehttp.py: the directory names the renewalInfo URL, which is 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import random
 import time
@@ -92,8 +91,8 @@ class AriAnswer:
     error: str = ""
 
 
-def _retry_after(headers: dict[str, str] | None) -> timedelta | None:
-    value = (headers or {}).get("retry-after", "").strip()
+def _retry_after(headers: dict[str, str]) -> timedelta | None:
+    value = headers.get("retry-after", "").strip()
     if value.isdigit():
         return timedelta(seconds=int(value))
     return None
@@ -107,10 +106,8 @@ class AriClient:
         self.timeout = timeout
         self._bases: dict[str, str | Exception] = {}
 
-    def _get_json(self, url: str) -> tuple[int, object, dict[str, str] | None]:
-        result = safehttp.get(url, allow_private=self.allow_private, timeout=self.timeout, max_bytes=MAX_BODY + 1)
-        if len(result.body) > MAX_BODY:
-            raise ValueError(f"answer larger than {MAX_BODY} bytes")
+    def _get_json(self, url: str) -> tuple[int, object, dict[str, str]]:
+        result = safehttp.get(url, allow_private=self.allow_private, timeout=self.timeout, max_bytes=MAX_BODY)
         if result.status != 200:
             return result.status, None, result.headers
         return result.status, json.loads(result.body), result.headers
@@ -140,9 +137,10 @@ class AriClient:
             status, document, headers = self._get_json(f"{base}/{cert_id}")
         except safehttp.TargetRefused as error:
             return AriAnswer(error=f"refused: {error}"[:300])
-        except (OSError, http.client.HTTPException) as error:
-            return AriAnswer(error=f"network: {type(error).__name__}: {error}"[:300])
-        except ValueError as error:  # JSON, size, directory shape
+        except safehttp.FetchError as error:
+            kind = "too large" if error.code == safehttp.TOO_LARGE else "network"
+            return AriAnswer(error=f"{kind}: {error.message}"[:300])
+        except ValueError as error:  # JSON, directory shape
             return AriAnswer(error=f"malformed: {error}"[:300])
         retry = _retry_after(headers)
         if status == 404:

@@ -6,9 +6,7 @@
   resolves to must be public (unless private targets are allowed), and the connection goes to
   the checked address, so DNS rebinding cannot swap it. Connect, every read and the whole
   request share one deadline; the body is capped; redirects (a few registries use them) are
-  followed only to http(s) URLs and each hop is checked again. (`keychest.safehttp.get` has the
-  same guard but per-operation timeouts and a silent truncation; a registry answer must be
-  refused when it is too big, and a trickling server must not hold a worker, hence this GET.)
+  followed only to http(s) URLs and each hop is checked again (all of it `keychest.safehttp`).
 - Parsing takes `events` (expiration, registration, last changed), the registrar entity's name
   (jCard `fn`) and the `status` list, and refuses documents that are not RDAP domain objects.
 
@@ -17,19 +15,16 @@ No Django imports: the caller passes the settings.
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 import ssl
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote
 
-from keychest import netguard
+from keychest import safehttp
 
 BUNDLED_BOOTSTRAP = Path(__file__).resolve().parent / "data" / "rdap_dns.json"
 MAX_BODY_BYTES = 256 * 1024
@@ -42,11 +37,11 @@ NOT_FOUND = "not_found"
 RATE_LIMITED = "rate_limited"
 SERVER_ERROR = "server_error"
 MALFORMED = "malformed"
-TOO_LARGE = "too_large"
-TIMEOUT = "timeout"
-REFUSED = "refused"
-CONNECTION = "connection"
-HTTP_ERROR = "http_error"
+TOO_LARGE = safehttp.TOO_LARGE
+TIMEOUT = safehttp.TIMEOUT
+REFUSED = safehttp.REFUSED
+CONNECTION = safehttp.CONNECTION
+HTTP_ERROR = safehttp.HTTP_ERROR
 NO_SERVER = "no_server"
 # Errors that say "this RDAP server is unwell": the server backs off, not only the domain.
 SERVER_TROUBLE = frozenset({RATE_LIMITED, SERVER_ERROR, TIMEOUT, CONNECTION})
@@ -134,96 +129,6 @@ def load_bootstrap(source: str | None = None, *, allow_private: bool, timeout: f
 
 
 # --- HTTP -------------------------------------------------------------------------------------
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        left = self.end - time.monotonic()
-        if left <= 0:
-            raise RdapError(TIMEOUT, "RDAP request took too long")
-        return left
-
-
-def _connect(address: str, port: int, deadline: _Deadline, allow_private: bool) -> socket.socket:
-    try:
-        return netguard.connect(address, port, timeout=deadline.left(), allow_private=allow_private)
-    except netguard.TargetRefused as exc:
-        raise RdapError(REFUSED, str(exc)) from None
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """HTTP to the address already checked; the Host header keeps the name."""
-
-    def __init__(self, host: str, port: int, address: str, deadline: _Deadline, allow_private: bool) -> None:
-        super().__init__(host, port, timeout=deadline.left())
-        self._address, self._deadline, self._allow_private = address, deadline, allow_private
-
-    def connect(self) -> None:
-        self.sock = _connect(self._address, self.port, self._deadline, self._allow_private)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to the address already checked; SNI and certificate verification use the name."""
-
-    def __init__(
-        self, host: str, port: int, address: str, deadline: _Deadline, allow_private: bool, context: ssl.SSLContext
-    ) -> None:
-        super().__init__(host, port, timeout=deadline.left(), context=context)
-        self._address, self._deadline, self._allow_private = address, deadline, allow_private
-        self._ssl_context = context
-
-    def connect(self) -> None:
-        raw = _connect(self._address, self.port, self._deadline, self._allow_private)
-        raw.settimeout(self._deadline.left())
-        self.sock = self._ssl_context.wrap_socket(raw, server_hostname=self.host)
-
-
-def _resolve(url: str, *, allow_private: bool, deadline: _Deadline) -> tuple[str, str, int, str, str]:
-    """(scheme, host, port, checked address, path+query) of an http(s) URL, or RdapError."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise RdapError(REFUSED, "only http(s) URLs with a host name are followed")
-    if parts.username or parts.password:
-        raise RdapError(REFUSED, "credentials in the URL are not allowed")
-    try:
-        port = parts.port or (443 if scheme == "https" else 80)
-    except ValueError:
-        raise RdapError(REFUSED, "invalid port") from None
-    resolution = netguard.resolve(parts.hostname, allow_private=allow_private, timeout=min(5.0, deadline.left()))
-    if resolution.refused:
-        # Every address must be public, or a hostile name could point some records inward.
-        address, reason = resolution.refused[0]
-        raise RdapError(REFUSED, f"{parts.hostname} resolves to a non-public address ({address}: {reason})")
-    if not resolution.addresses:
-        code = TIMEOUT if resolution.error == "timeout" else CONNECTION
-        raise RdapError(code, f"cannot resolve {parts.hostname}: {resolution.error or 'no address'}")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return scheme, parts.hostname, port, str(resolution.addresses[0]), path
-
-
-def _read_capped(response: http.client.HTTPResponse, sock: socket.socket, deadline: _Deadline, max_bytes: int) -> bytes:
-    length = response.getheader("Content-Length")
-    if length and length.isdigit() and int(length) > max_bytes:
-        raise RdapError(TOO_LARGE, f"RDAP answer of {length} bytes is over the {max_bytes}-byte cap")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        # Each read waits at most for what is left of the whole deadline: a server that
-        # trickles one byte at a time cannot hold the worker.
-        sock.settimeout(deadline.left())
-        chunk = response.read1(16384)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > max_bytes:
-            raise RdapError(TOO_LARGE, f"RDAP answer is over the {max_bytes}-byte cap")
-        chunks.append(chunk)
-        deadline.left()
-    return b"".join(chunks)
-
-
 def http_get(
     url: str,
     *,
@@ -233,42 +138,20 @@ def http_get(
     ssl_context: ssl.SSLContext | None = None,
     accept: str = "application/rdap+json, application/json;q=0.9",
 ) -> tuple[int, bytes, dict[str, str]]:
-    """(status, body, lower-cased headers) of a GET, following a few redirects; RdapError on failure."""
-    deadline = _Deadline(timeout)
-    for _hop in range(MAX_REDIRECTS + 1):
-        scheme, host, port, address, path = _resolve(url, allow_private=allow_private, deadline=deadline)
-        connection: http.client.HTTPConnection
-        if scheme == "https":
-            connection = _PinnedHTTPSConnection(
-                host, port, address, deadline, allow_private, ssl_context or ssl.create_default_context()
-            )
-        else:
-            connection = _PinnedHTTPConnection(host, port, address, deadline, allow_private)
-        try:
-            connection.connect()
-            assert connection.sock is not None
-            sock = connection.sock
-            sock.settimeout(deadline.left())
-            connection.request("GET", path, headers={"Accept": accept, "User-Agent": USER_AGENT})
-            response = connection.getresponse()
-            headers = {k.lower(): v for k, v in response.getheaders()}
-            if response.status in (301, 302, 303, 307, 308) and headers.get("location"):
-                url = urljoin(url, headers["location"])
-                continue
-            # Only a 200 body is used; an error page is not read at all (it could be slow or huge).
-            body = _read_capped(response, sock, deadline, max_bytes) if response.status == 200 else b""
-            return response.status, body, headers
-        except RdapError:
-            raise
-        except TimeoutError:
-            raise RdapError(TIMEOUT, f"RDAP server {host} timed out") from None
-        except ssl.SSLError as exc:
-            raise RdapError(CONNECTION, f"TLS with {host} failed: {exc.reason or exc}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise RdapError(CONNECTION, f"RDAP server {host}: {type(exc).__name__}: {exc}"[:300]) from None
-        finally:
-            connection.close()
-    raise RdapError(HTTP_ERROR, "too many redirects")
+    """(status, body, lower-cased headers) of a GET through `keychest.safehttp` (one deadline,
+    capped body, redirects re-checked); RdapError with the same codes on failure."""
+    try:
+        result = safehttp.get(
+            url,
+            allow_private=allow_private,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            headers={"Accept": accept, "User-Agent": USER_AGENT},
+            ssl_context=ssl_context,
+        )
+    except safehttp.FetchError as error:
+        raise RdapError(error.code, f"RDAP: {error.message}") from None
+    return result.status, result.body, result.headers
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:

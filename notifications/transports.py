@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.conf import settings
 from django.urls import reverse
 
-from keychest.safehttp import TargetRefused, post_json
+from keychest.safehttp import FetchError, TargetRefused, post_json
 from notifications import emails
 from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences
 
@@ -154,9 +154,7 @@ class _HttpTransport(Transport):
             )
         except TargetRefused as error:
             return Outcome(ok=False, permanent=True, error=f"refused: {error}")
-        except (OSError, ValueError) as error:
-            return Outcome(ok=False, error=f"{type(error).__name__}: {error}"[:500])
-        except Exception as error:  # noqa: BLE001 - http.client raises many kinds; all are retryable
+        except (FetchError, OSError, ValueError) as error:  # network trouble: retried with back-off
             return Outcome(ok=False, error=f"{type(error).__name__}: {error}"[:500])
         if 200 <= result.status < 300:
             return Outcome(ok=True, status_code=result.status)
@@ -164,7 +162,7 @@ class _HttpTransport(Transport):
         # will not help. 408 and 429 are the receiver asking us to come back later.
         permanent = 400 <= result.status < 500 and result.status not in (408, 425, 429)
         return Outcome(
-            ok=False, permanent=permanent, status_code=result.status, error=f"HTTP {result.status}: {result.body[:200]}"
+            ok=False, permanent=permanent, status_code=result.status, error=f"HTTP {result.status}: {result.text[:200]}"
         )
 
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from keychest.safehttp import TargetRefused, post_json, resolve_target
+from keychest import safehttp
+from keychest.safehttp import FetchError, TargetRefused, post_json, resolve_target
 
 
 @pytest.mark.parametrize(
@@ -42,5 +43,34 @@ def test_a_closed_port_is_a_temporary_error() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    with pytest.raises(OSError):
+    with pytest.raises(FetchError) as caught:
         post_json(f"http://127.0.0.1:{port}/", b"{}", {}, allow_private=True, timeout=2)
+    assert caught.value.code == safehttp.CONNECTION and not isinstance(caught.value, TargetRefused)
+
+
+class _Endless:
+    """A response without Content-Length that never ends, and its socket."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def getheader(self, name: str) -> None:
+        return None
+
+    def read1(self, n: int) -> bytes:
+        self.sent += n
+        return b"x" * n
+
+    def settimeout(self, value: float) -> None:
+        assert value > 0
+
+
+def test_the_cap_holds_without_a_content_length_too() -> None:
+    response = _Endless()
+    with pytest.raises(FetchError) as caught:
+        safehttp._read_capped(response, response, safehttp.Deadline(5), 100_000, truncate=False)  # type: ignore[arg-type]
+    assert caught.value.code == safehttp.TOO_LARGE and response.sent < 200_000
+    # A webhook's answer is only read for its first bytes: cut, not refused.
+    response = _Endless()
+    body = safehttp._read_capped(response, response, safehttp.Deadline(5), 4096, truncate=True)  # type: ignore[arg-type]
+    assert len(body) == 4096 and response.sent < 50_000

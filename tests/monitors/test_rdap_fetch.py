@@ -73,28 +73,6 @@ def test_an_oversized_body_is_cut_off_at_the_cap(lab) -> None:
     assert error.code == rdap.TOO_LARGE
 
 
-def test_the_cap_holds_without_a_content_length_too() -> None:
-    class Response:
-        def __init__(self) -> None:
-            self.sent = 0
-
-        def getheader(self, name: str) -> None:
-            return None
-
-        def read1(self, n: int) -> bytes:
-            self.sent += n
-            return b"x" * n
-
-    class Sock:
-        def settimeout(self, value: float) -> None:
-            assert value > 0
-
-    response = Response()
-    with pytest.raises(rdap.RdapError) as caught:
-        rdap._read_capped(response, Sock(), rdap._Deadline(5), 100_000)  # type: ignore[arg-type]
-    assert caught.value.code == rdap.TOO_LARGE and response.sent < 200_000
-
-
 def test_a_slow_server_hits_the_overall_deadline(lab) -> None:
     lab.faults.slow_seconds = 3.0
     started = time.monotonic()
