@@ -281,6 +281,7 @@ def main() -> None:
     import smtplib
     from email.message import EmailMessage
 
+    from django.template import engines
     from django.template.loader import get_template
 
     users = list(User.objects.order_by("id"))
@@ -294,7 +295,12 @@ def main() -> None:
         (u, report_context(user=u, teams=[data[t] for t in memberships.get(u.pk, [])], now=now, week=now.date()))
         for u in users
     ]
-    template = get_template("emails/weekly_report/body.txt")
+    # The whole plain-text report, team sections included, rendered per user from the data
+    # (the path renders each team section once per (team, zone) and reuses it; the bare loop not).
+    source = Path(get_template("emails/weekly_report/body.txt").origin.name).read_text()
+    template = engines["django"].from_string(
+        source.replace("{{ team.text }}", '{% include "emails/weekly_report/team.txt" %}')
+    )
     before = counter.value
     started = time.monotonic()
     smtp = smtplib.SMTP("127.0.0.1", port)

@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Mod
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BigIntegerField, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Mod
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
@@ -140,12 +141,35 @@ def reports_claim_bulk(
     return token, owned & set(wanted)
 
 
-def report_finish(*, user_id: int, kind: str, period: date, token: str, status: str) -> bool:
-    return bool(
-        ReportSend.objects.filter(user_id=user_id, kind=kind, period=period, claim_token=token).update(
-            status=status, sent_at=timezone.now(), claimed_until=None, last_error=""
+def report_finish(
+    *, user_id: int, kind: str, period: date, token: str, status: str, wait_for_disk: bool = True
+) -> bool:
+    """Mark a claimed send done. `wait_for_disk=False`: see `_commit_without_waiting_for_disk`."""
+    with transaction.atomic():
+        if not wait_for_disk:
+            _commit_without_waiting_for_disk()
+        return bool(
+            ReportSend.objects.filter(user_id=user_id, kind=kind, period=period, claim_token=token).update(
+                status=status, sent_at=timezone.now(), claimed_until=None, last_error=""
+            )
         )
-    )
+
+
+def _commit_without_waiting_for_disk() -> None:
+    """Let this transaction's COMMIT return before its WAL record is flushed to disk.
+
+    Used for the weekly report's "sent" mark, which the sweep writes once per report: waiting
+    for an fsync per report was the largest cost of a sweep. Once COMMIT returns, the mark is
+    in PostgreSQL's memory and visible to every other session, so a worker that dies right
+    after it (the crash this mark guards against) cannot lose it. Only a crash of the database
+    server itself within about 3 x wal_writer_delay (0.6 s by default) could lose the last
+    marks, and those reports would then be sent a second time, with the same Message-ID. A
+    database crash never loses a claim that a later mark depends on: WAL is replayed in order.
+    SET LOCAL ends with the transaction, so nothing else on this connection is affected.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def report_release(*, user_id: int, kind: str, period: date, token: str, error: str, now: datetime) -> None:
@@ -203,51 +227,77 @@ def _expiry_rows(rows: list[ExpiryRow], now: datetime, zone: tzinfo) -> dict[str
     return {"rows": shown, "more": max(0, len(rows) - MAX_ROWS)}
 
 
-def report_context(*, user: User, teams: list[TeamReport], now: datetime, week: date) -> dict[str, Any]:
+def team_section(team: TeamReport, *, now: datetime, zone: tzinfo) -> dict[str, Any]:
+    """One team's part of a report, with its text and HTML already rendered.
+
+    It depends only on the team's data, `now` and the reader's time zone, so a sweep renders it
+    once per (team, zone) and every member in that zone gets the same section.
+    """
+    block = _team_block(team, now=now, zone=zone)
+    block["text"] = render_to_string("emails/weekly_report/team.txt", {"team": block})
+    block["html"] = render_to_string("emails/weekly_report/team.html", {"team": block})
+    return block
+
+
+def _team_block(team: TeamReport, *, now: datetime, zone: tzinfo) -> dict[str, Any]:
+    return {
+        "name": team.name,
+        "servers": team.servers,
+        "domains": team.domains,
+        "certificates": team.certificates,
+        "problem_count": len(team.problems),
+        "expiring_now": _expiry_rows(team.expiring_now, now, zone),
+        "expiring_soon": _expiry_rows(team.expiring_soon, now, zone),
+        "problems": [
+            {
+                "server": p.server,
+                "label": p.label,
+                "code": p.code,
+                "since": absolute(p.since, zone) if p.since else "",
+            }
+            for p in team.problems[:MAX_ROWS]
+        ],
+        "problems_more": max(0, len(team.problems) - MAX_ROWS),
+        "issued": [
+            {
+                "subject": i.subject,
+                "issuer": i.issuer,
+                "not_after": absolute(i.not_after, zone) if i.not_after else "",
+                "seen": absolute(i.occurred_at, zone),
+            }
+            for i in team.issued[:MAX_ROWS]
+        ],
+        "issued_more": max(0, len(team.issued) - MAX_ROWS),
+        "domain_expiries": [
+            {
+                "domain": d.domain,
+                "relative": relative(d.expires_at, now),
+                "absolute": absolute(d.expires_at, zone),
+            }
+            for d in team.domain_expiries[:MAX_ROWS]
+        ],
+        "needs_attention": team.needs_attention,
+    }
+
+
+def report_context(
+    *,
+    user: User,
+    teams: list[TeamReport],
+    now: datetime,
+    week: date,
+    sections: dict[tuple[int, str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The weekly report's context; `sections` caches team sections by (team, zone) across users."""
     zone = user.tzinfo
     site = settings.SITE_URL
+    sections = {} if sections is None else sections
     team_blocks = []
     for team in teams:
-        team_blocks.append(
-            {
-                "name": team.name,
-                "servers": team.servers,
-                "domains": team.domains,
-                "certificates": team.certificates,
-                "problem_count": len(team.problems),
-                "expiring_now": _expiry_rows(team.expiring_now, now, zone),
-                "expiring_soon": _expiry_rows(team.expiring_soon, now, zone),
-                "problems": [
-                    {
-                        "server": p.server,
-                        "label": p.label,
-                        "code": p.code,
-                        "since": absolute(p.since, zone) if p.since else "",
-                    }
-                    for p in team.problems[:MAX_ROWS]
-                ],
-                "problems_more": max(0, len(team.problems) - MAX_ROWS),
-                "issued": [
-                    {
-                        "subject": i.subject,
-                        "issuer": i.issuer,
-                        "not_after": absolute(i.not_after, zone) if i.not_after else "",
-                        "seen": absolute(i.occurred_at, zone),
-                    }
-                    for i in team.issued[:MAX_ROWS]
-                ],
-                "issued_more": max(0, len(team.issued) - MAX_ROWS),
-                "domain_expiries": [
-                    {
-                        "domain": d.domain,
-                        "relative": relative(d.expires_at, now),
-                        "absolute": absolute(d.expires_at, zone),
-                    }
-                    for d in team.domain_expiries[:MAX_ROWS]
-                ],
-                "needs_attention": team.needs_attention,
-            }
-        )
+        key = (team.team_id, str(user.timezone))
+        if key not in sections:
+            sections[key] = team_section(team, now=now, zone=zone)
+        team_blocks.append(sections[key])
     expiring_now = sum(len(t.expiring_now) for t in teams)
     expiring_soon = sum(len(t.expiring_soon) for t in teams)
     problems = sum(len(t.problems) for t in teams)
@@ -316,17 +366,21 @@ def candidates(*, now: datetime, email: str | None = None, shard: tuple[int, int
         User.objects.filter(is_active=True, date_joined__lte=now - NEW_ACCOUNT_GRACE)
         .filter(Q(notification_prefs__isnull=True) | Q(notification_prefs__weekly_report_enabled=True))
         .select_related("notification_prefs")
-        .order_by("id")
     )
     # Only addresses someone proved they own (dormant API-claimed accounts get nothing).
     users = users.filter(pk__in=EmailAddress.objects.filter(verified=True).values("user_id"))
     if email:
         users = users.filter(email__iexact=email.strip())
+    # Members of a team come one after another (by their first team), so a batch holds few teams:
+    # their data is read once and each team section is rendered once per time zone.
+    first_team = Subquery(Membership.objects.filter(user=OuterRef("pk")).order_by("team_id").values("team_id")[:1])
+    users = users.alias(first_team=Coalesce(first_team, F("id"), output_field=BigIntegerField()))
     if shard is not None:
-        # Parallel sweeps take disjoint sets of users; the claims stay the guarantee.
+        # Parallel sweeps take disjoint sets of users (a team's members stay together); the
+        # claims stay the guarantee, also for a user whose first team changes mid-sweep.
         index, count = shard
-        users = users.alias(shard=Mod("id", count)).filter(shard=index)
-    return users.iterator(chunk_size=2000)
+        users = users.alias(shard=Mod("first_team", count)).filter(shard=index)
+    return users.order_by("first_team", "id").iterator(chunk_size=2000)
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
@@ -385,6 +439,7 @@ def _send_one(
     connection: Any,
     out: Callable[[str], None] | None,
     token: str | None,
+    sections: dict[tuple[int, str], dict[str, Any]] | None = None,
 ) -> str:
     prefs = prefs_of(user)
     watches = any(t.watches_anything for t in teams)
@@ -404,7 +459,14 @@ def _send_one(
         result.not_claimed += 1
         return "not-claimed"
     if kind is None:
-        report_finish(user_id=user.pk, kind=ReportKind.WEEKLY, period=week, token=token, status=ReportStatus.SKIPPED)
+        report_finish(
+            user_id=user.pk,
+            kind=ReportKind.WEEKLY,
+            period=week,
+            token=token,
+            status=ReportStatus.SKIPPED,
+            wait_for_disk=False,
+        )
         result.skipped += 1
         return "skipped"
     if kind == "nudge":
@@ -415,7 +477,7 @@ def _send_one(
             "unsubscribe_url": unsubscribe_url(user=user, what="weekly"),
         }
     else:
-        context = report_context(user=user, teams=teams, now=now, week=week)
+        context = report_context(user=user, teams=teams, now=now, week=week, sections=sections)
     headers = {
         **unsubscribe_headers(user=user, what="weekly"),
         "Message-ID": message_id(user=user, kind="weekly", period=week),
@@ -434,7 +496,10 @@ def _send_one(
         )
         result.failed += 1
         return "failed"
-    report_finish(user_id=user.pk, kind=ReportKind.WEEKLY, period=week, token=token, status=ReportStatus.SENT)
+    # The SMTP server has the message: mark it sent before anything else can fail.
+    report_finish(
+        user_id=user.pk, kind=ReportKind.WEEKLY, period=week, token=token, status=ReportStatus.SENT, wait_for_disk=False
+    )
     if kind == "nudge":
         NotificationPreferences.objects.update_or_create(user=user, defaults={"last_nudge_at": now})
         result.nudged += 1
@@ -478,6 +543,7 @@ def weekly_reports_send_due(
                 if dry_run
                 else reports_claim_bulk(wanted=[(u.pk, w) for u, w in due], kind=ReportKind.WEEKLY, now=now)
             )
+            sections: dict[tuple[int, str], dict[str, Any]] = {}  # per batch: the data is per batch
             for user, week in due:
                 teams = [data[tid] for tid in teams_by_user.get(user.pk, [])]
                 outcome = _send_one(
@@ -490,6 +556,7 @@ def weekly_reports_send_due(
                     connection=connection,
                     out=out,
                     token=token if dry_run or (user.pk, week) in owned else None,
+                    sections=sections,
                 )
                 failures_in_a_row = failures_in_a_row + 1 if outcome == "failed" else 0
                 if failures_in_a_row >= 5:

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from keychest.accounts.models import User
+from keychest.accounts.models import Membership, User
 from monitors.models import WatchedDomain
 from notifications import emails
 from notifications.events import event_record
@@ -219,7 +219,16 @@ def test_shards_split_the_users_and_together_cover_everyone(people, smtp) -> Non
     User.objects.update(date_joined=LONG_AGO)
     for team in (people.team_a, people.team_b):
         WatchedDomain.objects.create(team=team, domain=f"{team.pk}.example.com")
+    # A user belongs to the shard of their first team, so a team's members are swept together.
+    first_team = {}
+    for user_id, team_id in Membership.objects.order_by("team_id").values_list("user_id", "team_id"):
+        first_team.setdefault(user_id, team_id)
+    expected = [sorted(u.email for u in User.objects.all() if first_team[u.pk] % 2 == i) for i in range(2)]
     with at(2026, 3, 23, 9, 0):
-        parts = [weekly_reports_send_due(shard=(i, 2)).sent for i in range(2)]
+        parts = []
+        for i in range(2):
+            before = len(smtp.messages)
+            assert weekly_reports_send_due(shard=(i, 2)).sent == len(expected[i])
+            parts.append(sorted(str(m["To"]) for m in smtp.messages[before:]))
         assert weekly_reports_send_due().sent == 0
-    assert sorted(parts) == [1, 2] and len(smtp.messages) == 3
+    assert parts == expected and len(smtp.messages) == 3
