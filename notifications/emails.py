@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from notifications.models import Channel, Delivery, Event
 
 
-def alert(*, to: str, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> None:
+def alert(*, to: str, channel: Channel, delivery: Delivery, events: Sequence[Event], unsubscribe_url: str) -> None:
+    """One alert email; `unsubscribe_url` switches alert emails off for this recipient (RFC 8058)."""
     from notifications.transports import MAX_LISTED, event_label, summary_line
+    from notifications.unsubscribe import headers_for
 
     emails.send(
         "alert",
@@ -30,8 +32,13 @@ def alert(*, to: str, channel: Channel, delivery: Delivery, events: Sequence[Eve
             "more": max(0, len(events) - MAX_LISTED),
             "dashboard_url": settings.SITE_URL + reverse("dashboard"),
             "preferences_url": settings.SITE_URL + reverse("notification_preferences"),
+            "unsubscribe_url": unsubscribe_url,
         },
-        headers={"Idempotency-Key": str(delivery.uuid), "Auto-Submitted": "auto-generated"},
+        headers={
+            **headers_for(unsubscribe_url),
+            "Idempotency-Key": str(delivery.uuid),
+            "Auto-Submitted": "auto-generated",
+        },
     )
 
 

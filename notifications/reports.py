@@ -144,32 +144,36 @@ def reports_claim_bulk(
 def report_finish(
     *, user_id: int, kind: str, period: date, token: str, status: str, wait_for_disk: bool = True
 ) -> bool:
-    """Mark a claimed send done. `wait_for_disk=False`: see `_commit_without_waiting_for_disk`."""
-    with transaction.atomic():
-        if not wait_for_disk:
-            _commit_without_waiting_for_disk()
-        return bool(
-            ReportSend.objects.filter(user_id=user_id, kind=kind, period=period, claim_token=token).update(
-                status=status, sent_at=timezone.now(), claimed_until=None, last_error=""
-            )
+    """Mark a claimed send done. `wait_for_disk=False`: see `_finish_without_waiting_for_disk`."""
+    if not wait_for_disk and connection.vendor == "postgresql":
+        return _finish_without_waiting_for_disk(user_id=user_id, kind=kind, period=period, token=token, status=status)
+    return bool(
+        ReportSend.objects.filter(user_id=user_id, kind=kind, period=period, claim_token=token).update(
+            status=status, sent_at=timezone.now(), claimed_until=None, last_error=""
         )
+    )
 
 
-def _commit_without_waiting_for_disk() -> None:
-    """Let this transaction's COMMIT return before its WAL record is flushed to disk.
+def _finish_without_waiting_for_disk(*, user_id: int, kind: str, period: date, token: str, status: str) -> bool:
+    """The same UPDATE as `report_finish`, committed without waiting for its WAL fsync.
 
-    Used for the weekly report's "sent" mark, which the sweep writes once per report: waiting
-    for an fsync per report was the largest cost of a sweep. Once COMMIT returns, the mark is
-    in PostgreSQL's memory and visible to every other session, so a worker that dies right
-    after it (the crash this mark guards against) cannot lose it. Only a crash of the database
-    server itself within about 3 x wal_writer_delay (0.6 s by default) could lose the last
-    marks, and those reports would then be sent a second time, with the same Message-ID. A
-    database crash never loses a claim that a later mark depends on: WAL is replayed in order.
-    SET LOCAL ends with the transaction, so nothing else on this connection is affected.
+    The weekly sweep writes this mark once per report; waiting for an fsync each time was the
+    largest cost of a sweep. When this returns, the mark is committed in PostgreSQL's memory and
+    visible to every other session, so a worker that dies right after it (the crash the mark
+    guards against) cannot lose it. Only a crash of the database server itself within about
+    3 x wal_writer_delay (0.6 s by default) can lose the last marks; those reports are then sent
+    a second time, with the same Message-ID. WAL is replayed in order, so no later write
+    survives a mark that was lost. One statement string is one round trip and one implicit
+    transaction, which SET LOCAL applies to (and ends with).
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SET LOCAL synchronous_commit TO OFF; "
+            "UPDATE notifications_reportsend SET status = %s, sent_at = %s, claimed_until = NULL, last_error = '' "
+            "WHERE user_id = %s AND kind = %s AND period = %s AND claim_token = %s",
+            [status, timezone.now(), user_id, kind, period, token],
+        )
+        return cursor.rowcount > 0
 
 
 def report_release(*, user_id: int, kind: str, period: date, token: str, error: str, now: datetime) -> None:

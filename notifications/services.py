@@ -118,6 +118,21 @@ def channel_enable(*, channel: Channel) -> None:
     Channel.objects.filter(pk=channel.pk, deleted_at=None).update(enabled=True, disabled_at=None, disabled_reason="")
 
 
+def channel_remove_address(*, channel: Channel, address: str) -> bool:
+    """Take one extra address off an email channel (its one-click unsubscribe); True if it was on."""
+    wanted = address.strip().lower()
+    with transaction.atomic():
+        locked = Channel.objects.select_for_update().get(pk=channel.pk)
+        lines = [line.strip() for line in locked.email_addresses.splitlines() if line.strip()]
+        kept = [line for line in lines if line.lower() != wanted]
+        if len(kept) == len(lines):
+            return False
+        locked.email_addresses = "\n".join(kept)
+        locked.save(update_fields=["email_addresses"])
+    channel.email_addresses = locked.email_addresses
+    return True
+
+
 def channel_rotate_secret(*, channel: Channel) -> str:
     channel.secret = new_channel_secret()
     channel.save(update_fields=["secret"])

@@ -21,8 +21,10 @@ from django.urls import reverse
 from keychest.safehttp import FetchError, TargetRefused, post_json
 from notifications import emails
 from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences
+from notifications.unsubscribe import address_unsubscribe_url, unsubscribe_url
 
 if TYPE_CHECKING:
+    from keychest.accounts.models import User
     from notifications.models import Delivery, Event
 
 # A message lists at most this many events and counts the rest ("and 250 more").
@@ -214,13 +216,27 @@ class SlackTransport(_HttpTransport):
         return json.dumps({"text": "\n".join(lines)}).encode()
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """An alert email's reader: the events they want, and their account (None: an extra address)."""
+
+    events: list[Event]
+    user: User | None = None
+
+    def unsubscribe_url(self, channel: Channel, address: str) -> str:
+        """Members switch their alert emails off; an extra address leaves this channel."""
+        if self.user is not None:
+            return unsubscribe_url(user=self.user, what="alerts")
+        return address_unsubscribe_url(channel=channel, address=address)
+
+
 class EmailTransport(Transport):
     """One email per recipient, holding only the event kinds that recipient wants."""
 
     kind = ChannelKind.EMAIL
 
-    def recipients(self, channel: Channel, events: Sequence[Event]) -> dict[str, list[Event]]:
-        chosen: dict[str, list[Event]] = {}
+    def recipients(self, channel: Channel, events: Sequence[Event]) -> dict[str, Recipient]:
+        chosen: dict[str, Recipient] = {}
         members = (
             channel.team.memberships.select_related("user")
             if channel.email_all_members
@@ -234,9 +250,9 @@ class EmailTransport(Transport):
                 continue  # the daily digest carries these, or the user wants no alert emails
             wanted = [e for e in events if pref is None or pref.wants(e.alert_kind)]
             if wanted:
-                chosen.setdefault(user.notification_address().lower(), wanted)
+                chosen.setdefault(user.notification_address().lower(), Recipient(wanted, user))
         for address in channel.extra_addresses():
-            chosen.setdefault(address, list(events))
+            chosen.setdefault(address, Recipient(list(events)))
         return chosen
 
     def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:
@@ -244,11 +260,17 @@ class EmailTransport(Transport):
         if delivery.is_test and not recipients:
             return Outcome(ok=False, permanent=False, error="no recipients: every member chose a digest or no kinds")
         done = set(delivery.sent_to)
-        for address, wanted in recipients.items():
+        for address, recipient in recipients.items():
             if address in done:
                 continue
             try:
-                emails.alert(to=address, channel=channel, delivery=delivery, events=wanted)
+                emails.alert(
+                    to=address,
+                    channel=channel,
+                    delivery=delivery,
+                    events=recipient.events,
+                    unsubscribe_url=recipient.unsubscribe_url(channel, address),
+                )
             except Exception as error:  # noqa: BLE001 - any SMTP/socket failure is retried later
                 return Outcome(ok=False, error=f"{address}: {type(error).__name__}: {error}"[:500])
             done.add(address)

@@ -15,7 +15,7 @@ from keychest.tenancy import get_for_team_or_404
 from notifications import services
 from notifications.forms import ChannelForm, NotificationPreferencesForm
 from notifications.models import Channel, ChannelKind, DeliveryAttempt, DigestMode, EventKind, NotificationPreferences
-from notifications.unsubscribe import LISTS, unsubscribe_read
+from notifications.unsubscribe import LISTS, address_unsubscribe_read, unsubscribe_read
 
 
 def _live_channels(request: HttpRequest):  # type: ignore[no-untyped-def]
@@ -164,8 +164,10 @@ def preferences(request: HttpRequest) -> HttpResponse:
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a confirmation page (link scanners follow GETs); only POST unsubscribes."""
     parsed = unsubscribe_read(token)
-    user = User.objects.filter(uuid=parsed[0]).first() if parsed else None
-    if parsed is None or user is None:
+    if parsed is None:
+        return _unsubscribe_address(request, token)
+    user = User.objects.filter(uuid=parsed[0]).first()
+    if user is None:
         return render(request, "notifications/unsubscribe.html", {"invalid": True}, status=404)
     what = parsed[1]
     if request.method == "POST":
@@ -174,7 +176,26 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
             prefs.weekly_report_enabled = False
             prefs.save(update_fields=["weekly_report_enabled", "updated_at"])
         else:
+            # "off" sends no alert email at all, immediate or daily: both links mean that.
             prefs.digest_mode = DigestMode.OFF
             prefs.save(update_fields=["digest_mode", "updated_at"])
         return render(request, "notifications/unsubscribe.html", {"done": True, "what": LISTS[what]})
     return render(request, "notifications/unsubscribe.html", {"what": LISTS[what], "email": user.email})
+
+
+def _unsubscribe_address(request: HttpRequest, token: str) -> HttpResponse:
+    """An extra address of an email channel leaves that channel (it has no account to configure)."""
+    parsed = address_unsubscribe_read(token)
+    channel = (
+        Channel.objects.select_related("team").filter(uuid=parsed[0], kind=ChannelKind.EMAIL).first()
+        if parsed
+        else None
+    )
+    if parsed is None or channel is None:
+        return render(request, "notifications/unsubscribe.html", {"invalid": True}, status=404)
+    address = parsed[1]
+    what = f"alert emails of the channel “{channel.name}” of {channel.team.name}"
+    if request.method == "POST":
+        services.channel_remove_address(channel=channel, address=address)
+        return render(request, "notifications/unsubscribe.html", {"done": True, "what": what, "address": True})
+    return render(request, "notifications/unsubscribe.html", {"what": what, "email": address, "address": True})

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from keychest.accounts.models import Membership, User
 from monitors.models import WatchedDomain
-from notifications import emails
+from notifications import emails, reports
 from notifications.events import event_record
 from notifications.models import EventKind, NotificationPreferences, ReportSend, ReportStatus
 from notifications.reports import week_of, weekly_reports_send_due
@@ -232,3 +232,87 @@ def test_shards_split_the_users_and_together_cover_everyone(people, smtp) -> Non
             parts.append(sorted(str(m["To"]) for m in smtp.messages[before:]))
         assert weekly_reports_send_due().sent == 0
     assert parts == expected and len(smtp.messages) == 3
+
+
+def test_a_crash_right_after_the_sent_mark_never_resends(alice, smtp, monkeypatch) -> None:
+    real_finish = reports.report_finish
+
+    def finish_then_crash(**kwargs):
+        real_finish(**kwargs)
+        raise Crash  # the worker dies the moment the mark is committed
+
+    monkeypatch.setattr(reports, "report_finish", finish_then_crash)
+    with at(2026, 3, 23, 7, 0), pytest.raises(Crash):
+        weekly_reports_send_due(email=alice.email)
+    monkeypatch.undo()
+    for hour in (7, 8, 12):  # long after the claim's lease ran out
+        with at(2026, 3, 23, hour, 30):
+            assert weekly_reports_send_due(email=alice.email).sent == 0
+            assert weekly_reports_send_due(email=alice.email, force=True).sent == 0
+    assert len(smtp.to("alice@example.org")) == 1
+    assert ReportSend.objects.get(user=alice).status == ReportStatus.SENT
+
+
+def test_the_sent_mark_skips_the_fsync_wait_for_itself_only_and_is_visible_at_once(
+    people, smtp, transactional_db
+) -> None:
+    import threading
+
+    from django.db import connection, connections
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    User.objects.update(date_joined=LONG_AGO)
+    WatchedDomain.objects.create(team=people.team_a, domain="a.example.com")
+    with CaptureQueriesContext(connection) as ctx:
+        assert weekly_reports_send_due(force=True, email="alice@example.org").sent == 1
+    relaxed = [q["sql"] for q in ctx.captured_queries if "synchronous_commit" in q["sql"]]
+    assert len(relaxed) == 1
+    assert relaxed[0].startswith("SET LOCAL synchronous_commit TO OFF; UPDATE notifications_reportsend")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"  # SET LOCAL ended with the mark's transaction
+    seen = []
+
+    def other_session() -> None:
+        try:
+            seen.append(ReportSend.objects.get(user__email="alice@example.org").status)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_session)
+    thread.start()
+    thread.join()
+    assert seen == [ReportStatus.SENT]
+
+
+def test_a_team_section_is_rendered_once_per_team_and_time_zone(people, smtp, monkeypatch) -> None:
+    User.objects.update(date_joined=LONG_AGO, timezone="Europe/Prague")
+    WatchedDomain.objects.create(team=people.team_a, domain="a.example")
+    with at(2026, 3, 22, 12, 0):
+        event_record(team=people.team_a, kind=EventKind.CERTIFICATE_ISSUED, subject="www.a.example", dedup_key="ct:1")
+    rendered = []
+    real_section = reports.team_section
+
+    def counting_section(team, **kwargs):
+        rendered.append((team.name, str(kwargs["zone"])))
+        return real_section(team, **kwargs)
+
+    monkeypatch.setattr(reports, "team_section", counting_section)
+    with at(2026, 3, 23, 8, 0):
+        assert weekly_reports_send_due().sent == 2  # alice and bob (charlie watches nothing: a nudge)
+    bobs_team = people.bob.memberships.exclude(team=people.team_a).get().team.name
+    assert sorted(rendered) == sorted([("Team A", "Europe/Prague"), (bobs_team, "Europe/Prague")])
+    # Bob moves to New York: Team A is rendered for each zone, each reader sees their own times.
+    User.objects.filter(pk=people.bob.pk).update(timezone="America/New_York")
+    ReportSend.objects.all().delete()
+    smtp.messages.clear()
+    rendered.clear()
+    with at(2026, 3, 23, 14, 0):
+        assert weekly_reports_send_due().sent == 2
+    assert sorted(rendered) == sorted(
+        [("Team A", "Europe/Prague"), ("Team A", "America/New_York"), (bobs_team, "America/New_York")]
+    )
+    assert "seen Sun 22 Mar 2026 13:00 CET" in smtp.text(smtp.to("alice@example.org")[0])
+    assert "seen Sun 22 Mar 2026 08:00 EDT" in smtp.text(smtp.to("bob@example.org")[0])
