@@ -35,7 +35,7 @@ from keychest.accounts.models import Membership, User
 from notifications import emails
 from notifications.models import NotificationPreferences, ReportKind, ReportSend, ReportStatus
 from notifications.report_data import ExpiryRow, TeamReport, teams_report_data
-from notifications.unsubscribe import unsubscribe_headers, unsubscribe_url
+from notifications.unsubscribe import headers_for, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -483,7 +483,7 @@ def _send_one(
     else:
         context = report_context(user=user, teams=teams, now=now, week=week, sections=sections)
     headers = {
-        **unsubscribe_headers(user=user, what="weekly"),
+        **headers_for(context["unsubscribe_url"]),  # the link in the body, signed once
         "Message-ID": message_id(user=user, kind="weekly", period=week),
         "Auto-Submitted": "auto-generated",
     }
