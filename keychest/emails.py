@@ -95,11 +95,12 @@ class LeanMimeMessage:
 class LeanEmail(EmailMultiAlternatives):
     """`EmailMultiAlternatives` whose MIME form is a `LeanMimeMessage` when it has that shape."""
 
-    def message(self) -> Any:
-        if self.attachments or len(self.alternatives) != 1 or self.alternatives[0][1] != "text/html":
-            return super().message()
+    def message(self, **kwargs: Any) -> Any:
+        html = self.alternatives[0][0] if len(self.alternatives) == 1 else None
+        if kwargs or self.attachments or not isinstance(html, str) or self.alternatives[0][1] != "text/html":
+            return super().message(**kwargs)
         if (self.encoding or settings.DEFAULT_CHARSET).lower() not in ("utf-8", "utf8"):
-            return super().message()
+            return super().message(**kwargs)
         encoding = "utf-8"
         extra = {name.lower(): value for name, value in self.extra_headers.items()}
         raw: list[tuple[str, Any]] = [("Subject", self.subject), ("From", extra.get("from", self.from_email))]
@@ -111,10 +112,8 @@ class LeanEmail(EmailMultiAlternatives):
         if "message-id" not in extra:
             raw.append(("Message-ID", make_msgid(domain=DNS_NAME)))
         raw += [(name, value) for name, value in self.extra_headers.items() if name.lower() not in _OWN_HEADERS]
-        headers = [forbid_multi_line_headers(name, value, encoding) for name, value in raw]
-        return LeanMimeMessage(
-            headers, [(f"text/{self.content_subtype}", self.body), ("text/html", self.alternatives[0][0])]
-        )
+        headers = [(name, str(value)) for name, value in (forbid_multi_line_headers(n, v, encoding) for n, v in raw)]
+        return LeanMimeMessage(headers, [(f"text/{self.content_subtype}", str(self.body)), ("text/html", html)])
 
 
 def build(
