@@ -145,7 +145,8 @@ def report_finish(
     *, user_id: int, kind: str, period: date, token: str, status: str, wait_for_disk: bool = True
 ) -> bool:
     """Mark a claimed send done. `wait_for_disk=False`: see `_finish_without_waiting_for_disk`."""
-    if not wait_for_disk and connection.vendor == "postgresql":
+    # Only in autocommit: inside a caller's transaction SET LOCAL would cover the caller's writes too.
+    if not wait_for_disk and connection.vendor == "postgresql" and not connection.in_atomic_block:
         return _finish_without_waiting_for_disk(user_id=user_id, kind=kind, period=period, token=token, status=status)
     return bool(
         ReportSend.objects.filter(user_id=user_id, kind=kind, period=period, claim_token=token).update(

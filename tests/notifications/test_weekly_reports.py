@@ -234,7 +234,9 @@ def test_shards_split_the_users_and_together_cover_everyone(people, smtp) -> Non
     assert parts == expected and len(smtp.messages) == 3
 
 
-def test_a_crash_right_after_the_sent_mark_never_resends(alice, smtp, monkeypatch) -> None:
+def test_a_crash_right_after_the_sent_mark_never_resends(alice, smtp, monkeypatch, transactional_db) -> None:
+    # transactional_db: the sweep runs in autocommit, so on PostgreSQL the mark is the real
+    # relaxed-commit statement, as in a worker.
     real_finish = reports.report_finish
 
     def finish_then_crash(**kwargs):
@@ -258,7 +260,7 @@ def test_the_sent_mark_skips_the_fsync_wait_for_itself_only_and_is_visible_at_on
 ) -> None:
     import threading
 
-    from django.db import connection, connections
+    from django.db import connection, connections, transaction
     from django.test.utils import CaptureQueriesContext
 
     if connection.vendor != "postgresql":
@@ -285,6 +287,21 @@ def test_the_sent_mark_skips_the_fsync_wait_for_itself_only_and_is_visible_at_on
     thread.start()
     thread.join()
     assert seen == [ReportStatus.SENT]
+    # Inside a caller's transaction the mark waits for the disk, so the caller's writes do too.
+    row = ReportSend.objects.get(user__email="alice@example.org")
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        assert reports.report_finish(
+            user_id=row.user_id,
+            kind=row.kind,
+            period=row.period,
+            token=row.claim_token,
+            status=ReportStatus.SENT,
+            wait_for_disk=False,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+    assert not any("synchronous_commit TO OFF" in q["sql"] for q in ctx.captured_queries)
 
 
 def test_a_team_section_is_rendered_once_per_team_and_time_zone(people, smtp, monkeypatch) -> None:
