@@ -232,57 +232,15 @@ def _expiry_rows(rows: list[ExpiryRow], now: datetime, zone: tzinfo) -> dict[str
     return {"rows": shown, "more": max(0, len(rows) - MAX_ROWS)}
 
 
-def team_section(team: TeamReport, *, now: datetime, zone: tzinfo) -> dict[str, Any]:
-    """One team's part of a report, with its text and HTML already rendered.
+def team_section_render(block: dict[str, Any]) -> dict[str, Any]:
+    """Render one team's section of a report (text and HTML) into its block.
 
-    It depends only on the team's data, `now` and the reader's time zone, so a sweep renders it
-    once per (team, zone) and every member in that zone gets the same section.
+    A section depends only on the team's data, `now` and the reader's time zone, so a sweep
+    renders it once per (team, zone) and every member in that zone gets the same one.
     """
-    block = _team_block(team, now=now, zone=zone)
     block["text"] = render_to_string("emails/weekly_report/team.txt", {"team": block})
     block["html"] = render_to_string("emails/weekly_report/team.html", {"team": block})
     return block
-
-
-def _team_block(team: TeamReport, *, now: datetime, zone: tzinfo) -> dict[str, Any]:
-    return {
-        "name": team.name,
-        "servers": team.servers,
-        "domains": team.domains,
-        "certificates": team.certificates,
-        "problem_count": len(team.problems),
-        "expiring_now": _expiry_rows(team.expiring_now, now, zone),
-        "expiring_soon": _expiry_rows(team.expiring_soon, now, zone),
-        "problems": [
-            {
-                "server": p.server,
-                "label": p.label,
-                "code": p.code,
-                "since": absolute(p.since, zone) if p.since else "",
-            }
-            for p in team.problems[:MAX_ROWS]
-        ],
-        "problems_more": max(0, len(team.problems) - MAX_ROWS),
-        "issued": [
-            {
-                "subject": i.subject,
-                "issuer": i.issuer,
-                "not_after": absolute(i.not_after, zone) if i.not_after else "",
-                "seen": absolute(i.occurred_at, zone),
-            }
-            for i in team.issued[:MAX_ROWS]
-        ],
-        "issued_more": max(0, len(team.issued) - MAX_ROWS),
-        "domain_expiries": [
-            {
-                "domain": d.domain,
-                "relative": relative(d.expires_at, now),
-                "absolute": absolute(d.expires_at, zone),
-            }
-            for d in team.domain_expiries[:MAX_ROWS]
-        ],
-        "needs_attention": team.needs_attention,
-    }
 
 
 def report_context(
@@ -300,9 +258,50 @@ def report_context(
     team_blocks = []
     for team in teams:
         key = (team.team_id, str(user.timezone))
-        if key not in sections:
-            sections[key] = team_section(team, now=now, zone=zone)
-        team_blocks.append(sections[key])
+        if key in sections:
+            team_blocks.append(sections[key])
+            continue
+        team_blocks.append(
+            {
+                "name": team.name,
+                "servers": team.servers,
+                "domains": team.domains,
+                "certificates": team.certificates,
+                "problem_count": len(team.problems),
+                "expiring_now": _expiry_rows(team.expiring_now, now, zone),
+                "expiring_soon": _expiry_rows(team.expiring_soon, now, zone),
+                "problems": [
+                    {
+                        "server": p.server,
+                        "label": p.label,
+                        "code": p.code,
+                        "since": absolute(p.since, zone) if p.since else "",
+                    }
+                    for p in team.problems[:MAX_ROWS]
+                ],
+                "problems_more": max(0, len(team.problems) - MAX_ROWS),
+                "issued": [
+                    {
+                        "subject": i.subject,
+                        "issuer": i.issuer,
+                        "not_after": absolute(i.not_after, zone) if i.not_after else "",
+                        "seen": absolute(i.occurred_at, zone),
+                    }
+                    for i in team.issued[:MAX_ROWS]
+                ],
+                "issued_more": max(0, len(team.issued) - MAX_ROWS),
+                "domain_expiries": [
+                    {
+                        "domain": d.domain,
+                        "relative": relative(d.expires_at, now),
+                        "absolute": absolute(d.expires_at, zone),
+                    }
+                    for d in team.domain_expiries[:MAX_ROWS]
+                ],
+                "needs_attention": team.needs_attention,
+            }
+        )
+        sections[key] = team_section_render(team_blocks[-1])
     expiring_now = sum(len(t.expiring_now) for t in teams)
     expiring_soon = sum(len(t.expiring_soon) for t in teams)
     problems = sum(len(t.problems) for t in teams)
