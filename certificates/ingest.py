@@ -158,6 +158,9 @@ def _events_for(matches: list[Match], log: CTLog, index_of: dict[str, int]) -> l
                 },
             )
         )
+    # One order for every writer: two workers recording events for one issuance (its precert
+    # in one log, its certificate in another) wait for each other instead of deadlocking.
+    events.sort(key=lambda e: (e.team_id, e.dedup_key))
     return events
 
 

@@ -109,7 +109,9 @@ class RenewalInfo(models.Model):
 class CertificateName(models.Model):
     """One name of one certificate: the global look-up table ("which certificates name x?")."""
 
-    certificate = models.ForeignKey(Certificate, on_delete=models.CASCADE, related_name="names")
+    # No index of its own: "certname_unique" (certificate, name) starts with it and serves every
+    # look-up by certificate; a second index would only cost writes (~3.5 name rows per entry).
+    certificate = models.ForeignKey(Certificate, on_delete=models.CASCADE, related_name="names", db_index=False)
     # Normalised: lower case, IDNA A-labels, "*.example.com" for wildcards, IP literals as text.
     name = models.CharField(max_length=253)
     # "www.example.com" -> "com.example.www": everything under a domain is one range scan.
@@ -147,7 +149,8 @@ class SourceKind(models.TextChoices):
 class CertificateSource(models.Model):
     """Where a certificate was seen: a scan (host:port), a CT log entry (log id:index), an upload."""
 
-    certificate = models.ForeignKey(Certificate, on_delete=models.CASCADE, related_name="sources")
+    # Covered by "certsource_unique" (certificate, kind, ref), as for names.
+    certificate = models.ForeignKey(Certificate, on_delete=models.CASCADE, related_name="sources", db_index=False)
     kind = models.CharField(max_length=10, choices=SourceKind.choices)
     # "host:port" for scans, "<log id>:<index>" for CT, free text (e.g. "api") for uploads.
     ref = models.CharField(max_length=300, blank=True, default="")

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from certificates import pgstore
 from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
 from certificates.names import (
     is_wildcard,
@@ -96,7 +96,8 @@ def certificates_store_bulk(*, items: Sequence[StoreItem]) -> StoreResult:
 
     A handful of statements whatever the batch size. Certificates already stored keep their
     row and only gain the new source. Runs in the caller's transaction if there is one (CT
-    ingestion commits certificates, events and the log position together).
+    ingestion commits certificates, events and the log position together). On PostgreSQL the
+    rows go in by binary COPY (certificates/pgstore.py); elsewhere through the ORM.
     """
     for item in items:
         _check_source(item.source)
@@ -105,7 +106,14 @@ def certificates_store_bulk(*, items: Sequence[StoreItem]) -> StoreResult:
         by_sha.setdefault(item.parsed.sha256, item.parsed)
     if not by_sha:
         return StoreResult(ids={}, new=[])
-    fast = connection.vendor == "postgresql"
+    if pgstore.copy_supported():
+        ids, new = pgstore.store(items, by_sha)
+        return StoreResult(ids=ids, new=new)
+    return _store_portable(items, by_sha)
+
+
+def _store_portable(items: Sequence[StoreItem], by_sha: dict[str, ParsedCertificate]) -> StoreResult:
+    """The ORM path (SQLite, other databases): the same semantics, more statements."""
     with transaction.atomic():
         ids: dict[str, int] = dict(
             Certificate.objects.filter(sha256__in=list(by_sha)).values_list("sha256", "id")  # type: ignore[arg-type]
@@ -113,118 +121,25 @@ def certificates_store_bulk(*, items: Sequence[StoreItem]) -> StoreResult:
         missing = [p for sha, p in by_sha.items() if sha not in ids]
         new: list[ParsedCertificate] = []
         if missing:
-            if fast:
-                inserted = _pg_insert_certificates(missing)
-            else:
-                Certificate.objects.bulk_create(
-                    [_certificate_row(p) for p in missing], ignore_conflicts=True, batch_size=500
-                )
-                inserted = dict(
-                    Certificate.objects.filter(sha256__in=[p.sha256 for p in missing]).values_list("sha256", "id")  # type: ignore[arg-type]
-                )
+            Certificate.objects.bulk_create(
+                [_certificate_row(p) for p in missing], ignore_conflicts=True, batch_size=500
+            )
+            # Which rows are ours: bulk_create with ignore_conflicts cannot say, so ask for the
+            # ids and take those first seen in this batch (SQLite writers are serialised).
+            inserted = dict(
+                Certificate.objects.filter(sha256__in=[p.sha256 for p in missing]).values_list("sha256", "id")  # type: ignore[arg-type]
+            )
             ids.update(inserted)
             new = [p for p in missing if p.sha256 in inserted]
-            lost = [p.sha256 for p in missing if p.sha256 not in ids]
-            if lost:  # inserted meanwhile by a concurrent writer: theirs, not new here
-                ids.update(Certificate.objects.filter(sha256__in=lost).values_list("sha256", "id"))  # type: ignore[arg-type]
-            if fast:
-                _pg_insert_names([row for p in new for row in _name_tuples(ids[p.sha256], p)])
-            else:
-                names = [row for p in new for row in name_rows(ids[p.sha256], p)]
-                CertificateName.objects.bulk_create(names, ignore_conflicts=True, batch_size=2000)
+            names = [row for p in new for row in name_rows(ids[p.sha256], p)]
+            CertificateName.objects.bulk_create(names, ignore_conflicts=True, batch_size=2000)
         sources = {(ids[i.parsed.sha256], i.source, i.source_ref[:300]) for i in items if i.parsed.sha256 in ids}
-        if fast:
-            _pg_insert_sources(sources)
-        else:
-            CertificateSource.objects.bulk_create(
-                [CertificateSource(certificate_id=c, kind=k, ref=r) for c, k, r in sources],
-                ignore_conflicts=True,
-                batch_size=2000,
-            )
+        CertificateSource.objects.bulk_create(
+            [CertificateSource(certificate_id=c, kind=k, ref=r) for c, k, r in sorted(sources)],
+            ignore_conflicts=True,
+            batch_size=2000,
+        )
     return StoreResult(ids=ids, new=new)
-
-
-# PostgreSQL fast path: one INSERT ... SELECT FROM unnest(arrays) per table. CT ingestion stores
-# thousands of rows per chunk; building Django model instances for them cost more than PostgreSQL.
-def _pg_insert_certificates(parsed: list[ParsedCertificate]) -> dict[str, int]:
-    now = timezone.now()
-    columns: list[tuple[str, str, list[Any]]] = [
-        ("sha256", "varchar", [p.sha256 for p in parsed]),
-        ("der", "bytea", [p.der for p in parsed]),
-        ("serial", "varchar", [p.serial[:80] for p in parsed]),
-        ("issuer", "text", [p.issuer for p in parsed]),
-        ("subject", "text", [p.subject for p in parsed]),
-        ("issuer_key_id", "varchar", [p.issuer_key_id[:128] for p in parsed]),
-        ("subject_key_id", "varchar", [p.subject_key_id[:128] for p in parsed]),
-        ("not_before", "timestamptz", [p.not_before for p in parsed]),
-        ("not_after", "timestamptz", [p.not_after for p in parsed]),
-        ("lifetime", "interval", [p.lifetime for p in parsed]),
-        ("key_type", "varchar", [p.key_type for p in parsed]),
-        ("key_size", "integer", [p.key_size for p in parsed]),
-        ("signature_algorithm", "varchar", [p.signature_algorithm[:64] for p in parsed]),
-        ("is_ca", "boolean", [p.is_ca for p in parsed]),
-        ("is_precertificate", "boolean", [p.is_precertificate for p in parsed]),
-        ("issuance_key", "varchar", [p.issuance_key for p in parsed]),
-        ("first_seen_at", "timestamptz", [now] * len(parsed)),
-        ("thinned", "boolean", [False] * len(parsed)),
-    ]
-    sql = _unnest_insert(Certificate._meta.db_table, columns) + " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [values for _, _, values in columns])
-        return dict(cursor.fetchall())
-
-
-_NAME_COLUMNS = (
-    ("certificate_id", "bigint"),
-    ("name", "varchar"),
-    ("reversed_name", "varchar"),
-    ("registered_domain", "varchar"),
-    ("is_wildcard", "boolean"),
-    ("not_before", "timestamptz"),
-    ("not_after", "timestamptz"),
-)
-
-
-def _name_tuples(certificate_id: int, p: ParsedCertificate) -> list[tuple[object, ...]]:
-    return [
-        (certificate_id, n, reversed_name(n), registered_domain(n), is_wildcard(n), p.not_before, p.not_after)
-        for n in p.all_names
-    ]
-
-
-def _pg_insert_names(rows: list[tuple[object, ...]]) -> None:
-    if not rows:
-        return
-    columns: list[tuple[str, str, list[Any]]] = [(c, t, [r[i] for r in rows]) for i, (c, t) in enumerate(_NAME_COLUMNS)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _unnest_insert(CertificateName._meta.db_table, columns) + " ON CONFLICT DO NOTHING",
-            [values for _, _, values in columns],
-        )
-
-
-def _pg_insert_sources(rows: set[tuple[int, str, str]]) -> None:
-    if not rows:
-        return
-    ordered = sorted(rows)
-    now = timezone.now()
-    columns: list[tuple[str, str, list[Any]]] = [
-        ("certificate_id", "bigint", [r[0] for r in ordered]),
-        ("kind", "varchar", [r[1] for r in ordered]),
-        ("ref", "varchar", [r[2] for r in ordered]),
-        ("seen_at", "timestamptz", [now] * len(ordered)),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _unnest_insert(CertificateSource._meta.db_table, columns) + " ON CONFLICT DO NOTHING",
-            [values for _, _, values in columns],
-        )
-
-
-def _unnest_insert(table: str, columns: list[tuple[str, str, list[Any]]]) -> str:
-    names = ", ".join(f'"{c}"' for c, _, _ in columns)
-    arrays = ", ".join(f"%s::{t}[]" for _, t, _ in columns)
-    return f'INSERT INTO "{table}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608 - fixed identifiers
 
 
 def certificate_store_der(*, der: bytes | str, source: str, source_ref: str = "") -> Certificate:

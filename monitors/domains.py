@@ -8,7 +8,7 @@ when the team asked for it, starts watching those hosts as servers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -101,44 +101,62 @@ def hosts_record(
     With `notify` (new certificates from CT, not the backfill of a freshly added domain), each new
     host is also a "host_discovered" event for the team.
     """
-    wanted = sorted({n for n in names if not n.startswith("*.") and ip_literal(n) is None})
+    return hosts_record_bulk(names_by_domain={watched_domain: names}, seen_at=seen_at, notify=notify)
+
+
+def hosts_record_bulk(
+    *, names_by_domain: Mapping[WatchedDomain, Iterable[str]], seen_at: datetime, notify: bool = False
+) -> int:
+    """`hosts_record` for many watched domains at once: a handful of queries whatever their number.
+
+    CT ingestion calls this once per chunk with every match of the chunk. Returns new hosts.
+    """
+    wanted: dict[WatchedDomain, list[str]] = {}
+    for wd, names in names_by_domain.items():
+        hosts = sorted({n for n in names if not n.startswith("*.") and ip_literal(n) is None})
+        if hosts:
+            wanted[wd] = hosts
     if not wanted:
         return 0
-    existing = set(
-        DiscoveredHost.objects.filter(watched_domain=watched_domain, name__in=wanted).values_list("name", flat=True)
+    by_pk = {wd.pk: wd for wd in wanted}
+    existing: dict[tuple[int, str], int] = {
+        (wd_id, name): pk
+        for pk, wd_id, name in DiscoveredHost.objects.filter(
+            watched_domain_id__in=list(by_pk), name__in={n for names in wanted.values() for n in names}
+        ).values_list("pk", "watched_domain_id", "name")
+    }
+    seen = [pk for wd, names in wanted.items() for n in names if (pk := existing.get((wd.pk, n))) is not None]
+    if seen:
+        DiscoveredHost.objects.filter(pk__in=seen).update(last_seen_at=seen_at)
+    new = {wd: [n for n in names if (wd.pk, n) not in existing] for wd, names in wanted.items()}
+    new = {wd: names for wd, names in new.items() if names}
+    if not new:
+        return 0
+    DiscoveredHost.objects.bulk_create(
+        [
+            DiscoveredHost(team_id=wd.team_id, watched_domain=wd, name=n, first_seen_at=seen_at, last_seen_at=seen_at)
+            for wd, names in new.items()
+            for n in names
+        ],
+        ignore_conflicts=True,
     )
-    new = [n for n in wanted if n not in existing]
-    if existing:
-        DiscoveredHost.objects.filter(watched_domain=watched_domain, name__in=existing).update(last_seen_at=seen_at)
-    if new:
-        DiscoveredHost.objects.bulk_create(
-            [
-                DiscoveredHost(
-                    team_id=watched_domain.team_id,
-                    watched_domain=watched_domain,
-                    name=n,
-                    first_seen_at=seen_at,
-                    last_seen_at=seen_at,
-                )
-                for n in new
-            ],
-            ignore_conflicts=True,
-        )
-        if notify:
-            events_record_bulk(
-                NewEvent(
-                    team_id=watched_domain.team_id,
-                    kind=HOST_DISCOVERED,
-                    subject=n,
-                    dedup_key=f"ct:host:{watched_domain.pk}:{n}",
-                    payload={"name": n, "watched_domain": watched_domain.domain},
-                    occurred_at=seen_at,
-                )
-                for n in new
+    if notify:
+        events_record_bulk(
+            NewEvent(
+                team_id=wd.team_id,
+                kind=HOST_DISCOVERED,
+                subject=n,
+                dedup_key=f"ct:host:{wd.pk}:{n}",
+                payload={"name": n, "watched_domain": wd.domain},
+                occurred_at=seen_at,
             )
-        if watched_domain.auto_watch:
-            hosts_auto_watch(watched_domain=watched_domain, names=new)
-    return len(new)
+            for wd, names in new.items()
+            for n in names
+        )
+    for wd, names in new.items():
+        if wd.auto_watch:
+            hosts_auto_watch(watched_domain=wd, names=names)
+    return sum(len(names) for names in new.values())
 
 
 def hosts_auto_watch(*, watched_domain: WatchedDomain, names: Sequence[str]) -> int:
@@ -178,8 +196,7 @@ class WatchedDomainProvider:
         if not names_by_watch:
             return
         watched = WatchedDomain.objects.filter(pk__in=list(names_by_watch), removed_at=None).select_related("team")
-        for wd in watched:
-            hosts_record(watched_domain=wd, names=names_by_watch[wd.pk], seen_at=seen_at, notify=True)
+        hosts_record_bulk(names_by_domain={wd: names_by_watch[wd.pk] for wd in watched}, seen_at=seen_at, notify=True)
 
     def issuance_events(self, matches: Sequence[Match]) -> list[NewEvent]:
         from monitors.issuance import unexpected_issuance_events
