@@ -96,20 +96,33 @@ def _header(data: bytes, pos: int) -> tuple[int, int, int]:
     return tag, pos, end
 
 
+# Extensions read straight from the DER (OID TLVs): cheaper than decoding every extension.
+_SAN_OID = bytes.fromhex("0603551d11")  # 2.5.29.17
+_BASIC_CONSTRAINTS_OID = bytes.fromhex("0603551d13")  # 2.5.29.19
+_AKI_OID = bytes.fromhex("0603551d23")  # 2.5.29.35
+_SKI_OID = bytes.fromhex("0603551d0e")  # 2.5.29.14
+_READ_OIDS = frozenset((_SAN_OID, _BASIC_CONSTRAINTS_OID, _AKI_OID, _SKI_OID, _POISON_OID))
+
+
 @dataclass(frozen=True, slots=True)
 class _TBSParts:
     issuer: bytes
+    subject: bytes
     spki: bytes
     stripped: bytes  # the TBSCertificate without the poison and SCT-list extensions
+    # extnValue contents (inside the OCTET STRING) of the extensions KeyChest reads, by OID TLV.
+    extensions: dict[bytes, bytes]
 
 
 def _walk_tbs(tbs: bytes) -> _TBSParts:
-    """One pass over the TBSCertificate: issuer and key DER, and the CT-stripped TBSCertificate."""
+    """One pass over the TBSCertificate: issuer, subject and key DER, the extensions KeyChest
+    reads, and the CT-stripped TBSCertificate."""
     tag, start, end = _header(tbs, 0)
     if tag != 0x30:
         raise CertificateParseError("TBSCertificate is not a SEQUENCE")
     parts: list[bytes] = []
     plain: list[bytes] = []  # top-level elements that are not [0] or [3]
+    found: dict[bytes, bytes] = {}
     pos = start
     changed = False
     while pos < end:
@@ -120,11 +133,25 @@ def _walk_tbs(tbs: bytes) -> _TBSParts:
             if seq_tag != 0x30:
                 raise CertificateParseError("extensions are not a SEQUENCE")
             kept: list[bytes] = []
+            seen: set[bytes] = set()
             epos = s_start
             while epos < s_end:
                 _, e_start, e_end = _header(tbs, epos)
-                _, _, o_end = _header(tbs, e_start)
-                if tbs[e_start:o_end] in _STRIP_OIDS:
+                o_tag, _, o_end = _header(tbs, e_start)
+                oid = tbs[e_start:o_end]
+                if o_tag != 0x06:
+                    raise CertificateParseError("extension without an OID")
+                if oid in seen:  # RFC 5280 4.2: at most one instance of an extension
+                    raise CertificateParseError("duplicate extension")
+                seen.add(oid)
+                if oid in _READ_OIDS:
+                    n_tag, n_start, n_end = _header(tbs, o_end)
+                    if n_tag == 0x01:  # critical
+                        n_tag, n_start, n_end = _header(tbs, n_end)
+                    if n_tag != 0x04 or n_end != e_end:
+                        raise CertificateParseError("malformed extension")
+                    found[oid] = tbs[n_start:n_end]
+                if oid in _STRIP_OIDS:
                     changed = True
                 else:
                     kept.append(tbs[epos:e_end])
@@ -139,7 +166,16 @@ def _walk_tbs(tbs: bytes) -> _TBSParts:
     if len(plain) < 6:
         raise CertificateParseError("TBSCertificate has too few fields")
     stripped = _tlv(0x30, b"".join(parts)) if changed else tbs[:end]
-    return _TBSParts(issuer=plain[2], spki=plain[5], stripped=stripped)
+    return _TBSParts(issuer=plain[2], subject=plain[4], spki=plain[5], stripped=stripped, extensions=found)
+
+
+def _tbs_of(der: bytes) -> bytes:
+    """The TBSCertificate element of a Certificate, sliced from the DER (no re-encoding)."""
+    tag, start, _ = _header(der, 0)
+    if tag != 0x30:
+        raise CertificateParseError("not a SEQUENCE")
+    _, _, tbs_end = _header(der, start)
+    return der[start:tbs_end]
 
 
 def strip_ct_extensions(tbs: bytes) -> bytes:
@@ -228,20 +264,116 @@ def _key(cert: x509.Certificate, spki: bytes) -> tuple[str, int]:
     return "unknown", 0
 
 
-def _names(
-    cert: x509.Certificate, by_oid: dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]]
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+@dataclass(frozen=True, slots=True)
+class _Extensions:
+    """What KeyChest reads from the extensions."""
+
+    dns: list[str]  # dNSName values as written (not normalised yet)
+    ips: list[str]
+    is_ca: bool
+    is_precertificate: bool
+    issuer_key_id: str
+    subject_key_id: str
+
+
+def _read_extensions(found: dict[bytes, bytes]) -> _Extensions | None:
+    """The extensions from their DER, for the shapes CAs use; None for anything else.
+
+    None sends the certificate through cryptography's decoder (`_decode_extensions`), which has
+    the last word on unusual or malformed values.
+    """
+    try:
+        dns: list[str] = []
+        ips: list[str] = []
+        value = found.get(_SAN_OID)
+        if value is not None:
+            tag, pos, end = _header(value, 0)
+            if tag != 0x30 or end != len(value):
+                return None
+            while pos < end:
+                tag, v_start, pos = _header(value, pos)
+                if tag == 0x82:  # dNSName, IA5String
+                    dns.append(value[v_start:pos].decode("ascii"))
+                elif tag == 0x87 and pos - v_start == 4:  # iPAddress
+                    ips.append(str(ipaddress.IPv4Address(value[v_start:pos])))
+                elif tag == 0x87 and pos - v_start == 16:
+                    ips.append(ipaddress.IPv6Address(value[v_start:pos]).compressed)
+                else:  # other GeneralName forms: let cryptography read (and vet) them
+                    return None
+        is_ca = False
+        value = found.get(_BASIC_CONSTRAINTS_OID)
+        if value is not None:
+            tag, pos, end = _header(value, 0)
+            if tag != 0x30 or end != len(value):
+                return None
+            if pos < end:
+                tag, v_start, v_end = _header(value, pos)
+                if tag == 0x01:  # cA BOOLEAN (DER: 0x00 or 0xff)
+                    if value[v_start:v_end] not in (b"\x00", b"\xff"):
+                        return None
+                    is_ca = value[v_start] == 0xFF
+                elif tag != 0x02:  # only pathLenConstraint: cA defaults to FALSE
+                    return None
+        aki = ""
+        value = found.get(_AKI_OID)
+        if value is not None:
+            tag, pos, end = _header(value, 0)
+            if tag != 0x30 or end != len(value):
+                return None
+            if pos < end:
+                tag, v_start, v_end = _header(value, pos)
+                if tag != 0x80:  # keyIdentifier [0]; the issuer/serial form is rare
+                    return None
+                aki = value[v_start:v_end].hex()
+        ski = ""
+        value = found.get(_SKI_OID)
+        if value is not None:
+            tag, v_start, v_end = _header(value, 0)
+            if tag != 0x04 or v_end != len(value):
+                return None
+            ski = value[v_start:v_end].hex()
+        poison = found.get(_POISON_OID)
+        if poison is not None and poison != b"\x05\x00":  # the poison is an ASN.1 NULL
+            return None
+    except (CertificateParseError, UnicodeDecodeError, ValueError):
+        return None
+    return _Extensions(dns, ips, is_ca, poison is not None, aki, ski)
+
+
+def _decode_extensions(cert: x509.Certificate) -> _Extensions:
+    """The same through cryptography's decoder (which raises on malformed values)."""
+    by_oid = {ext.oid: ext.value for ext in cert.extensions}
+    san = by_oid.get(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
     dns: list[str] = []
     ips: list[str] = []
-    san = _ext_value(by_oid, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
     if isinstance(san, x509.SubjectAlternativeName):
-        for raw in san.get_values_for_type(x509.DNSName):
-            name = normalise_certificate_name(raw)
-            if name is not None and name not in dns:
-                dns.append(name)
-        for ip in san.get_values_for_type(x509.IPAddress):
-            if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address) and ip.compressed not in ips:
-                ips.append(ip.compressed)
+        dns = list(san.get_values_for_type(x509.DNSName))
+        ips = [
+            ip.compressed
+            for ip in san.get_values_for_type(x509.IPAddress)
+            if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address)
+        ]
+    bc = by_oid.get(ExtensionOID.BASIC_CONSTRAINTS)
+    aki = by_oid.get(ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+    ski = by_oid.get(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+    aki_bytes = aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
+    return _Extensions(
+        dns=dns,
+        ips=ips,
+        is_ca=bool(isinstance(bc, x509.BasicConstraints) and bc.ca),
+        is_precertificate=ExtensionOID.PRECERT_POISON in by_oid,
+        issuer_key_id=aki_bytes.hex() if aki_bytes else "",
+        subject_key_id=ski.digest.hex() if isinstance(ski, x509.SubjectKeyIdentifier) else "",
+    )
+
+
+def _names(cert: x509.Certificate, ext: _Extensions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    dns: dict[str, None] = {}
+    for raw in ext.dns:
+        name = normalise_certificate_name(raw)
+        if name is not None:
+            dns[name] = None
+    ips = dict.fromkeys(ext.ips)
     if not dns and not ips:
         # Old certificates (and some private CAs) name the host only in the subject CN.
         for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
@@ -250,18 +382,10 @@ def _names(
             if name is None:
                 continue
             if ":" in name or name.replace(".", "").isdigit():
-                if name not in ips:
-                    ips.append(name)
-            elif name not in dns:
-                dns.append(name)
+                ips[name] = None
+            else:
+                dns[name] = None
     return tuple(dns), tuple(ips)
-
-
-def _ext_value(
-    by_oid: dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]], oid: x509.ObjectIdentifier
-) -> object:
-    ext = by_oid.get(oid)
-    return None if ext is None else ext.value
 
 
 # Issuer names repeat across millions of certificates: render each once.
@@ -269,19 +393,18 @@ _issuer_text: dict[bytes, str] = {}
 
 
 def parse_certificate(data: bytes | str) -> ParsedCertificate:
-    """Parse one certificate (DER, or PEM text/bytes). Raises CertificateParseError if malformed."""
+    """Parse one certificate (DER, or PEM text/bytes). Raises CertificateParseError if malformed.
+
+    cryptography checks the whole structure; the TBSCertificate is then walked once here for the
+    issuance key, the key and the extensions KeyChest stores (extensions it does not store are
+    not decoded, so a broken one of those does not hide the certificate).
+    """
     der = to_der(data)
     try:
         cert = x509.load_der_x509_certificate(der)
-        extensions = cert.extensions
-        by_oid = {ext.oid: ext for ext in extensions}
-        bc = _ext_value(by_oid, ExtensionOID.BASIC_CONSTRAINTS)
-        aki = _ext_value(by_oid, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
-        ski = _ext_value(by_oid, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-        aki_bytes = aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None
-        ski_bytes = ski.digest if isinstance(ski, x509.SubjectKeyIdentifier) else None
-        dns, ips = _names(cert, by_oid)
-        tbs = _walk_tbs(cert.tbs_certificate_bytes)
+        tbs = _walk_tbs(_tbs_of(der))
+        ext = _read_extensions(tbs.extensions) or _decode_extensions(cert)
+        dns, ips = _names(cert, ext)
         key_type, key_size = _key(cert, tbs.spki)
         issuer = _issuer_text.get(tbs.issuer)
         if issuer is None:
@@ -297,15 +420,15 @@ def parse_certificate(data: bytes | str) -> ParsedCertificate:
             serial=format(serial, "x") if serial >= 0 else "-" + format(-serial, "x"),
             issuer=issuer,
             subject=_name_text(cert.subject),
-            issuer_key_id=aki_bytes.hex() if aki_bytes else "",
-            subject_key_id=ski_bytes.hex() if ski_bytes else "",
+            issuer_key_id=ext.issuer_key_id,
+            subject_key_id=ext.subject_key_id,
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             key_type=key_type,
             key_size=key_size,
             signature_algorithm=sig if sig and sig != "Unknown OID" else sig_oid.dotted_string,
-            is_ca=bool(isinstance(bc, x509.BasicConstraints) and bc.ca),
-            is_precertificate=ExtensionOID.PRECERT_POISON in by_oid,
+            is_ca=ext.is_ca,
+            is_precertificate=ext.is_precertificate,
             issuance_key=hashlib.sha256(tbs.stripped).hexdigest(),
             names=dns,
             ip_addresses=ips,
