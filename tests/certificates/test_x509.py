@@ -107,3 +107,72 @@ def test_truncated_der_raises_the_same_error(lab_ca: Issuer) -> None:
     der = issue(lab_ca, ["t.example.com"]).certificate
     with pytest.raises(CertificateParseError):
         parse_certificate(der[:-20])
+
+
+def _leaf(lab_ca: Issuer, san: list[cx509.GeneralName], *extra: cx509.ExtensionType) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    builder = (
+        cx509.CertificateBuilder()
+        .subject_name(cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
+        .issuer_name(lab_ca.name)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(99)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(cx509.SubjectAlternativeName(san), critical=False)
+    )
+    for ext in extra:
+        builder = builder.add_extension(ext, critical=False)
+    return builder.sign(lab_ca.key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def test_extensions_read_from_the_der_equal_what_cryptography_decodes(lab_root: Issuer, lab_ca: Issuer) -> None:
+    import ipaddress
+
+    from certificates import x509 as kx
+
+    issuance = issue(
+        lab_ca, ["a.example.com", "*.example.com", "xn--bcher-kva.example"], ips=["192.0.2.1", "2001:db8::1"]
+    )
+    samples = [issuance.precertificate, issuance.certificate, lab_ca.der, lab_root.der]
+    samples.append(_leaf(lab_ca, [cx509.IPAddress(ipaddress.ip_address("198.51.100.9"))]))
+    for der in samples:
+        cert = cx509.load_der_x509_certificate(der)
+        fast = kx._read_extensions(kx._walk_tbs(kx._tbs_of(der)).extensions)
+        assert fast is not None
+        assert fast == kx._decode_extensions(cert)
+    assert kx._read_extensions(kx._walk_tbs(kx._tbs_of(issuance.precertificate)).extensions).is_precertificate  # type: ignore[union-attr]
+
+
+def test_unusual_san_entries_go_through_cryptography(lab_ca: Issuer) -> None:
+    from certificates import x509 as kx
+
+    der = _leaf(lab_ca, [cx509.UniformResourceIdentifier("https://example.com/"), cx509.DNSName("uri.example.com")])
+    assert kx._read_extensions(kx._walk_tbs(kx._tbs_of(der)).extensions) is None
+    assert parse_certificate(der).names == ("uri.example.com",)
+
+
+def test_a_broken_extension_keychest_does_not_read_does_not_hide_the_certificate(lab_ca: Issuer) -> None:
+    from cryptography.x509.oid import ExtensionOID
+
+    # Certificate policies that are not a SEQUENCE: cryptography refuses to decode them.
+    broken = cx509.UnrecognizedExtension(ExtensionOID.CERTIFICATE_POLICIES, b"\x05\x00")
+    der = _leaf(lab_ca, [cx509.DNSName("policy.example.com")], broken)
+    with pytest.raises(ValueError):
+        cx509.load_der_x509_certificate(der).extensions  # noqa: B018
+    assert parse_certificate(der).names == ("policy.example.com",)
+
+
+def test_a_malformed_san_is_still_refused(lab_ca: Issuer) -> None:
+    der = _leaf(lab_ca, [cx509.DNSName("ok.example.com")])
+    # Turn the SAN's dNSName into a 3-byte "IP address": cryptography refuses it, and so do we.
+    marker = b"\x82\x0eok.example.com"
+    assert marker in der
+    bad = der.replace(marker, b"\x87\x03abc" + b"\x82\x09x.example", 1)
+    assert len(bad) == len(der)
+    with pytest.raises(CertificateParseError):
+        parse_certificate(bad)
