@@ -152,7 +152,54 @@ def _psl():  # type: ignore[no-untyped-def]
     return PublicSuffixList()
 
 
-@lru_cache(maxsize=262144)
+@lru_cache(maxsize=1)
+def _psl_rules() -> tuple[frozenset[str], frozenset[str]] | None:
+    """(the PSL's rules, every suffix of every rule's base name), or None if the package changed.
+
+    The package keeps its rules as one frozenset ("com", "*.kobe.jp", "!city.kobe.jp", ...); the
+    equivalence with its own answer is a test (tests/certificates/test_names.py).
+    """
+    rules = getattr(_psl(), "_publicsuffix", None)
+    if not isinstance(rules, frozenset):
+        return None
+    stems: set[str] = set()
+    for rule in rules:
+        base = rule.lstrip("!")
+        base = base[2:] if base.startswith("*.") else base
+        labels = base.split(".")
+        stems.update(".".join(labels[i:]) for i in range(len(labels)))
+    return rules, frozenset(stems)
+
+
+@lru_cache(maxsize=65536)
+def _private_suffix(host: str) -> str:
+    return _psl().privatesuffix(host) or ""
+
+
+def _psl_key(host: str) -> str:
+    """The shortest tail of `host` that has the same registered domain as `host`.
+
+    The PSL algorithm only matches suffixes that are a rule's base name or a tail of one
+    ("stems"). With k the deepest stem, no rule looks further left, and the answer is at most
+    k + 1 labels (k + 2 under a wildcard rule "*.<stem>"), and at least two (the default rule
+    "*" for unknown suffixes). So "www.shop.example.com" is answered by "example.com", which
+    every other name under example.com shares: one PSL walk per registered domain, not per name.
+    """
+    psl = _psl_rules()
+    labels = host.split(".")
+    if psl is None or "" in labels:
+        return host
+    rules, stems = psl
+    k = 0
+    while k < len(labels) and ".".join(labels[-(k + 1) :]) in stems:
+        k += 1
+    keep = max(k + 1, 2)
+    if k and "*." + ".".join(labels[-k:]) in rules:
+        keep = max(k + 2, 2)
+    return host if keep >= len(labels) else ".".join(labels[-keep:])
+
+
+@lru_cache(maxsize=65536)
 def registered_domain(name: str) -> str:
     """The registered domain (public suffix + one label, e.g. "example.co.uk") of a normalised name.
 
@@ -163,7 +210,7 @@ def registered_domain(name: str) -> str:
     if ip_literal(name) is not None:
         return ""
     host = name[2:] if name.startswith("*.") else name
-    return _psl().privatesuffix(host) or ""
+    return _private_suffix(_psl_key(host))
 
 
 def parent_wildcard(name: str) -> str | None:

@@ -96,3 +96,25 @@ def test_a_wildcard_matches_exactly_one_label() -> None:
     assert name_matches("www.example.com", "www.example.com")
     assert parent_wildcard("www.example.com") == "*.example.com"
     assert parent_wildcard("example.com") is None
+
+
+def test_the_registered_domain_cache_by_suffix_agrees_with_the_public_suffix_list() -> None:
+    # registered_domain() asks the PSL once per tail that decides the answer ("example.com" for
+    # every name under it); check that against the package's own answer for names around every
+    # rule: exact, wildcard and exception rules, one to four labels deeper.
+    from publicsuffixlist import PublicSuffixList
+
+    from certificates.names import _psl_key, _psl_rules
+
+    psl = PublicSuffixList()
+    rules = _psl_rules()
+    assert rules is not None, "publicsuffixlist changed how it keeps its rules: the cache by suffix is off"
+    hosts = {"www.example.com", "a.b.c.d.e.f.g.h.example.co.uk", "x.unknowntld", "unknowntld", "a.b.unknowntld"}
+    for rule in rules[0]:
+        base = rule.lstrip("!").removeprefix("*.")
+        for prefix in ("", "w.", "v.w.", "u.v.w.", "t.u.v.w."):
+            hosts.add(prefix + base)
+    for host in sorted(hosts):
+        assert registered_domain(host) == (psl.privatesuffix(host) or ""), host
+    assert _psl_key("www.shop.example.com") == "example.com"
+    assert _psl_key("a.b.foo.kobe.jp") == "b.foo.kobe.jp"  # under the wildcard rule *.kobe.jp
