@@ -66,6 +66,33 @@ def _serve_logs(
         log.stop()
 
 
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of a process so far: this one, or e.g. our PostgreSQL backend."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        return int(cur.fetchone()[0])
+
+
+def _cpu_split(before: tuple[float, float], backend: int, entries: int) -> dict[str, float]:
+    """Microseconds of CPU per entry in this ingestion process (all its threads) and in its backend."""
+    python = _cpu_seconds() - before[0]
+    postgres = _cpu_seconds(backend) - before[1]
+    return {
+        "python_us_per_entry": round(python / entries * 1e6, 1) if entries else 0,
+        "postgres_us_per_entry": round(postgres / entries * 1e6, 1) if entries else 0,
+    }
+
+
 def _ingest_worker(db_name: str, log_pk: int, barrier: mp.Barrier, out: mp.Queue) -> None:
     """Child process: one log's ingestion, as one Celery worker process would run it."""
     import django
@@ -80,10 +107,13 @@ def _ingest_worker(db_name: str, log_pk: int, barrier: mp.Barrier, out: mp.Queue
 
     log = CTLog.objects.get(pk=log_pk)
     matcher.index()  # built once at worker start, not per certificate
+    backend = _backend_pid()
     barrier.wait()
     t0 = time.perf_counter()
+    cpu = (_cpu_seconds(), _cpu_seconds(backend))
     r = ct_log_ingest(log)
     seconds = time.perf_counter() - t0
+    split = _cpu_split(cpu, backend, r.entries)
     out.put(
         {
             "kind": log.kind,
@@ -94,6 +124,7 @@ def _ingest_worker(db_name: str, log_pk: int, barrier: mp.Barrier, out: mp.Queue
             "error": r.error,
             "caught_up": r.caught_up,
             "timings_s": {k: round(v, 2) for k, v in r.timings.items()},
+            "cpu": split,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "end": time.time(),
         }
@@ -187,18 +218,35 @@ def lookups(domains: list[str], n: int) -> dict[str, float]:
 
     rng = random.Random(9)
     samples = []
+    asked = []
     for _ in range(n):
         d = rng.choice(domains)
         t0 = time.perf_counter()
         list(certificates_for(d)[:100])
         samples.append((time.perf_counter() - t0) * 1000)
+        asked.append(d)
+    slowest_domain = asked[max(range(n), key=samples.__getitem__)]
     samples.sort()
     return {
         "queries": n,
         "p50_ms": round(statistics.median(samples), 3),
         "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 3),
         "max_ms": round(samples[-1], 3),
+        "slowest_domain": slowest_domain,
+        "slowest_plan": explain(slowest_domain),
     }
+
+
+def explain(domain: str) -> list[str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the look-up query for `domain`, as PostgreSQL plans it."""
+    from django.db import connection
+
+    from certificates.services import certificates_for
+
+    sql, params = certificates_for(domain)[:100].query.sql_with_params()
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        return [row[0] for row in cur.fetchall()]
 
 
 def main() -> None:
@@ -272,6 +320,7 @@ def main() -> None:
 
         per_api: dict[str, dict[str, object]] = {}
         total_entries = 0
+        server_cpu = _cpu_seconds(server.pid)
         if args.workers > 1:
             # One process per log, as separate Celery worker processes would do it.
             barrier, out = ctx.Barrier(len(logs) + 1), ctx.Queue()
@@ -294,7 +343,9 @@ def main() -> None:
         else:
             t_all = time.perf_counter()
             for log in logs:
+                backend = _backend_pid()
                 t0 = time.perf_counter()
+                cpu = (_cpu_seconds(), _cpu_seconds(backend))
                 if args.profile:
                     import cProfile
 
@@ -313,9 +364,12 @@ def main() -> None:
                     "entries_per_s": round(r.entries / seconds, 1),
                     "events": r.events,
                     "timings_s": {k: round(v, 2) for k, v in r.timings.items()},
+                    "cpu": _cpu_split(cpu, backend, r.entries),
                 }
             end_to_end = total_entries / (time.perf_counter() - t_all)
         ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # Serving is not KeyChest's work, but it shares the machine's two cores during the run.
+        server_us = (_cpu_seconds(server.pid) - server_cpu) / max(1, total_entries) * 1e6
 
         bare = max(bare_parse(ders) for _ in range(2))
         ingested_names = CertificateName.objects.count()
@@ -339,6 +393,8 @@ def main() -> None:
                 "ingested_names": ingested_names,
                 "lookup_certificates_for": lookup,
                 "peak_rss_mb": {"bench_process": round(ingest_rss, 1)},
+                "log_server_cpu_us_per_entry": round(server_us, 1),
+                "loadavg": Path("/proc/loadavg").read_text().split()[:3],
                 "log_positions": dict(CTLog.objects.values_list("kind", "position")),
                 "settings": {
                     "chunk": args.chunk,

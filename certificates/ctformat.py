@@ -92,40 +92,53 @@ class _Reader:
         return self.pos == len(self.data)
 
 
-def _read_timestamped_entry(r: _Reader) -> tuple[int, int, bytes, bytes]:
-    """(timestamp, entry_type, certificate-or-tbs, extensions) of a TimestampedEntry."""
-    timestamp = r.uint(8)
-    entry_type = r.uint(2)
-    if entry_type == X509_ENTRY:
-        signed = r.vector(3)
-    elif entry_type == PRECERT_ENTRY:
-        r.take(32)  # issuer_key_hash
-        signed = r.vector(3)
-    else:
+# The entry readers below slice the bytes directly rather than through _Reader: they run for
+# every entry of every log, and a method call per field cost more than the rest of the parse.
+def _vector(data: bytes, pos: int, len_bytes: int) -> tuple[bytes, int]:
+    """A TLS opaque vector with a `len_bytes` length prefix at `pos`, and the position after it."""
+    start = pos + len_bytes
+    if start > len(data):
+        raise FormatError("truncated structure")
+    end = start + int.from_bytes(data[pos:start], "big")
+    if end > len(data):
+        raise FormatError("truncated structure")
+    return data[start:end], end
+
+
+def _read_timestamped_entry(data: bytes, pos: int) -> tuple[int, int, bytes, bytes, int]:
+    """(timestamp, entry_type, certificate-or-tbs, extensions, end) of a TimestampedEntry at `pos`."""
+    if pos + 10 > len(data):
+        raise FormatError("truncated structure")
+    timestamp = int.from_bytes(data[pos : pos + 8], "big")
+    entry_type = int.from_bytes(data[pos + 8 : pos + 10], "big")
+    pos += 10
+    if entry_type == PRECERT_ENTRY:
+        pos += 32  # issuer_key_hash (bounds checked by the next read)
+    elif entry_type != X509_ENTRY:
         raise FormatError(f"unknown entry type {entry_type}")
-    extensions = r.vector(2)
-    return timestamp, entry_type, signed, extensions
+    signed, pos = _vector(data, pos, 3)
+    extensions, pos = _vector(data, pos, 2)
+    return timestamp, entry_type, signed, extensions, pos
 
 
 def parse_rfc6962_entry(index: int, leaf_input: bytes, extra_data: bytes) -> LogEntry:
     """A get-entries item (MerkleTreeLeaf + extra_data). Raises FormatError."""
-    r = _Reader(leaf_input)
-    if r.uint(1) != 0 or r.uint(1) != 0:
+    if leaf_input[:2] != b"\x00\x00":
         raise FormatError("not a v1 timestamped_entry leaf")
-    timestamp, entry_type, signed, _ = _read_timestamped_entry(r)
-    if not r.done():
+    timestamp, entry_type, signed, _, end = _read_timestamped_entry(leaf_input, 2)
+    if end != len(leaf_input):
         raise FormatError("trailing bytes after the leaf")
-    x = _Reader(extra_data)
     if entry_type == X509_ENTRY:
         der = signed
-        chain_bytes = x.vector(3)
+        chain_bytes, _ = _vector(extra_data, 0, 3)
     else:
-        der = x.vector(3)  # PrecertChainEntry.pre_certificate
-        chain_bytes = x.vector(3)
+        der, pos = _vector(extra_data, 0, 3)  # PrecertChainEntry.pre_certificate
+        chain_bytes, _ = _vector(extra_data, pos, 3)
     chain: list[bytes] = []
-    c = _Reader(chain_bytes)
-    while not c.done():
-        chain.append(c.vector(3))
+    pos = 0
+    while pos < len(chain_bytes):
+        cert, pos = _vector(chain_bytes, pos, 3)
+        chain.append(cert)
     return LogEntry(
         index=index,
         leaf_hash=hashlib.sha256(b"\x00" + leaf_input).digest(),
@@ -162,14 +175,17 @@ def parse_data_tile(data: bytes, first_index: int, count: int) -> list[LogEntry 
     retry, not a bad entry). A leaf whose certificate is unreadable is still a leaf here; the
     certificate is checked when stored.
     """
-    r = _Reader(data)
     out: list[LogEntry | BadEntry] = []
+    pos = 0
     for i in range(count):
-        start = r.pos
-        timestamp, entry_type, signed, extensions = _read_timestamped_entry(r)
-        leaf = b"\x00\x00" + r.data[start : r.pos]
-        der = r.vector(3) if entry_type == PRECERT_ENTRY else signed
-        fps_raw = r.vector(2)
+        start = pos
+        timestamp, entry_type, signed, extensions, pos = _read_timestamped_entry(data, pos)
+        leaf = b"\x00\x00" + data[start:pos]
+        if entry_type == PRECERT_ENTRY:
+            der, pos = _vector(data, pos, 3)
+        else:
+            der = signed
+        fps_raw, pos = _vector(data, pos, 2)
         if len(fps_raw) % 32:
             raise FormatError("bad fingerprint list")
         index = first_index + i
@@ -189,7 +205,7 @@ def parse_data_tile(data: bytes, first_index: int, count: int) -> list[LogEntry 
                 chain_fingerprints=tuple(fps_raw[j : j + 32] for j in range(0, len(fps_raw), 32)),
             )
         )
-    if not r.done():
+    if pos != len(data):
         raise FormatError("trailing bytes after the last tile leaf")
     return out
 
