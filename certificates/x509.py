@@ -120,20 +120,20 @@ def _walk_tbs(tbs: bytes) -> _TBSParts:
     tag, start, end = _header(tbs, 0)
     if tag != 0x30:
         raise CertificateParseError("TBSCertificate is not a SEQUENCE")
-    parts: list[bytes] = []
-    plain: list[bytes] = []  # top-level elements that are not [0] or [3]
+    # Positions, not copies: only issuer, subject and key are sliced out (this runs per entry).
+    plain: list[tuple[int, int]] = []  # top-level elements that are not [0] or [3]
     found: dict[bytes, bytes] = {}
+    stripped = b""
     pos = start
-    changed = False
     while pos < end:
         el_tag, v_start, v_end = _header(tbs, pos)
-        element = tbs[pos:v_end]
         if el_tag == 0xA3:  # [3] EXPLICIT Extensions
             seq_tag, s_start, s_end = _header(tbs, v_start)
             if seq_tag != 0x30:
                 raise CertificateParseError("extensions are not a SEQUENCE")
             kept: list[bytes] = []
             seen: set[bytes] = set()
+            changed = False
             epos = s_start
             while epos < s_end:
                 _, e_start, e_end = _header(tbs, epos)
@@ -158,15 +158,20 @@ def _walk_tbs(tbs: bytes) -> _TBSParts:
                 epos = e_end
             if changed:
                 element = _tlv(0xA3, _tlv(0x30, b"".join(kept))) if kept else b""
+                stripped = _tlv(0x30, tbs[start:pos] + element + tbs[v_end:end])
         elif el_tag != 0xA0:
-            plain.append(element)
-        parts.append(element)
+            plain.append((pos, v_end))
         pos = v_end
     # serial, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
     if len(plain) < 6:
         raise CertificateParseError("TBSCertificate has too few fields")
-    stripped = _tlv(0x30, b"".join(parts)) if changed else tbs[:end]
-    return _TBSParts(issuer=plain[2], subject=plain[4], spki=plain[5], stripped=stripped, extensions=found)
+    return _TBSParts(
+        issuer=tbs[plain[2][0] : plain[2][1]],
+        subject=tbs[plain[4][0] : plain[4][1]],
+        spki=tbs[plain[5][0] : plain[5][1]],
+        stripped=stripped or tbs[:end],
+        extensions=found,
+    )
 
 
 def _tbs_of(der: bytes) -> bytes:
@@ -395,13 +400,15 @@ _issuer_text: dict[bytes, str] = {}
 def parse_certificate(data: bytes | str) -> ParsedCertificate:
     """Parse one certificate (DER, or PEM text/bytes). Raises CertificateParseError if malformed.
 
-    cryptography checks the whole structure; the TBSCertificate is then walked once here for the
-    issuance key, the key and the extensions KeyChest stores (extensions it does not store are
-    not decoded, so a broken one of those does not hide the certificate).
+    cryptography checks the whole structure and decodes every extension (a certificate with a
+    broken one is malformed: the scanner reports it, CT ingestion records the entry as such); the
+    values KeyChest stores are then read in one walk over the TBSCertificate, which also gives the
+    issuance key, instead of through cryptography's Python objects.
     """
     der = to_der(data)
     try:
         cert = x509.load_der_x509_certificate(der)
+        cert.extensions  # noqa: B018 - decoding them is the check (cryptography caches the result)
         tbs = _walk_tbs(_tbs_of(der))
         ext = _read_extensions(tbs.extensions) or _decode_extensions(cert)
         dns, ips = _names(cert, ext)
