@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('certificates', '0003_leaner_indexes'),
+        ('certificates', '0004_renewalinfo'),
     ]
 
     operations = [
