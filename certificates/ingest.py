@@ -158,9 +158,6 @@ def _events_for(matches: list[Match], log: CTLog, index_of: dict[str, int]) -> l
                 },
             )
         )
-    # One order for every writer: two workers recording events for one issuance (its precert
-    # in one log, its certificate in another) wait for each other instead of deadlocking.
-    events.sort(key=lambda e: (e.team_id, e.dedup_key))
     return events
 
 
@@ -212,6 +209,9 @@ def _commit_chunk(
         if events:
             from notifications.events import events_record_bulk
 
+            # One order for every writer: two workers recording events for one issuance (its
+            # precert in one log, its certificate in another) wait for each other, never deadlock.
+            events.sort(key=lambda e: (e.team_id, e.dedup_key))
             events_record_bulk(events)
         if matches:
             for provider in providers():
