@@ -74,7 +74,9 @@ def store(
             if lost:  # theirs, not new here: only their ids
                 cursor.execute(f'SELECT sha256, id FROM "{_CERT}" WHERE sha256 = ANY(%s)', [lost])  # noqa: S608
                 ids.update(cursor.fetchall())
-        new = [p for p in missing if p.sha256 in created]
+        # In the batch's own order (a log's order): the first entry of an issuance is the one
+        # its "certificate_issued" event describes.
+        new = [p for sha, p in by_sha.items() if sha in created]
         _copy(cursor, _NAME, _NAME_COLUMNS, (row for p in new for row in _name_rows(created[p.sha256], p)))
         now = pgcopy.timestamptz(timezone.now())
         fresh: set[tuple[int, str, str]] = set()

@@ -205,3 +205,12 @@ def test_a_certificate_another_writer_stores_meanwhile_is_theirs(lab_ca: Issuer,
         "other-log:5",
         "log:1",
     }
+
+
+@pytest.mark.django_db
+def test_new_certificates_are_reported_in_the_order_of_the_batch(lab_ca: Issuer) -> None:
+    # Ingestion describes an issuance by its first entry in the log: the order must survive the
+    # fingerprint-ordered COPY.
+    ders = [issue(lab_ca, [f"order{i}.example.com"]).certificate for i in range(12)]
+    result = certificates_store_bulk(items=[_item(d, f"log:{i}") for i, d in enumerate(ders)])
+    assert [p.der for p in result.new] == ders
