@@ -124,8 +124,8 @@ def _store_portable(items: Sequence[StoreItem], by_sha: dict[str, ParsedCertific
             Certificate.objects.bulk_create(
                 [_certificate_row(p) for p in missing], ignore_conflicts=True, batch_size=500
             )
-            # Which rows are ours: bulk_create with ignore_conflicts cannot say, so ask for the
-            # ids and take those first seen in this batch (SQLite writers are serialised).
+            # bulk_create(ignore_conflicts=True) returns no ids: read them back. SQLite serialises
+            # writers (IMMEDIATE transactions), so every missing row found now is ours.
             inserted = dict(
                 Certificate.objects.filter(sha256__in=[p.sha256 for p in missing]).values_list("sha256", "id")  # type: ignore[arg-type]
             )
