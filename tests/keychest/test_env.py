@@ -48,7 +48,9 @@ def test_database_urls() -> None:
         "6432",
         "keychest",
     )
-    assert pg["OPTIONS"] == {"sslmode": "require"}
+    assert pg["OPTIONS"] == {"sslmode": "require", "options": "-c jit=off"}
+    own = parse_database_url("postgres://h/db?options=-c%20statement_timeout%3D5000", base_dir=base)
+    assert own["OPTIONS"] == {"options": "-c statement_timeout=5000"}  # the URL's own options win
     with pytest.raises(ImproperlyConfigured):
         parse_database_url("mysql://x/y", base_dir=base)
     with pytest.raises(ImproperlyConfigured):
@@ -74,3 +76,14 @@ def test_email_urls() -> None:
     assert filebased.file_path == "/tmp/mails"
     with pytest.raises(ImproperlyConfigured):
         parse_email_url("pigeon://coop")
+
+
+@pytest.mark.django_db
+def test_postgresql_connections_run_without_jit() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only (DATABASE_URL)")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
