@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When, Window
+from django.db.models import Case, CharField, Count, F, Max, Q, QuerySet, Value, When, Window
 from django.db.models.functions import RowNumber, TruncMonth
 
 from certificates.models import Certificate, CertificateName
 from certificates.names import reversed_name
 from keychest.dashboard.issuers import KIND_LABELS, KINDS, issuer_kind
+from keychest.health.checks import SCAN_GRACE
 from monitors.checks import DOWN_CODES
 from monitors.models import Finding, ScanResult, Server, WatchedDomain
 
@@ -69,6 +70,9 @@ class Tiles:
     servers_down: int = 0
     servers_paused: int = 0
     servers_pending: int = 0
+    # Freshness of the team's own scans (the line under the title; keychest/health).
+    scans_overdue: int = 0
+    last_scan_at: datetime | None = None
 
 
 @dataclass
@@ -156,6 +160,8 @@ def _tiles(team: Team, now: datetime) -> tuple[Tiles, dict[str, int]]:
         n_total=Count("id"),
         n_paused=Count("id", filter=Q(paused=True)),
         n_pending=Count("id", filter=Q(paused=False, last_scan_at=None)),
+        n_overdue=Count("id", filter=Q(paused=False, next_scan_at__lt=now - SCAN_GRACE)),
+        last_scan=Max("last_scan_at", filter=Q(paused=False)),
     )
     open_findings = Finding.objects.for_team(team).filter(resolved_at=None, server__removed_at=None)
     finding_counts = open_findings.aggregate(
@@ -173,6 +179,8 @@ def _tiles(team: Team, now: datetime) -> tuple[Tiles, dict[str, int]]:
         servers_down=finding_counts["n_down"],
         servers_paused=server_counts["n_paused"],
         servers_pending=server_counts["n_pending"],
+        scans_overdue=server_counts["n_overdue"],
+        last_scan_at=server_counts["last_scan"],
     )
     buckets = {key: counts[key] for key, _, _, _ in BUCKETS}
     buckets["expired"] = counts["n_expired"]

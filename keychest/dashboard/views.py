@@ -9,7 +9,7 @@ from django.utils import timezone
 from keychest.accounts.decorators import team_required
 from keychest.dashboard.charts import HEIGHT, WIDTH, calendar_columns
 from keychest.dashboard.selectors import dashboard_for
-from keychest.health.checks import team_freshness
+from keychest.health.checks import team_freshness_from
 
 
 @team_required()
@@ -23,7 +23,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             "team": team,
             "d": data,
-            "freshness": team_freshness(team, now),
+            "freshness": team_freshness_from(
+                servers=data.tiles.servers - data.tiles.servers_paused,
+                overdue=data.tiles.scans_overdue,
+                last_scan_at=data.tiles.last_scan_at,
+                now=now,
+            ),
             "columns": calendar_columns(data.calendar),
             "chart": {"width": WIDTH, "height": HEIGHT, "baseline": HEIGHT - 28},
         },
