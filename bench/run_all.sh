@@ -21,6 +21,8 @@ run() {
   flock /tmp/kc-bench.lock "$@" | tee "$OUT/$name-$stamp.json"
 }
 
+ensure_db kc_bench_scanner
+ensure_db kc_api_bench
 ensure_db kc_bench_dashboard
 ensure_db kc_bench_reports
 ensure_db kc_bench_ct
