@@ -295,6 +295,7 @@ def report_context(
                         "domain": d.domain,
                         "relative": relative(d.expires_at, now),
                         "absolute": absolute(d.expires_at, zone),
+                        "registrar": d.registrar,
                     }
                     for d in team.domain_expiries[:MAX_ROWS]
                 ],

@@ -30,7 +30,7 @@ def watching(people, rdap_lab):
     User.objects.update(date_joined=LONG_AGO, timezone="Europe/Prague")
     WatchedDomain.objects.create(team=people.team_a, domain="www.shop.example")
     WatchedDomain.objects.create(team=people.team_b, domain="far.test")
-    rdap_lab.register("shop.example", expires_at=MONDAY_0800_PRAGUE + timedelta(days=20), registrar="Lab Names")
+    rdap_lab.register("shop.example", expires_at=MONDAY_0800_PRAGUE + timedelta(days=20), registrar="Lab <Names> & Co")
     rdap_lab.register("far.test", expires_at=MONDAY_0800_PRAGUE + timedelta(days=365))
     with at(MONDAY_0800_PRAGUE - timedelta(hours=2)):
         registrations_sync()
@@ -46,8 +46,10 @@ def test_the_weekly_report_lists_registrations_expiring_within_84_days(watching,
     [alice] = smtp.to("alice@example.org")
     text, html = smtp.text(alice), smtp.html(alice)
     assert "Domain registrations expiring:" in text
-    assert "  - shop.example expires in 20 days (Sun 12 Apr 2026 09:00 CEST)" in text
+    assert "  - shop.example expires in 20 days (Sun 12 Apr 2026 09:00 CEST), renew with Lab <Names> & Co" in text
     assert "Domain registrations expiring</h3>" in html and "shop.example — in 20 days" in html
+    # The registrar's name comes from a remote server: escaped in HTML.
+    assert "renew with Lab &lt;Names&gt; &amp; Co" in html and "<Names>" not in html
     # Charlie's team watches only a domain that is far from expiring, and nothing of team A's.
     [charlie] = smtp.to("charlie@example.org")
     assert "Domain registrations expiring" not in smtp.text(charlie)
