@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q
 
 from certificates.models import CTLog
 from keychest.accounts.models import Team
 from keychest.health.models import Heartbeat
-from monitors.models import Server
+from monitors.models import DomainRegistration, RegistrationWatch, Server
 from notifications.models import Delivery, DeliveryStatus, ReportSend, ReportStatus
 
 PIPELINE = "pipeline"
@@ -38,6 +38,9 @@ CT_WARN = timedelta(minutes=5)
 CT_FAIL = timedelta(minutes=30)
 DELIVERY_WARN = timedelta(minutes=10)
 DELIVERY_FAIL = timedelta(hours=1)
+# Registrations are re-read every 48 h; one whose check is this late means RDAP checks stopped.
+REGISTRATION_WARN = timedelta(hours=6)
+REGISTRATION_FAIL = timedelta(days=2)
 
 
 class Status(enum.StrEnum):
@@ -208,6 +211,24 @@ def reports_check(now: datetime) -> Check:
     )
 
 
+def registrations_check(now: datetime) -> Check:
+    """Domain registrations some team watches whose RDAP check is well past its time."""
+    watched = DomainRegistration.objects.filter(Exists(RegistrationWatch.objects.filter(registration=OuterRef("pk"))))
+    late = watched.filter(next_check_at__lt=now - REGISTRATION_WARN).aggregate(
+        count=Count("id"), oldest=Min("next_check_at")
+    )
+    if not late["count"]:
+        return Check("registrations", Status.OK, f"{watched.count()} domain registrations checked on time", 0.0)
+    lag = now - late["oldest"]
+    return Check(
+        "registrations",
+        Status.FAIL if lag > REGISTRATION_FAIL else Status.WARN,
+        f"{late['count']} domain registration checks are late; the oldest was due {_ago(lag)}",
+        lag.total_seconds(),
+        {"late": late["count"]},
+    )
+
+
 def canary_check(now: datetime) -> Check:
     target = settings.KEYCHEST_CANARY_TARGET
     if not target:
@@ -236,6 +257,7 @@ def system_status(now: datetime) -> list[Check]:
         ct_check(now),
         deliveries_check(now),
         reports_check(now),
+        registrations_check(now),
         canary_check(now),
     ]
 

@@ -225,7 +225,15 @@ def test_status_json_needs_staff_or_the_token(client, people, alice_client, sett
     assert response.status_code == 503  # no heartbeat yet
     body = response.json()
     assert body["status"] == "fail"
-    assert {c["name"] for c in body["checks"]} == {"pipeline", "scans", "ct", "deliveries", "reports", "canary"}
+    assert {c["name"] for c in body["checks"]} == {
+        "pipeline",
+        "scans",
+        "ct",
+        "deliveries",
+        "reports",
+        "registrations",
+        "canary",
+    }
     assert "no-cache" in response["Cache-Control"]
 
     _beat(timezone.now())
@@ -312,3 +320,18 @@ def test_the_heartbeat_arrives_through_a_real_worker() -> None:
         heartbeat_task.delay()
         wait_for(lambda: Heartbeat.objects.filter(name=checks.PIPELINE).exists(), worker)
     assert checks.pipeline_check(timezone.now()).status is Status.OK
+
+
+def test_late_registration_checks_warn_then_fail_for_watched_domains_only(people) -> None:
+    from monitors.models import DomainRegistration, RegistrationWatch
+
+    now = timezone.now()
+    watched = DomainRegistration.objects.create(domain="watched.example", next_check_at=now + dt.timedelta(hours=40))
+    RegistrationWatch.objects.create(team=people.team_a, registration=watched)
+    # Nobody watches this one any more: it is not checked, and not late.
+    DomainRegistration.objects.create(domain="orphan.example", next_check_at=now - dt.timedelta(days=30))
+    assert checks.registrations_check(now).status is Status.OK
+    DomainRegistration.objects.filter(pk=watched.pk).update(next_check_at=now - dt.timedelta(hours=8))
+    check = checks.registrations_check(now)
+    assert check.status is Status.WARN and check.details == {"late": 1}
+    assert checks.registrations_check(now + dt.timedelta(days=3)).status is Status.FAIL
