@@ -7,7 +7,7 @@ Every writer (TLS scans, API uploads, CT ingestion) stores through `certificate_
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -275,9 +275,6 @@ class RateLimitUsage:
     issued: int
     limit: int
     window: timedelta
-    # Issuances per exact set of names in the window, against RATE_LIMIT_DUPLICATE_CERTIFICATES.
-    duplicates: dict[frozenset[str], int] = field(default_factory=dict)
-    duplicate_limit: int = RATE_LIMIT_DUPLICATE_CERTIFICATES
 
     @property
     def remaining(self) -> int:
@@ -292,14 +289,12 @@ def rate_limit_usage(*, name: str, now: datetime | None = None) -> RateLimitUsag
     """Issuances in the last 7 days for the registered domain of `name` against the limit of 50."""
     now = now or timezone.now()
     domain = registered_domain(normalise_name(name))
-    since = now - RATE_LIMIT_WINDOW
-    issued = certificate_issuances_count(registered_domain=domain, since=since) if domain else 0
+    issued = certificate_issuances_count(registered_domain=domain, since=now - RATE_LIMIT_WINDOW) if domain else 0
     return RateLimitUsage(
         registered_domain=domain,
         issued=issued,
         limit=RATE_LIMIT_CERTIFICATES_PER_DOMAIN,
         window=RATE_LIMIT_WINDOW,
-        duplicates=duplicate_issuances(registered_domain=domain, since=since) if domain else {},
     )
 
 

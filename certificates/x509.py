@@ -281,6 +281,14 @@ class _Extensions:
     subject_key_id: str
 
 
+def _whole(value: bytes, tag: int) -> tuple[int, int]:
+    """(content start, end) of `value` when it is exactly one DER element with `tag`."""
+    found, start, end = _header(value, 0)
+    if found != tag or end != len(value):
+        raise CertificateParseError("unexpected extension shape")
+    return start, end
+
+
 def _read_extensions(found: dict[bytes, bytes]) -> _Extensions | None:
     """The extensions from their DER, for the shapes CAs use; None for anything else.
 
@@ -292,9 +300,7 @@ def _read_extensions(found: dict[bytes, bytes]) -> _Extensions | None:
         ips: list[str] = []
         value = found.get(_SAN_OID)
         if value is not None:
-            tag, pos, end = _header(value, 0)
-            if tag != 0x30 or end != len(value):
-                return None
+            pos, end = _whole(value, 0x30)
             while pos < end:
                 tag, v_start, pos = _header(value, pos)
                 if tag == 0x82:  # dNSName, IA5String
@@ -308,9 +314,7 @@ def _read_extensions(found: dict[bytes, bytes]) -> _Extensions | None:
         is_ca = False
         value = found.get(_BASIC_CONSTRAINTS_OID)
         if value is not None:
-            tag, pos, end = _header(value, 0)
-            if tag != 0x30 or end != len(value):
-                return None
+            pos, end = _whole(value, 0x30)
             if pos < end:
                 tag, v_start, v_end = _header(value, pos)
                 if tag == 0x01:  # cA BOOLEAN (DER: 0x00 or 0xff)
@@ -322,9 +326,7 @@ def _read_extensions(found: dict[bytes, bytes]) -> _Extensions | None:
         aki = ""
         value = found.get(_AKI_OID)
         if value is not None:
-            tag, pos, end = _header(value, 0)
-            if tag != 0x30 or end != len(value):
-                return None
+            pos, end = _whole(value, 0x30)
             if pos < end:
                 tag, v_start, v_end = _header(value, pos)
                 if tag != 0x80:  # keyIdentifier [0]; the issuer/serial form is rare
@@ -333,9 +335,7 @@ def _read_extensions(found: dict[bytes, bytes]) -> _Extensions | None:
         ski = ""
         value = found.get(_SKI_OID)
         if value is not None:
-            tag, v_start, v_end = _header(value, 0)
-            if tag != 0x04 or v_end != len(value):
-                return None
+            v_start, v_end = _whole(value, 0x04)
             ski = value[v_start:v_end].hex()
         poison = found.get(_POISON_OID)
         if poison is not None and poison != b"\x05\x00":  # the poison is an ASN.1 NULL

@@ -207,7 +207,12 @@ def store_checks(
     """Checks against the certificate store: renewed-not-deployed, rate-limit risk."""
     if not served or netguard.parse_ip_literal(server.host) is not None:
         return []
-    from certificates.services import rate_limit_usage
+    from certificates.services import (
+        RATE_LIMIT_DUPLICATE_CERTIFICATES,
+        RATE_LIMIT_WINDOW,
+        duplicate_issuances,
+        rate_limit_usage,
+    )
 
     specs: list[FindingSpec] = []
     for address, leaf in served:
@@ -227,12 +232,20 @@ def store_checks(
         run.rate_limits[domain] = rate_limit_usage(name=server.host, now=now)
     usage = run.rate_limits[domain]
     spec = checks.rate_limit_check(usage.registered_domain, usage.issued, usage.limit)
-    # The duplicate limit is Let's Encrypt's: only its certificates, each served name set once.
+    # The duplicate limit is Let's Encrypt's: only its certificates, each served name set once,
+    # and the store asked (once per registered domain and pass) only when one is served.
     notes: list[str] = []
-    for names in {frozenset(leaf.all_names) for _, leaf in served if "letsencrypt.org" in caa_identifiers(leaf.issuer)}:
-        note = checks.duplicate_limit_message(list(names), usage.duplicates.get(names, 0), usage.duplicate_limit)
-        if note:
-            notes.append(note)
+    served_sets = {frozenset(leaf.all_names) for _, leaf in served if "letsencrypt.org" in caa_identifiers(leaf.issuer)}
+    if served_sets and usage.registered_domain:
+        if domain not in run.duplicates:
+            run.duplicates[domain] = duplicate_issuances(
+                registered_domain=usage.registered_domain, since=now - RATE_LIMIT_WINDOW
+            )
+        for names in served_sets:
+            issued = run.duplicates[domain].get(names, 0)
+            note = checks.duplicate_limit_message(list(names), issued, RATE_LIMIT_DUPLICATE_CERTIFICATES)
+            if note:
+                notes.append(note)
     if notes:
         details = {**(spec.details if spec else {}), "duplicates": notes}
         message = "; ".join(([spec.message] if spec else []) + notes)

@@ -258,6 +258,8 @@ class ScanPass:
         self.policies = {p.team_id: p for p in TeamScanPolicy.objects.filter(team_id__in={s.team_id for s in servers})}
         self.parsed: dict[str, tuple[ParsedCertificate, str]] = {}
         self.rate_limits: dict[str, Any] = {}
+        # Issuances per exact name set, by registered domain (Let's Encrypt's duplicate limit).
+        self.duplicates: dict[str, dict[frozenset[str], int]] = {}
         self.newest: dict[tuple[str, str], Newest] | None = None
         self.ari: dict[str, tuple[datetime, datetime]] | None = None
 

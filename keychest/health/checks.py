@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, Max, Min, OuterRef, Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 
 from certificates.models import CTLog
 from keychest.accounts.models import Team
@@ -110,20 +110,47 @@ def pipeline_check(now: datetime) -> Check:
     )
 
 
+def _lateness(
+    name: str,
+    late: QuerySet[Any],
+    due_column: str,
+    now: datetime,
+    *,
+    fail_after: timedelta,
+    ok: str,
+    late_summary: str,
+    count_key: str,
+    details: dict[str, Any] | None = None,
+) -> Check:
+    """OK when `late` is empty; else WARN, or FAIL once its oldest row is `fail_after` late.
+
+    `late_summary` is formatted with {count} and {ago} (how long ago the oldest was due)."""
+    found = late.aggregate(count=Count("pk"), oldest=Min(due_column))
+    if not found["count"]:
+        return Check(name, Status.OK, ok, 0.0, dict(details or {}))
+    lag = now - found["oldest"]
+    return Check(
+        name,
+        Status.FAIL if lag > fail_after else Status.WARN,
+        late_summary.format(count=found["count"], ago=_ago(lag)),
+        lag.total_seconds(),
+        {**(details or {}), count_key: found["count"]},
+    )
+
+
 def scans_check(now: datetime) -> Check:
     active = Server.objects.filter(removed_at=None, paused=False)
-    late = active.filter(next_scan_at__lt=now - SCAN_GRACE).aggregate(count=Count("id"), oldest=Min("next_scan_at"))
     total = active.count()
-    if not late["count"]:
-        return Check("scans", Status.OK, f"No overdue scans ({total} active servers)", 0.0, {"servers": total})
-    lag = now - late["oldest"]
-    status = Status.FAIL if lag > SCAN_FAIL else Status.WARN
-    return Check(
+    return _lateness(
         "scans",
-        status,
-        f"{late['count']} of {total} servers overdue; the oldest was due {_ago(lag)}",
-        lag.total_seconds(),
-        {"servers": total, "overdue": late["count"]},
+        active.filter(next_scan_at__lt=now - SCAN_GRACE),
+        "next_scan_at",
+        now,
+        fail_after=SCAN_FAIL,
+        ok=f"No overdue scans ({total} active servers)",
+        late_summary=f"{{count}} of {total} servers overdue; the oldest was due {{ago}}",
+        count_key="overdue",
+        details={"servers": total},
     )
 
 
@@ -181,17 +208,15 @@ def deliveries_check(now: datetime) -> Check:
     late = Delivery.objects.filter(
         status=DeliveryStatus.PENDING, collecting=False, send_after__lt=now - DELIVERY_WARN
     ).filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
-    found = late.aggregate(count=Count("id"), oldest=Min("send_after"))
-    if not found["count"]:
-        return Check("deliveries", Status.OK, "No alert is waiting past its time", 0.0)
-    lag = now - found["oldest"]
-    status = Status.FAIL if lag > DELIVERY_FAIL else Status.WARN
-    return Check(
+    return _lateness(
         "deliveries",
-        status,
-        f"{found['count']} alert deliveries waiting; the oldest was due {_ago(lag)}",
-        lag.total_seconds(),
-        {"waiting": found["count"]},
+        late,
+        "send_after",
+        now,
+        fail_after=DELIVERY_FAIL,
+        ok="No alert is waiting past its time",
+        late_summary="{count} alert deliveries waiting; the oldest was due {ago}",
+        count_key="waiting",
     )
 
 
@@ -214,18 +239,15 @@ def reports_check(now: datetime) -> Check:
 def registrations_check(now: datetime) -> Check:
     """Domain registrations some team watches whose RDAP check is well past its time."""
     watched = DomainRegistration.objects.filter(Exists(RegistrationWatch.objects.filter(registration=OuterRef("pk"))))
-    late = watched.filter(next_check_at__lt=now - REGISTRATION_WARN).aggregate(
-        count=Count("id"), oldest=Min("next_check_at")
-    )
-    if not late["count"]:
-        return Check("registrations", Status.OK, f"{watched.count()} domain registrations checked on time", 0.0)
-    lag = now - late["oldest"]
-    return Check(
+    return _lateness(
         "registrations",
-        Status.FAIL if lag > REGISTRATION_FAIL else Status.WARN,
-        f"{late['count']} domain registration checks are late; the oldest was due {_ago(lag)}",
-        lag.total_seconds(),
-        {"late": late["count"]},
+        watched.filter(next_check_at__lt=now - REGISTRATION_WARN),
+        "next_check_at",
+        now,
+        fail_after=REGISTRATION_FAIL,
+        ok=f"{watched.count()} domain registrations checked on time",
+        late_summary="{count} domain registration checks are late; the oldest was due {ago}",
+        count_key="late",
     )
 
 
