@@ -102,6 +102,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "transaction_mode": "IMMEDIATE",
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# keychest/sqlrows.py: the API's hot queries as server-side prepared statements (PREPARE once
+# per connection, then EXECUTE). Off behind a pooler in transaction or statement mode
+# (PgBouncer), where consecutive statements may reach different server sessions.
+KEYCHEST_DB_PREPARED_STATEMENTS = env_bool("KEYCHEST_DB_PREPARED_STATEMENTS", True)
 
 # --- Redis, cache and Celery ----------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL") or ""

@@ -11,12 +11,16 @@ objects. `insert_unless_conflict` is `Model.save()` for a new row as one prepare
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from django.db import connection
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Field, Model
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
@@ -97,31 +101,89 @@ def table(model: type[Model]) -> str:
 # Server-side prepared statements, per database connection: PostgreSQL spent about four times
 # longer planning these small joins than running them. Prepared statements belong to the
 # session and survive rollbacks; a new connection (Django reconnects) prepares them again.
+# A session can also lose them (DISCARD ALL, DEALLOCATE ALL) or, behind a pooler, be a different
+# server session than the one that prepared them: `execute_prepared` then prepares again.
 _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _prepared_lock = threading.Lock()
+
+# SQLSTATEs raised before a statement runs, so running it again cannot run it twice.
+_NOT_PREPARED = "26000"  # invalid_sql_statement_name: EXECUTE of a name this session lacks
+_ALREADY_PREPARED = "42P05"  # duplicate_prepared_statement: PREPARE of a name it already has
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement as sent: its session-wide name, and the SQL that runs it."""
+
+    name: str
+    execute: str  # EXECUTE name(%s, ...)
+    # PREPARE name AS ...; EXECUTE name(%s, ...): one round trip, and one implicit transaction,
+    # so one server session even behind a pooler. psycopg2 returns the last statement's rows.
+    prepare_and_execute: str
+
+
+_statements: dict[tuple[str, str], Prepared] = {}
+
+
+def prepared_statement(name: str, sql: str) -> Prepared:
+    """The statement `execute_prepared` sends for `sql` under `name`.
+
+    The name carries a digest of the SQL: a session that already holds the name (a pooled
+    server connection that outlived a deploy which changed the SQL) then holds this very SQL,
+    so finding it prepared is as good as preparing it.
+    """
+    key = (name, sql)
+    statement = _statements.get(key)
+    if statement is None:
+        full = f"{name}_{hashlib.sha256(sql.encode()).hexdigest()[:12]}"
+        if not full.isidentifier() or len(full) > 63:
+            raise ValueError(f"prepared statement name {name!r} must be a short identifier")
+        parts = sql.split("%s")
+        numbered = "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], start=1)) + parts[-1]
+        execute = f"EXECUTE {full}({', '.join(['%s'] * (len(parts) - 1))})"
+        statement = Prepared(full, execute, f"PREPARE {full} AS {numbered}; {execute}")
+        _statements[key] = statement
+    return statement
 
 
 def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) -> None:
     """Run `sql` (with `%s` placeholders, no other `%`) as the prepared statement `name`.
 
-    On PostgreSQL the statement is PREPAREd once per connection and then EXECUTEd; elsewhere
-    the SQL simply runs.
+    On PostgreSQL with KEYCHEST_DB_PREPARED_STATEMENTS on, the statement is PREPAREd once per
+    connection (in the same message as its first EXECUTE) and then EXECUTEd; otherwise the SQL
+    simply runs. When the session turns out not to hold the statement (26000) or to hold it
+    already (42P05), it is prepared again (or taken as prepared) and run once more: both errors
+    come before the statement runs. In a transaction each attempt runs under a savepoint, since
+    an error would otherwise abort the caller's transaction; autocommit needs none.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not settings.KEYCHEST_DB_PREPARED_STATEMENTS:
         cursor.execute(sql, params)
         return
+    statement = prepared_statement(name, sql)
     connection.ensure_connection()
-    raw = connection.connection
     with _prepared_lock:
-        done = _prepared.setdefault(raw, set())
-        fresh = name not in done
-    if fresh:
-        parts = sql.split("%s")
-        numbered = "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], start=1)) + parts[-1]
-        cursor.execute(f"PREPARE {name} AS {numbered}")
-        with _prepared_lock:
-            done.add(name)
-    cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
+        done = _prepared.setdefault(connection.connection, set())
+        known = statement.name in done
+    in_transaction = not connection.get_autocommit()
+    for retry in (False, True):
+        try:
+            with transaction.atomic() if in_transaction else nullcontext():
+                cursor.execute(statement.execute if known else statement.prepare_and_execute, params)
+        except DatabaseError as exc:
+            state = getattr(exc.__cause__, "pgcode", None)
+            with _prepared_lock:
+                if state == _NOT_PREPARED:
+                    done.discard(statement.name)
+                elif state == _ALREADY_PREPARED:
+                    done.add(statement.name)
+            if retry or state != (_NOT_PREPARED if known else _ALREADY_PREPARED):
+                raise
+            known = not known
+        else:
+            if not known:
+                with _prepared_lock:
+                    done.add(statement.name)
+            return
 
 
 _INSERT_SQL: dict[tuple[type[Model], str], tuple[str, list[Any]]] = {}
