@@ -53,10 +53,14 @@ def api_calls(secret: str) -> None:
     assert added.json()["status"] == "success"
 
 
-def held() -> list[str]:
+API_STATEMENTS = {"kc_api_expiry", "kc_api_key_lookup", "kc_server_enrol"}
+
+
+def held() -> set[str]:
+    """The statements this session holds, by the name the code gives them (without the digest)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT name FROM pg_prepared_statements ORDER BY name")
-        return [row[0].rsplit("_", 1)[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {row[0].rsplit("_", 1)[0] for row in cursor.fetchall()}
 
 
 @pytest.mark.parametrize(
@@ -69,13 +73,14 @@ def held() -> list[str]:
 def test_the_api_answers_after_the_session_lost_its_prepared_statements(
     alice_key, watched, in_transaction: bool
 ) -> None:
+    # (In the test's transaction the connection may hold statements of earlier tests too.)
     api_calls(alice_key)
-    assert held() == ["kc_api_expiry", "kc_api_key_lookup", "kc_server_enrol"]
+    assert held() >= API_STATEMENTS
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")  # what a pooler's reset or another backend looks like
-    assert held() == []
+    assert held() == set()
     api_calls(alice_key)
-    assert held() == ["kc_api_expiry", "kc_api_key_lookup", "kc_server_enrol"]
+    assert held() == API_STATEMENTS
     assert connection.get_autocommit() is not in_transaction
     assert Server.objects.filter(team=watched.team).count() == 3
 
