@@ -70,7 +70,7 @@ class Certificate(models.Model):
 
     def renewal_due(self, now: datetime) -> bool:
         """A third of the lifetime or less is left (what ACME clients do), or it expired."""
-        return renewal.renewal_state(self.not_before, self.not_after, now) in ("due", "overdue", "expired")
+        return renewal.renewal_needed(self.not_before, self.not_after, now)
 
     def renewal_overdue(self, now: datetime) -> bool:
         """Less than a sixth of the lifetime (at most two weeks) is left: a renewal has failed."""

@@ -57,6 +57,23 @@ def renewal_state(
     return "ok"
 
 
+# The states in which a certificate needs renewing now (the API's and reports' "renewal_due").
+NEEDS_RENEWAL = frozenset({"due", "overdue", "expired"})
+
+
+def renewal_needed(
+    not_before: datetime,
+    not_after: datetime,
+    now: datetime,
+    *,
+    due_fraction: float | None = None,
+    overdue_fraction: float | None = None,
+) -> bool:
+    """True when renewal is due, overdue or the certificate expired."""
+    state = renewal_state(not_before, not_after, now, due_fraction=due_fraction, overdue_fraction=overdue_fraction)
+    return state in NEEDS_RENEWAL
+
+
 def renewal_at(not_before: datetime, not_after: datetime, *, due_fraction: float | None = None) -> datetime:
     """The moment the certificate becomes due (what `renewal_utc` reports)."""
     due = DUE_FRACTION if due_fraction is None else due_fraction

@@ -132,6 +132,16 @@ class TeamScanPolicy(TeamOwnedModel):
         constraints = [models.UniqueConstraint(fields=["team"], name="teamscanpolicy_one_per_team")]
 
 
+def effective_thresholds(
+    server_due: float | None, server_overdue: float | None, team_due: float | None, team_overdue: float | None
+) -> tuple[float | None, float | None]:
+    """(due, overdue) fractions: the server's own, else the team's, else None (the defaults)."""
+    return (
+        server_due if server_due is not None else team_due,
+        server_overdue if server_overdue is not None else team_overdue,
+    )
+
+
 class Server(TeamOwnedModel):
     """A watched endpoint: host (normalised), port and protocol (implicit TLS or a STARTTLS kind)."""
 
@@ -194,13 +204,11 @@ class Server(TeamOwnedModel):
 
     def thresholds(self, policy: TeamScanPolicy | None = None) -> tuple[float | None, float | None]:
         """(due, overdue) fractions: the server's own, else the team's, else None (defaults)."""
-        due = self.due_fraction if self.due_fraction is not None else (policy.due_fraction if policy else None)
-        overdue = (
-            self.overdue_fraction
-            if self.overdue_fraction is not None
-            else (policy.overdue_fraction if policy else None)
+        if policy is None:
+            return effective_thresholds(self.due_fraction, self.overdue_fraction, None, None)
+        return effective_thresholds(
+            self.due_fraction, self.overdue_fraction, policy.due_fraction, policy.overdue_fraction
         )
-        return due, overdue
 
 
 class ScanResult(TeamOwnedModel):
@@ -257,7 +265,9 @@ class ScanResult(TeamOwnedModel):
 
     def renewal_due(self, now: datetime, *, due: float | None = None, overdue: float | None = None) -> bool:
         """True when renewal is due, overdue or the certificate expired."""
-        return self.renewal_state(now, due=due, overdue=overdue) in ("due", "overdue", "expired")
+        if self.not_before is None or self.not_after is None:
+            return False
+        return renewal.renewal_needed(self.not_before, self.not_after, now, due_fraction=due, overdue_fraction=overdue)
 
     def renewal_at(self, *, due: float | None = None) -> datetime | None:
         if self.not_before is None or self.not_after is None:

@@ -10,6 +10,7 @@ from certificates.renewal import (
     days_left,
     overdue_threshold,
     renewal_at,
+    renewal_needed,
     renewal_state,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "days_left",
     "overdue_threshold",
     "renewal_at",
+    "renewal_needed",
     "renewal_state",
 ]

@@ -9,7 +9,7 @@ import time_machine
 
 from api.models import UploadedCertificate
 from lab.ctlog.certgen import issue
-from monitors.models import Server
+from monitors.models import ScanResult, Server, TeamScanPolicy
 from tests.api.conftest import key_client, pem_of, scan_result_for
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +109,41 @@ def test_expiration_reports_every_ip_with_the_exact_fields(people, alice_key, la
     with time_machine.travel(start + timedelta(days=12), tick=False):
         body = key_client(alice_key).get("/api/v1.0/servers/expiration/www.example.com").json()
     assert body["expired_found"] is True
+
+
+def test_expiration_applies_the_servers_then_the_teams_thresholds(people, alice_key, lab_issuer) -> None:
+    """A server's own fraction wins over the team's; an address that failed has no dates."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    der = issue(lab_issuer, ["www.example.com"], not_before=start, lifetime=timedelta(days=100)).certificate
+    server = Server.objects.create(team=people.team_a, host="www.example.com", port=443)
+    scan_result_for(server, address="192.0.2.1", der=der, last_seen=start)
+    failed = scan_result_for(server, address="192.0.2.2", der=der, last_seen=start)
+    ScanResult.objects.filter(pk=failed.pk).update(leaf_sha256="", error_code="connection_refused")
+    TeamScanPolicy.objects.create(team=people.team_a, due_fraction=0.5)
+
+    def at_day(day: int, path: str = "/api/v1.0/servers/expiration/www.example.com") -> dict:
+        with time_machine.travel(start + timedelta(days=day), tick=False):
+            return key_client(alice_key).get(path).json()
+
+    body = at_day(55)  # 45 of 100 days left: due under the team's half, not under the default third
+    good, bad = body["results"]
+    assert good["renewal_due"] is True and good["renewal_utc"] == int((start + timedelta(days=50)).timestamp())
+    assert bad == {
+        "ip": "192.0.2.2",
+        "port": 443,
+        "certificate_sha256": None,
+        "renewal_due": False,
+        "expired": False,
+        "renewal_utc": None,
+        "expires_utc": None,
+        "last_scan_utc": int(start.timestamp()),
+        "error": "connection_refused",
+    }
+    Server.objects.filter(pk=server.pk).update(due_fraction=0.25)
+    good = at_day(55)["results"][0]
+    assert good["renewal_due"] is False and good["renewal_utc"] == int((start + timedelta(days=75)).timestamp())
+    assert at_day(80)["renewal_due"] is True
+    assert at_day(80, "/api/v1/expiry?host=www.example.com")["results"][0] == at_day(80)["results"][0]
 
 
 def test_expiration_is_only_the_callers_teams_data(people, alice_key, charlie_key, lab_issuer) -> None:
