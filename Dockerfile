@@ -14,4 +14,5 @@ RUN DEBUG=0 SECRET_KEY=build-only-not-secret python manage.py collectstatic --no
 
 USER keychest
 EXPOSE 8000
-CMD ["gunicorn", "keychest.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# Worker model, processes and threads: gunicorn.conf.py (WEB_CONCURRENCY, GUNICORN_CMD_ARGS override).
+CMD ["gunicorn", "keychest.wsgi:application", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

@@ -85,3 +85,55 @@ def test_compose_file_names_every_service_with_command_and_environment() -> None
         assert any(str(v).startswith(f"{volume}:") for s in services.values() for v in s.get("volumes", [])), (
             f"volume {volume} is declared but unused"
         )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_production_web_server_keeps_connections_alive_with_threads() -> None:
+    """gunicorn.conf.py (what the Dockerfile and compose file run) starts threaded workers that
+    answer several requests on one kept-alive connection, as API scripts make them."""
+    import http.client
+    import time
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update({"DEBUG": "1", "WEB_CONCURRENCY": "1", "GUNICORN_CMD_ARGS": "--threads 2"})
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    server = subprocess.Popen(
+        [gunicorn, "keychest.wsgi:application", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.connect()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError("gunicorn did not start") from None
+                time.sleep(0.2)
+        sock = conn.sock
+        for _ in range(3):
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            assert response.getheader("Connection", "").lower() != "close"
+            response.read()
+        assert conn.sock is sock  # the same connection served all three
+        conn.close()
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "Using worker: gthread" in output, output
