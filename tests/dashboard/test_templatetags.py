@@ -3,8 +3,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext_lazy
+
 from keychest.dashboard.issuers import LETS_ENCRYPT, MANAGED, OTHER, issuer_kind
-from keychest.dashboard.templatetags.kc import issuer_cn, optional_url, relative_time
+from keychest.dashboard.templatetags.kc import format_html_fast, issuer_cn, optional_url, relative_time
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -33,3 +38,23 @@ def test_issuer_names_and_kinds() -> None:
     assert issuer_kind("CN=Cloudflare Inc ECC CA-3,O=Cloudflare\\, Inc.,C=US") == MANAGED
     assert issuer_kind("CN=Amazon RSA 2048 M02,O=Amazon,C=US") == MANAGED
     assert issuer_kind("CN=DigiCert Global G2,O=DigiCert Inc,C=US") == OTHER
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '<script>alert("x")</script>&amp;\'"',
+        mark_safe("<b>already safe</b>"),
+        42,
+        None,
+        uuid.UUID("12345678-1234-4678-9234-567812345678"),
+        gettext_lazy("Remove <b>"),
+        mark_safe(gettext_lazy("<i>lazy and safe</i>")),
+        "e\u0301 & ü",
+    ],
+)
+def test_format_html_fast_escapes_exactly_as_format_html(value: object) -> None:
+    template = '<a title="{}">{}</a>'
+    fast = format_html_fast(template, value, value)
+    assert fast == format_html(template, value, value)
+    assert isinstance(fast, SafeString)

@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timedelta
+import html
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from django import template
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 register = template.Library()
+
+
+def _escape(value: Any) -> str:
+    if isinstance(value, Promise):
+        value = str(value)
+    if hasattr(value, "__html__"):
+        return value.__html__()  # type: ignore[no-any-return]
+    return html.escape(str(value))
+
+
+def format_html_fast(template: str, *args: Any) -> SafeString:
+    """`format_html` (same escaping, same output) for cells built once per row of a list.
+
+    Django's `escape` and `mark_safe` are wrapped for lazy strings on every call, which is most
+    of what `format_html` costs; this escapes with the same `html.escape` underneath.
+    """
+    return SafeString(template.format(*map(_escape, args)))  # every argument is escaped
 
 
 def _span(seconds: float) -> str:
@@ -42,29 +62,49 @@ def relative(value: datetime | None) -> str:
 _FORMATS = {"Y-m-d H:i": "%Y-%m-%d %H:%M", "Y-m-d": "%Y-%m-%d"}
 
 
-def _local(value: datetime, fmt: str) -> tuple[datetime, str]:
-    local = timezone.localtime(value)
+def _local(value: datetime, fmt: str, tz: tzinfo | None = None) -> tuple[datetime, str]:
+    local = timezone.localtime(value, tz)
     return local, local.strftime(_FORMATS.get(fmt, "%Y-%m-%d %H:%M"))
+
+
+def when_html(
+    value: datetime | None, fmt: str = "Y-m-d H:i", *, now: datetime | None = None, tz: tzinfo | None = None
+) -> str:
+    """`{% when %}` for code that renders many rows: one `now` and one zone for all of them."""
+    if value is None:
+        return "—"
+    local, text = _local(value, fmt, tz)
+    return format_html_fast(
+        '<time datetime="{}" title="{} {}">{}</time>',
+        value.isoformat(),
+        text,
+        local.tzname(),
+        relative_time(value, now),
+    )
+
+
+def when_abs_html(
+    value: datetime | None, fmt: str = "Y-m-d H:i", *, now: datetime | None = None, tz: tzinfo | None = None
+) -> str:
+    """`{% when_abs %}` for code that renders many rows: one `now` and one zone for all of them."""
+    if value is None:
+        return "—"
+    _, text = _local(value, fmt, tz)
+    return format_html_fast(
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), relative_time(value, now), text
+    )
 
 
 @register.simple_tag
 def when(value: datetime | None, fmt: str = "Y-m-d H:i") -> str:
     """A <time> element: relative text, the absolute local time as its title and datetime."""
-    if value is None:
-        return "—"
-    local, text = _local(value, fmt)
-    return format_html(
-        '<time datetime="{}" title="{} {}">{}</time>', value.isoformat(), text, local.tzname(), relative_time(value)
-    )
+    return when_html(value, fmt)
 
 
 @register.simple_tag
 def when_abs(value: datetime | None, fmt: str = "Y-m-d H:i") -> str:
     """The absolute local time, with the relative time as its title."""
-    if value is None:
-        return "—"
-    _, text = _local(value, fmt)
-    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), relative_time(value), text)
+    return when_abs_html(value, fmt)
 
 
 @register.filter
@@ -93,6 +133,10 @@ STATUS_BADGE = {
 @register.simple_tag
 def badge(status: str, label: str | None = None) -> str:
     return format_html('<span class="badge {}">{}</span>', STATUS_BADGE.get(status, ""), label or status)
+
+
+# The status badges without a label of their own, built once (a list shows one per row).
+STATUS_BADGE_HTML = {status: badge(status) for status in STATUS_BADGE}
 
 
 @register.simple_tag(takes_context=True)
@@ -149,6 +193,12 @@ def issuer_cn(issuer: str) -> str:
     """The CN (else O) of an RFC 4514 issuer name, for narrow columns; the full text otherwise."""
     if not issuer:
         return ""
+    return _issuer_cn(issuer)
+
+
+# A team's certificates come from a handful of issuers: lists parse each one once per process.
+@functools.lru_cache(maxsize=1024)
+def _issuer_cn(issuer: str) -> str:
     parts = dict(part.split("=", 1) for part in issuer.replace("\\,", "\x00").split(",") if "=" in part)
     value = parts.get("CN") or parts.get("O") or issuer
     return value.replace("\x00", ",").strip()
