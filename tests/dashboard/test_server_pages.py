@@ -149,3 +149,39 @@ def test_the_query_count_is_the_same_for_5_and_60_servers(alice_client, people, 
         response = alice_client.get(reverse("server_list"))
     assert len(response.context["servers"]) == 50
     assert "Page 1 of 2" in response.content.decode()
+
+
+def test_a_hostile_host_is_escaped_in_the_row_attribute_link_and_confirmation(alice_client, people) -> None:
+    evil = '"><script>alert(1)</script>'
+    Server.objects.create(team=people.team_a, host=f"x{evil}.example.com", last_scan_at=timezone.now())
+    html = alice_client.get(reverse("server_list")).content.decode()
+    assert "<script>alert(1)" not in html
+    escaped = "x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;.example.com"
+    assert f'<tr data-host="{escaped}">' in html
+    assert f">{escaped}:443</a>" in html
+    assert f'data-confirm="Stop watching {escaped}:443? Its history is kept."' in html
+
+
+def test_a_viewer_sees_every_row_but_no_pause_or_remove_form(client_for, people) -> None:
+    from keychest.accounts.models import Membership, Role
+
+    Membership.objects.filter(user=people.bob, team=people.team_a).update(role=Role.VIEWER)
+    for host in ("a.example.com", "b.example.com"):
+        server_with_certificate(people.team_a, host, expires_in=30 * D)
+    html = client_for(people.bob, people.team_a).get(reverse("server_list")).content.decode()
+    assert html.count("<tr data-host=") == 2
+    assert "row-actions" not in html and "/pause/" not in html and "/remove/" not in html
+
+
+def test_the_row_forms_return_to_the_same_filtered_page(alice_client, people) -> None:
+    server = server_with_certificate(people.team_a, "x.example.com", expires_in=30 * D)
+    query = "?q=x.example&sort=expiry"
+    html = alice_client.get(reverse("server_list") + query).content.decode()
+    pause = reverse("server_list_pause", args=[server.uuid])
+    assert f'<form method="post" action="{pause}" class="inline">' in html
+    assert f'action="{reverse("server_list_remove", args=[server.uuid])}"' in html
+    assert (
+        html.count('name="next" value="/servers/?q=x.example&amp;sort=expiry"') == 3
+    )  # the row's two forms and the team switch
+    response = alice_client.post(pause, {"next": "/servers/" + query})
+    assert response["Location"] == "/servers/" + query
