@@ -9,6 +9,10 @@ is how close the page gets to the cost of its SQL alone (target >= 0.5; dashboar
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/kc_bench flock /tmp/kc-bench.lock \\
         .venv/bin/python bench/dashboard.py [--servers 10000] [--certificates 30000] [--runs 15]
+        [--pages servers] [--profile 40]
+
+The project page and its bare view are requested in turns, so load from neighbours on a shared
+machine weighs on both; `--profile N` adds a cProfile pass per page (top N functions, stderr).
 
 The data is made once per database (a marker team) and reused by later runs.
 """
@@ -206,21 +210,45 @@ urlpatterns = [
 ]
 
 
-def measure(client: Client, url: str, runs: int) -> dict[str, float]:
-    times, counts = [], []
-    for _ in range(runs):
-        with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
-            response = client.get(url)
-            elapsed = time.perf_counter() - started
-        assert response.status_code == 200, (url, response.status_code)
-        times.append(elapsed * 1000)
-        counts.append(len(queries.captured_queries))
+def _summary(times: list[float], counts: list[int]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(times), 1),
         "p95_ms": round(sorted(times)[int(len(times) * 0.95) - 1], 1),
         "queries": max(counts),
     }
+
+
+def measure(client: Client, urls: list[str], runs: int) -> list[dict[str, float]]:
+    """Each URL `runs` times, taking turns (a shared machine's load then weighs on all alike)."""
+    times: list[list[float]] = [[] for _ in urls]
+    counts: list[list[int]] = [[] for _ in urls]
+    for _ in range(runs):
+        for i, url in enumerate(urls):
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                response = client.get(url)
+                elapsed = time.perf_counter() - started
+            assert response.status_code == 200, (url, response.status_code)
+            times[i].append(elapsed * 1000)
+            counts[i].append(len(queries.captured_queries))
+    return [_summary(t, c) for t, c in zip(times, counts, strict=True)]
+
+
+def profile(client: Client, url: str, runs: int, top: int) -> None:
+    """cProfile of `runs` requests of the page (a separate pass: the timings above run unprofiled)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(runs):
+        client.get(url)
+    profiler.disable()
+    for order in ("cumulative", "tottime"):
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(top)
+        print(f"--- {url}, {runs} requests, by {order}\n{text.getvalue()}", file=sys.stderr)
 
 
 def view_queries(client: Client, url: str, baseline: set[str]) -> list[tuple[str, object]]:
@@ -235,6 +263,8 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=10_000)
     parser.add_argument("--certificates", type=int, default=30_000)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--pages", default="dashboard,servers,certificates", help="comma-separated subset")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N of a cProfile per page")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         print("set DATABASE_URL to a PostgreSQL database", file=sys.stderr)
@@ -255,23 +285,27 @@ def main() -> int:
             "servers": reverse("server_list"),
             "certificates": reverse("certificate_list"),
         }
+        pages = {name: pages[name] for name in args.pages.split(",")}
         out: dict[str, object] = {
             "team_servers": args.servers,
             "team_certificates": max(args.certificates, args.servers),
             "runs": args.runs,
             "database": "postgresql",
+            "load_average": os.getloadavg()[0],
         }
         for name, url in pages.items():
             REPLAY[name] = view_queries(client, url, baseline)
             client.get(url)  # warm
-            project = measure(client, url, args.runs)
             client.get(f"/__bench__/{name}/")
-            bare_view = measure(client, f"/__bench__/{name}/", args.runs)
+            project, bare_view = measure(client, [url, f"/__bench__/{name}/"], args.runs)
+            if args.profile:
+                profile(client, url, args.runs, args.profile)
             out[name] = {
                 "project": project,
                 "bare": bare_view,
                 "ratio": round(bare_view["p50_ms"] / project["p50_ms"], 2),
             }
+    out["load_average_after"] = os.getloadavg()[0]
     print(json.dumps(out, indent=2))
     return 0
 
