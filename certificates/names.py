@@ -139,9 +139,11 @@ def reversed_name(name: str) -> str:
     All names under a domain then share a prefix, so "everything under example.com" is one index
     range scan ("com.example" itself, or anything starting with "com.example.").
     """
-    if ip_literal(name) is not None:
+    # A name ending in a letter without a colon can never be an IP literal (ip_literal's own
+    # cheap test, without the call): the common case of the name table's rows.
+    if (":" in name or not name[-1:].isalpha()) and ip_literal(name) is not None:
         return name
-    return ".".join(reversed(name.split(".")))
+    return ".".join(name.split(".")[::-1])
 
 
 @lru_cache(maxsize=1)

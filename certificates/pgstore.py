@@ -123,17 +123,21 @@ def _certificate_row(cid: int, p: ParsedCertificate, now: bytes) -> bytes:
 
 
 def _name_rows(cid: int, p: ParsedCertificate) -> list[bytes]:
-    head = pgcopy.int8(cid)
-    validity = pgcopy.timestamptz(p.not_before) + pgcopy.timestamptz(p.not_after)
+    head = b"\x00\x07" + pgcopy.int8(cid)
+    tail = pgcopy.timestamptz(p.not_before) + pgcopy.timestamptz(p.not_after)
+    text = pgcopy.text
     # A DNS SAN "192.0.2.1" normalises to the same text as an IP SAN: one row per name.
     return [
-        b"\x00\x07"
-        + head
-        + pgcopy.text(n)
-        + pgcopy.text(reversed_name(n))
-        + pgcopy.text(registered_domain(n))
-        + pgcopy.boolean(is_wildcard(n))
-        + validity
+        b"".join(
+            (
+                head,
+                text(n),
+                text(reversed_name(n)),
+                text(registered_domain(n)),
+                pgcopy.TRUE if is_wildcard(n) else pgcopy.FALSE,
+                tail,
+            )
+        )
         for n in dict.fromkeys(p.all_names)
     ]
 

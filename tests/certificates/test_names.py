@@ -74,6 +74,38 @@ def test_reversed_name_puts_the_top_level_first() -> None:
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        "www.example.com",
+        "*.example.com",
+        "xn--bcher-kva.example",
+        "a-b.example-1",
+        "host.example.1",
+        "192.0.2.1",
+        "2001:db8::1",
+        "::ffff:192.0.2.1",
+        "[2001:db8::1]",
+        "[192.0.2.1]",
+        " 192.0.2.1",
+        "192.0.2.1 ",
+        "192.0.2.1\n",
+        "fe80::1%eth0",
+        "ab:cd.example",
+        "example.",
+        "",
+        "ünïcode.bücher",
+        "١٢٣.example.٣",
+    ],
+)
+def test_reversed_name_skips_the_ip_check_only_where_it_cannot_match(name: str) -> None:
+    # The fast path must answer exactly what the plain definition answers, odd input included.
+    from certificates.names import ip_literal
+
+    expected = name if ip_literal(name) is not None else ".".join(reversed(name.split(".")))
+    assert reversed_name(name) == expected
+
+
+@pytest.mark.parametrize(
     ("name", "expected"),
     [
         ("www.example.co.uk", "example.co.uk"),
