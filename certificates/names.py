@@ -38,6 +38,10 @@ def _check_lengths(name: str) -> None:
 
 def ip_literal(text: str) -> str | None:
     """The canonical form of an IPv4/IPv6 literal (brackets allowed), or None for anything else."""
+    if ":" not in text and text[-1:].isalpha():
+        # Ends in a letter, no colon (most calls: every name of every CT entry): stripping and
+        # brackets cannot change that, so it is no IP literal.
+        return None
     candidate = text.strip()
     if candidate.startswith("[") and candidate.endswith("]"):
         candidate = candidate[1:-1]
@@ -139,9 +143,7 @@ def reversed_name(name: str) -> str:
     All names under a domain then share a prefix, so "everything under example.com" is one index
     range scan ("com.example" itself, or anything starting with "com.example.").
     """
-    # A name ending in a letter without a colon can never be an IP literal (ip_literal's own
-    # cheap test, without the call): the common case of the name table's rows.
-    if (":" in name or not name[-1:].isalpha()) and ip_literal(name) is not None:
+    if ip_literal(name) is not None:
         return name
     return ".".join(name.split(".")[::-1])
 

@@ -97,12 +97,21 @@ def test_reversed_name_puts_the_top_level_first() -> None:
         "١٢٣.example.٣",
     ],
 )
-def test_reversed_name_skips_the_ip_check_only_where_it_cannot_match(name: str) -> None:
-    # The fast path must answer exactly what the plain definition answers, odd input included.
+def test_ip_literal_skips_parsing_only_where_it_cannot_match(name: str) -> None:
+    # The early "ends in a letter, no colon" answer must be what the full check answers.
+    import ipaddress
+
     from certificates.names import ip_literal
 
-    expected = name if ip_literal(name) is not None else ".".join(reversed(name.split(".")))
-    assert reversed_name(name) == expected
+    candidate = name.strip()
+    if candidate.startswith("[") and candidate.endswith("]"):
+        candidate = candidate[1:-1]
+    try:
+        expected: str | None = ipaddress.ip_address(candidate).compressed
+    except ValueError:
+        expected = None
+    assert ip_literal(name) == expected
+    assert reversed_name(name) == (name if expected is not None else ".".join(reversed(name.split("."))))
 
 
 @pytest.mark.parametrize(
