@@ -8,7 +8,6 @@ dict look-ups per name (one per label), never a query.
 
 from __future__ import annotations
 
-import gc
 import time
 import uuid
 from collections import defaultdict
@@ -157,25 +156,10 @@ class Matcher:
             self._index = WatchIndex(watches)
             self._version = version
             self._built_at = time.monotonic()
-            settle_heap()
         return self._index
 
     def match(self, certificates: Iterable[ParsedCertificate]) -> list[Match]:
         return self.index().match(certificates)
-
-
-def settle_heap() -> None:
-    """Take what is alive now (the index, Django, modules) out of the cyclic collector's way.
-
-    An ingestion chunk keeps ~10 tracked objects per entry alive until it is stored, which
-    triggers full collections, and a full collection traverses every object of the process: with
-    100,000 watches ~300,000 of them, ~0.1 s each, about 10 µs per CT entry (measured). Frozen
-    objects are still freed by reference counting as usual; only garbage cycles among them wait
-    for the next rebuild, which unfreezes and collects them before freezing again.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 matcher = Matcher()

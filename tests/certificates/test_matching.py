@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from certificates.matching import Watch, WatchIndex
 from certificates.x509 import ParsedCertificate
 
@@ -86,46 +84,3 @@ def test_one_match_per_team_with_every_matching_name() -> None:
 
 def test_ca_certificates_are_not_matched() -> None:
     assert INDEX.match([_cert("example.com", is_ca=True)]) == []
-
-
-class _Cycle:
-    """A reference cycle: only the cyclic collector frees it."""
-
-    def __init__(self) -> None:
-        self.me = self
-
-
-def test_a_rebuilt_index_leaves_no_garbage_cycle_behind() -> None:
-    # settle_heap freezes what is alive (so full collections skip it); a cycle that was alive at
-    # one freeze and dropped later must still be freed, at the latest by the next settle.
-    import gc
-    import weakref
-
-    from certificates.matching import settle_heap
-
-    try:
-        cycle = _Cycle()
-        ref = weakref.ref(cycle)
-        settle_heap()
-        assert gc.get_freeze_count() > 0
-        del cycle
-        gc.collect()
-        assert ref() is not None  # frozen: ordinary collections skip it
-        settle_heap()
-        assert ref() is None
-    finally:
-        gc.unfreeze()
-
-
-@pytest.mark.django_db
-def test_the_matcher_settles_the_heap_when_it_builds_its_index() -> None:
-    import gc
-
-    from certificates.matching import Matcher
-
-    gc.unfreeze()
-    try:
-        Matcher().index()
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
