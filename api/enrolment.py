@@ -66,44 +66,27 @@ def enrolment_hold_server(
     *, api_key: ApiKey, host: str, port: int | None, ip: str | None
 ) -> tuple[PendingEnrolment, bool]:
     """Hold a server for an unconfirmed key; (row, created)."""
-    try:
-        with transaction.atomic():
-            item = PendingEnrolment.objects.create(
-                team=api_key.team, api_key=api_key, kind=EnrolmentKind.SERVER, host=host, port=port, sha256=""
-            )
-    except IntegrityError:
-        item = PendingEnrolment.objects.get(api_key=api_key, kind=EnrolmentKind.SERVER, host=host, port=port, sha256="")
-        return item, False
-    audit_record(
-        team=api_key.team,
-        action=AuditAction.ENROLMENT_HELD,
-        user=api_key.user,
-        api_key=api_key,
-        ip=ip,
-        detail=str(item),
-    )
-    return item, True
+    return _hold(api_key, ip, kind=EnrolmentKind.SERVER, host=host, port=port, sha256="")
 
 
 def enrolment_hold_certificate(
     *, api_key: ApiKey, der: bytes, sha256: str, not_after: datetime, ip: str | None
 ) -> tuple[PendingEnrolment, bool]:
     """Hold a certificate for an unconfirmed key; (row, created)."""
+    return _hold(
+        api_key, ip, kind=EnrolmentKind.CERTIFICATE, sha256=sha256, defaults={"der": der, "not_after": not_after}
+    )
+
+
+def _hold(
+    api_key: ApiKey, ip: str | None, *, defaults: dict[str, object] | None = None, **identity: object
+) -> tuple[PendingEnrolment, bool]:
+    """The key's held item with `identity` (its unique fields), created and audited if new."""
     try:
         with transaction.atomic():
-            item = PendingEnrolment.objects.create(
-                team=api_key.team,
-                api_key=api_key,
-                kind=EnrolmentKind.CERTIFICATE,
-                host="",
-                port=None,
-                der=der,
-                sha256=sha256,
-                not_after=not_after,
-            )
+            item = PendingEnrolment.objects.create(team=api_key.team, api_key=api_key, **identity, **(defaults or {}))
     except IntegrityError:
-        item = PendingEnrolment.objects.get(api_key=api_key, kind=EnrolmentKind.CERTIFICATE, sha256=sha256)
-        return item, False
+        return PendingEnrolment.objects.get(api_key=api_key, **identity), False
     audit_record(
         team=api_key.team,
         action=AuditAction.ENROLMENT_HELD,
