@@ -7,7 +7,6 @@ writes results and findings) lives in `monitors/scanning.py`.
 from __future__ import annotations
 
 import ipaddress
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -118,13 +117,13 @@ def server_enrol(
 
     # One statement on PostgreSQL: insert unless the active-target constraint already holds
     # this target (scripts enrol on every deploy, so this runs often). Inside a caller's
-    # transaction it gets its own savepoint, as save() did, so an error does not poison it.
-    with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
-        inserted = insert_unless_conflict(
-            server,
-            name="kc_server_enrol",
-            conflict='("team_id", "host", "port", "protocol") WHERE "removed_at" IS NULL',
-        )
+    # transaction the statement runs under its own savepoint (`execute_prepared`), as save()
+    # did, so an error does not poison that transaction.
+    inserted = insert_unless_conflict(
+        server,
+        name="kc_server_enrol",
+        conflict='("team_id", "host", "port", "protocol") WHERE "removed_at" IS NULL',
+    )
     if inserted is None:
         existing = watched().first()
         if existing is not None:
