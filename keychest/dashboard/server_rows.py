@@ -9,6 +9,9 @@ plain, so the template escapes them; the cells given as HTML are built with `for
 
 Rows are dicts, not objects: the template engine tries `row[key]` before `getattr`, and a
 failed subscript raises and catches an exception per cell.
+
+The list view loads only the columns read here (`monitors.pages.ROW_FIELDS`): reading another
+field of a server would cost a query per row.
 """
 
 from __future__ import annotations

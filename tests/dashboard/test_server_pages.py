@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -185,3 +189,129 @@ def test_the_row_forms_return_to_the_same_filtered_page(alice_client, people) ->
     )  # the row's two forms and the team switch
     response = alice_client.post(pause, {"next": "/servers/" + query})
     assert response["Location"] == "/servers/" + query
+
+
+# --- the view's shared parts: one annotated query set, one counts query, forms rendered once ---
+
+
+def _listed_hosts(client, query: str = "") -> tuple[set[str], str]:  # type: ignore[no-untyped-def]
+    response = client.get(reverse("server_list") + query)
+    assert response.status_code == 200
+    html = response.content.decode()
+    total = re.search(r"· (\d+) in all", html)
+    return {s.host for s in response.context["servers"]}, total.group(1) if total else ""
+
+
+def test_alternating_teams_each_see_only_their_own_servers_and_counts(alice_client, charlie_client, people) -> None:
+    # The annotated query set is built once per process and scoped per request: requests of two
+    # teams in turn, with every filter and sort, must never see (or count) the other's servers.
+    for i in range(55):
+        server_with_certificate(people.team_a, f"a{i}.example.com", expires_in=(i + 1) * D)
+    for i in range(3):
+        server_with_certificate(people.team_b, f"b{i}.example.org", expires_in=(i + 1) * D)
+    Server.objects.filter(host__in=["a1.example.com", "b1.example.org"]).update(tags=["prod"])
+    finding(Server.objects.get(host="b2.example.org"), "untrusted", severity="critical")
+    queries = ["", "?sort=-expiry", "?status=ok", "?status=problem", "?tag=prod", "?q=example", "?page=2"]
+    for query in queries:
+        a_hosts, _ = _listed_hosts(alice_client, query)
+        b_hosts, b_total = _listed_hosts(charlie_client, query)
+        assert all(h.endswith(".example.com") for h in a_hosts), query
+        assert all(h.endswith(".example.org") for h in b_hosts), query
+        assert b_total == "", query  # one page: no pagination line
+    assert _listed_hosts(alice_client)[1] == "55"
+    assert _listed_hosts(charlie_client)[0] == {"b0.example.org", "b1.example.org", "b2.example.org"}
+    assert _listed_hosts(alice_client, "?tag=prod")[0] == {"a1.example.com"}
+    assert _listed_hosts(charlie_client, "?status=problem")[0] == {"b2.example.org"}
+    assert _listed_hosts(alice_client, "?status=problem")[0] == set()
+    assert _listed_hosts(alice_client, "?status=ok")[1] == "55"
+    assert len(_listed_hosts(alice_client, "?page=2")[0]) == 5
+
+
+def test_requests_never_evaluate_or_change_the_shared_annotated_query_set(alice_client, people) -> None:
+    from monitors.pages import _servers_annotated_unscoped
+
+    shared = _servers_annotated_unscoped()
+    sql = str(shared.query)
+    server_with_certificate(people.team_a, "a.example.com", expires_in=5 * D)
+    for query in ("", "?status=down", "?tag=x", "?q=a&sort=status", "?page=2"):
+        assert alice_client.get(reverse("server_list") + query).status_code == 200
+    assert _servers_annotated_unscoped() is shared
+    assert shared._result_cache is None
+    assert str(shared.query) == sql
+    assert '"monitors_server"."team_id" =' not in sql  # scoped per request, never in the shared one
+
+
+def test_first_scan_progress_counts_this_teams_recent_active_servers_in_one_query(
+    people, django_assert_num_queries
+) -> None:
+    from monitors.pages import first_scan_progress
+
+    now = timezone.now()
+    with time_machine.travel(now - timedelta(hours=2), tick=False):
+        Server.objects.create(team=people.team_a, host="old-pending.example.com")
+    with time_machine.travel(now, tick=False):
+        Server.objects.create(team=people.team_a, host="new-pending.example.com")
+        Server.objects.create(team=people.team_a, host="new-scanned.example.com", last_scan_at=now)
+        Server.objects.create(team=people.team_a, host="new-paused.example.com", paused=True)
+        Server.objects.create(team=people.team_a, host="new-removed.example.com", removed_at=now)
+        Server.objects.create(team=people.team_b, host="other-team.example.com")
+        with django_assert_num_queries(1):
+            progress = first_scan_progress(people.team_a)
+        assert progress == {"total": 2, "pending": 1, "done": 1}
+        assert list(progress) == ["total", "pending", "done"]
+        assert first_scan_progress(people.team_b) == {"total": 1, "pending": 1, "done": 0}
+    with time_machine.travel(now + timedelta(hours=2), tick=False):
+        assert first_scan_progress(people.team_a) == {"total": 0, "pending": 0, "done": 0}
+
+
+def test_the_unfiltered_page_counts_the_teams_servers_once(alice_client, people) -> None:
+    for i in range(3):
+        server_with_certificate(people.team_a, f"s{i}.example.com", expires_in=(i + 1) * D)
+    Server.objects.create(team=people.team_a, host="gone.example.com", removed_at=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        response = alice_client.get(reverse("server_list"))
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"] and "monitors_server" in q["sql"]]
+    assert len(counts) == 1  # the servers, the new ones and those waiting: one pass
+    assert response.context["page_obj"].paginator.count == 3
+    filtered = alice_client.get(reverse("server_list"), {"q": "s1"})
+    assert filtered.context["page_obj"].paginator.count == 1
+
+
+def test_a_viewer_page_does_not_ask_about_private_cas_and_an_editor_still_gets_the_choice(
+    alice_client, client_for, people
+) -> None:
+    from keychest.accounts.models import Membership, Role
+    from monitors.models import TeamCABundle
+
+    TeamCABundle.objects.create(team=people.team_a, name="Corp <CA>", pem="x")
+    Membership.objects.filter(user=people.bob, team=people.team_a).update(role=Role.VIEWER)
+    with CaptureQueriesContext(connection) as queries:
+        html = client_for(people.bob, people.team_a).get(reverse("server_list")).content.decode()
+    assert not any("monitors_teamcabundle" in q["sql"] for q in queries.captured_queries)
+    assert "Paste many" not in html
+    html = alice_client.get(reverse("server_list")).content.decode()
+    assert "Also trust this private CA" in html and "Corp &lt;CA&gt;</option>" in html
+
+
+def test_the_add_forms_render_as_django_renders_them_and_private_cas_stay_with_their_team(
+    alice_client, charlie_client, people
+) -> None:
+    from django.template import Context, Template
+    from django.utils.translation import get_language
+
+    from monitors.models import TeamCABundle
+    from monitors.pages import AddServerForm, BulkAddForm, unbound_fields
+
+    loop = Template(
+        '{% for field in form %}<div class="field"><label for="{{ field.id_for_label }}">{{ field.label }}</label>'
+        '{{ field }}{% if field.help_text %}<small class="help">{{ field.help_text }}</small>{% endif %}</div>{% endfor %}'
+    )
+    for form_class in (AddServerForm, BulkAddForm):
+        expected = loop.render(Context({"form": form_class()}))
+        assert loop.render(Context({"form": unbound_fields(form_class, get_language())})) == expected
+        assert expected in alice_client.get(reverse("server_list")).content.decode()
+    TeamCABundle.objects.create(team=people.team_a, name="Alice private CA", pem="x")
+    assert "Alice private CA" in alice_client.get(reverse("server_list")).content.decode()
+    charlie_html = charlie_client.get(reverse("server_list")).content.decode()
+    assert "Alice private CA" not in charlie_html and "Also trust this private CA" not in charlie_html
+    assert loop.render(Context({"form": BulkAddForm()})) in charlie_html
