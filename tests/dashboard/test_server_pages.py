@@ -315,3 +315,19 @@ def test_the_add_forms_render_as_django_renders_them_and_private_cas_stay_with_t
     charlie_html = charlie_client.get(reverse("server_list")).content.decode()
     assert "Alice private CA" not in charlie_html and "Also trust this private CA" not in charlie_html
     assert loop.render(Context({"form": BulkAddForm()})) in charlie_html
+
+
+def test_the_row_forms_carry_the_pages_csrf_token_and_it_is_accepted(people) -> None:
+    from django.test import Client
+
+    server = server_with_certificate(people.team_a, "x.example.com", expires_in=30 * D)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people.alice)
+    html = client.get(reverse("server_list")).content.decode()
+    tokens = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert len(tokens) >= 5 and len(set(tokens)) == 1  # team switch, sign out, 2 row forms, add forms
+    pause = reverse("server_list_pause", args=[server.uuid])
+    assert client.post(pause, {"next": "/servers/"}).status_code == 403  # no token: refused
+    assert client.post(pause, {"csrfmiddlewaretoken": tokens[0], "next": "/servers/"}).status_code == 302
+    server.refresh_from_db()
+    assert server.paused
