@@ -88,16 +88,17 @@ class ApiKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="KeyChest API"'
 
 
-def key_verify(request: HttpRequest, secret: str) -> ApiKey:
+def key_verify(request: HttpRequest, secret: str, *, ip: str | None = None) -> ApiKey:
     """The usable key for `secret` (a fresh instance with user, team and `member_role`), or a 401.
 
     With Redis, the per-address and per-key counters of a cached key are counted in the same
-    round trip as the epoch read, and left on the request for `api_hits`.
+    round trip as the epoch read, and left on the request for `api_hits`. `ip` is the caller's
+    `client_ip(request)` when it already has it.
     """
     if not secret or len(secret) > 128:
         raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
     digest = key_hash(secret)
-    ip = client_ip(request)
+    ip = ip if ip is not None else client_ip(request)
     client = keycache.redis_client()
     record = keycache.KEY_CACHE.get(digest) if client is not None else None
     epoch: bytes | None = None

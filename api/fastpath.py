@@ -108,8 +108,8 @@ class LeanView:
         if secret is None:
             return self.drf_view(request, **kwargs)
         try:
-            api_key = key_verify(request, secret)
             ip = client_ip(request)
+            api_key = key_verify(request, secret, ip=ip)
             wait = api_hits(request, key_limits(ip=ip, key_id=api_key.pk))
             if wait:
                 raise exceptions.Throttled(wait)

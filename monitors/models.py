@@ -204,11 +204,8 @@ class Server(TeamOwnedModel):
 
     def thresholds(self, policy: TeamScanPolicy | None = None) -> tuple[float | None, float | None]:
         """(due, overdue) fractions: the server's own, else the team's, else None (defaults)."""
-        if policy is None:
-            return effective_thresholds(self.due_fraction, self.overdue_fraction, None, None)
-        return effective_thresholds(
-            self.due_fraction, self.overdue_fraction, policy.due_fraction, policy.overdue_fraction
-        )
+        team_due, team_overdue = (policy.due_fraction, policy.overdue_fraction) if policy else (None, None)
+        return effective_thresholds(self.due_fraction, self.overdue_fraction, team_due, team_overdue)
 
 
 class ScanResult(TeamOwnedModel):
@@ -265,9 +262,7 @@ class ScanResult(TeamOwnedModel):
 
     def renewal_due(self, now: datetime, *, due: float | None = None, overdue: float | None = None) -> bool:
         """True when renewal is due, overdue or the certificate expired."""
-        if self.not_before is None or self.not_after is None:
-            return False
-        return renewal.renewal_needed(self.not_before, self.not_after, now, due_fraction=due, overdue_fraction=overdue)
+        return self.renewal_state(now, due=due, overdue=overdue) in renewal.NEEDS_RENEWAL
 
     def renewal_at(self, *, due: float | None = None) -> datetime | None:
         if self.not_before is None or self.not_after is None:

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 from certificates.renewal import (
     DUE_FRACTION,
+    NEEDS_RENEWAL,
     OVERDUE_CAP,
     OVERDUE_FRACTION,
     days_left,
     overdue_threshold,
     renewal_at,
-    renewal_needed,
     renewal_state,
 )
 
 __all__ = [
     "DUE_FRACTION",
+    "NEEDS_RENEWAL",
     "OVERDUE_CAP",
     "OVERDUE_FRACTION",
     "days_left",
     "overdue_threshold",
     "renewal_at",
-    "renewal_needed",
     "renewal_state",
 ]
