@@ -91,7 +91,9 @@ def parse_database_url(url: str, *, base_dir: Path) -> dict[str, Any]:
             raise ImproperlyConfigured(f"DATABASE_URL names no database: {url!r}")
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         config: dict[str, Any] = {
-            "ENGINE": "django.db.backends.postgresql",
+            # Django's PostgreSQL backend with a health check that costs no round trip while
+            # the connection is quiet (keychest/db/postgresql/base.py).
+            "ENGINE": "keychest.db.postgresql",
             "NAME": unquote(parts.path.lstrip("/")),
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),

@@ -40,7 +40,8 @@ def test_database_urls() -> None:
     assert parse_database_url("sqlite:///var/db.sqlite3", base_dir=base)["NAME"] == "/srv/app/var/db.sqlite3"
     assert parse_database_url("sqlite:////tmp/x.sqlite3", base_dir=base)["NAME"] == "/tmp/x.sqlite3"
     pg = parse_database_url("postgres://kc:p%40ss@db.internal:6432/keychest?sslmode=require", base_dir=base)
-    assert pg["ENGINE"] == "django.db.backends.postgresql"
+    assert pg["ENGINE"] == "keychest.db.postgresql"  # the health check without a round trip
+    assert pg["CONN_HEALTH_CHECKS"] is True
     assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == (
         "kc",
         "p@ss",
@@ -51,6 +52,9 @@ def test_database_urls() -> None:
     assert pg["OPTIONS"] == {"sslmode": "require", "options": "-c jit=off"}
     own = parse_database_url("postgres://h/db?options=-c%20statement_timeout%3D5000", base_dir=base)
     assert own["OPTIONS"] == {"options": "-c statement_timeout=5000"}  # the URL's own options win
+    for scheme in ("postgresql", "pgsql"):
+        assert parse_database_url(f"{scheme}://h/db", base_dir=base)["ENGINE"] == "keychest.db.postgresql"
+    assert parse_database_url("sqlite:///x.db", base_dir=base)["ENGINE"] == "django.db.backends.sqlite3"
     with pytest.raises(ImproperlyConfigured):
         parse_database_url("mysql://x/y", base_dir=base)
     with pytest.raises(ImproperlyConfigured):
