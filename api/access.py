@@ -23,7 +23,7 @@ from api.keys import key_hash
 from api.models import ApiKey, Scope
 from api.services import apikey_touch, key_role_allows
 from keychest.accounts.models import Role, Team, User, role_at_least
-from keychest.ratelimit import Limit, client_ip, hit
+from keychest.ratelimit import LeasedCounters, Limit, client_ip
 
 
 class MalformedAuthorization(Exception):
@@ -72,9 +72,8 @@ def key_from_request(request: Request) -> str | None:
 class ApiKeyAuthentication(BaseAuthentication):
     """Authenticates by API key; a presented but unknown, revoked or expired key is a 401.
 
-    Verified keys are reused per process while the shared auth epoch is unchanged (see
-    api/keycache.py). The epoch is read in the same pipelined Redis round trip that counts the
-    request against the per-key and per-address limits, which ApiThrottle then only checks.
+    Verified keys are reused per process while the auth epoch is unchanged (api/keycache.py);
+    here the epoch of a reused key is checked with a query of its own before the view runs.
     """
 
     def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
@@ -88,44 +87,71 @@ class ApiKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="KeyChest API"'
 
 
-def key_verify(request: HttpRequest, secret: str, *, ip: str | None = None) -> ApiKey:
-    """The usable key for `secret` (a fresh instance with user, team and `member_role`), or a 401.
+_UNKNOWN = "Unknown, revoked or expired API key."
 
-    With Redis, the per-address and per-key counters of a cached key are counted in the same
-    round trip as the epoch read, and left on the request for `api_hits`. `ip` is the caller's
-    `client_ip(request)` when it already has it.
+
+@dataclass
+class VerifiedKey:
+    """A key for one request: its look-up (`record`), and whether that came from this process's
+    cache, so that its epoch still has to be checked before the request reads or writes."""
+
+    digest: str
+    record: keycache.KeyRecord
+    cached: bool
+    api_key: ApiKey
+
+    def touch(self, ip: str) -> None:
+        """Record the use (at most once a minute per key)."""
+        if apikey_touch(api_key=self.api_key, ip=ip):
+            self.record.note_used(self.api_key.last_used_at)  # type: ignore[arg-type]
+
+
+def key_lookup(secret: str) -> VerifiedKey:
+    """The usable key for `secret`, from the cache (epoch not yet checked) or loaded; else a 401.
+
+    A cached entry that refuses the key is looked up again first: a refusal is rare, and the
+    rows may have changed since (the user re-activated, the membership restored).
     """
     if not secret or len(secret) > 128:
-        raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
+        raise exceptions.AuthenticationFailed(_UNKNOWN, code="not-registered")
     digest = key_hash(secret)
-    ip = ip if ip is not None else client_ip(request)
-    client = keycache.redis_client()
-    record = keycache.KEY_CACHE.get(digest) if client is not None else None
-    epoch: bytes | None = None
-    if client is not None:
-        if record is not None:
-            limits = key_limits(ip=ip, key_id=record.key_id)
-            raw_epoch, hits = _epoch_and_hits(client, limits)
-            request._keychest_api_hits = (_limit_ids(limits), hits)  # type: ignore[attr-defined]
-        else:
-            raw_epoch = client.get(keycache.epoch_full_key())
-        epoch = keycache.epoch_of(client, raw_epoch)
-    if record is None or record.epoch != epoch:
-        if record is not None:
+    record = keycache.KEY_CACHE.get(digest)
+    if record is not None:
+        try:
+            return VerifiedKey(digest, record, True, _usable(record))
+        except exceptions.AuthenticationFailed:
             keycache.KEY_CACHE.discard(digest)
-        # The epoch was read before this query: a change committed after it bumps it again.
-        record = keycache.key_load(digest, epoch=epoch)
-        if record is None:
-            raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
-        keycache.KEY_CACHE.put(digest, record)
+    return key_reload(digest)
+
+
+def key_reload(digest: str) -> VerifiedKey:
+    """The usable key with this hash, read from the database now; else a 401."""
+    record = keycache.key_load(digest)
+    if record is None:
+        raise exceptions.AuthenticationFailed(_UNKNOWN, code="not-registered")
+    keycache.KEY_CACHE.put(digest, record)
+    return VerifiedKey(digest, record, False, _usable(record))
+
+
+def _usable(record: keycache.KeyRecord) -> ApiKey:
     api_key = record.api_key()
     if not api_key.is_usable() or not api_key.user.is_active:
-        raise exceptions.AuthenticationFailed("Unknown, revoked or expired API key.", code="not-registered")
+        raise exceptions.AuthenticationFailed(_UNKNOWN, code="not-registered")
     if api_key.member_role is None:  # type: ignore[attr-defined]
         raise exceptions.AuthenticationFailed("The key's user is no longer in its team.", code="not-registered")
-    if apikey_touch(api_key=api_key, ip=ip):
-        record.note_used(api_key.last_used_at)  # type: ignore[arg-type]
     return api_key
+
+
+def key_verify(request: HttpRequest, secret: str, *, ip: str | None = None) -> ApiKey:
+    """The usable key for `secret` (a fresh instance with user, team and `member_role`), or a 401,
+    verified now: a cached key's epoch is checked with one query. `ip` is the caller's
+    `client_ip(request)` when it already has it."""
+    key = key_lookup(secret)
+    if key.cached and keycache.epoch_read() != key.record.epoch:
+        keycache.KEY_CACHE.discard(key.digest)
+        key = key_reload(key.digest)
+    key.touch(ip if ip is not None else client_ip(request))
+    return key.api_key
 
 
 @dataclass(frozen=True)
@@ -227,108 +253,22 @@ def _api_limits(request: Request, *, ip: str) -> list[tuple[Limit, str]]:
     return limits
 
 
-def api_hits(request: HttpRequest, limits: list[tuple[Limit, str]]) -> int:
-    """Count this request on `limits` (unless key authentication already did) and return the
-    seconds to wait, 0 when every limit still allows it."""
-    counted = getattr(request, "_keychest_api_hits", None)
-    hits = counted[1] if counted is not None and counted[0] == _limit_ids(limits) else _hit_both(limits)
-    wait = 0
-    for used, limit, retry_after in hits:
-        if used > limit:
-            wait = max(wait, retry_after)
-    return wait
+LEASES = LeasedCounters()
 
 
-def _limit_ids(limits: list[tuple[Limit, str]]) -> tuple[tuple[str, str], ...]:
-    return tuple((limit.scope, key) for limit, key in limits)
+def api_hits(limits: list[tuple[Limit, str]]) -> int:
+    """Count this request on `limits`; the seconds to wait, 0 when every limit allows it."""
+    from django.conf import settings
 
-
-def _queue_hits(pipe: Any, limits: list[tuple[Limit, str]]) -> list[tuple[Limit, int]]:
-    """Queue SET NX EX + INCR per counter (the keys and encoding of `keychest.ratelimit.hit`,
-    so `peek` reads them); [(limit, seconds left in the window)]."""
-    import time
-
-    from django.core.cache import cache
-
-    now = time.time()
-    windows = []
-    for limit, key in limits:
-        window = int(now // limit.seconds)
-        remaining = limit.seconds - int(now % limit.seconds)
-        full_key = cache.make_and_validate_key(f"rl:{limit.scope}:{window}:{key}")
-        pipe.set(full_key, 0, ex=remaining + 1, nx=True)
-        pipe.incr(full_key)
-        windows.append((limit, remaining))
-    return windows
-
-
-def _read_hits(results: list[Any], windows: list[tuple[Limit, int]]) -> list[tuple[int, int, int]]:
-    return [(int(results[2 * i + 1]), limit.count, remaining) for i, (limit, remaining) in enumerate(windows)]
-
-
-# The epoch read and the counters (SET NX EX + INCR each, as `keychest.ratelimit.hit` does) in
-# one Redis command: a script is one request to pack and one reply to parse, where a pipeline of
-# five commands cost the client more CPU than the whole round trip cost Redis.
-_EPOCH_AND_HITS = """
-local out = {redis.call('GET', KEYS[1]) or false}
-for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], 0, 'EX', ARGV[i - 1], 'NX')
-  out[i] = redis.call('INCR', KEYS[i])
-end
-return out
-"""
-
-
-def _epoch_and_hits(client: Any, limits: list[tuple[Limit, str]]) -> tuple[bytes | None, list[tuple[int, int, int]]]:
-    """(the raw epoch, [(used, limit, retry_after)]) in one round trip."""
-    import time
-
-    from django.core.cache import cache
-
-    script = getattr(client, "_keychest_epoch_and_hits", None)
-    if script is None:  # one per client (and so per thread), loaded into Redis on first use
-        script = client._keychest_epoch_and_hits = client.register_script(_EPOCH_AND_HITS)
-    now = time.time()
-    keys = [keycache.epoch_full_key()]
-    args = []
-    windows = []
-    for limit, key in limits:
-        window = int(now // limit.seconds)
-        remaining = limit.seconds - int(now % limit.seconds)
-        keys.append(cache.make_and_validate_key(f"rl:{limit.scope}:{window}:{key}"))
-        args.append(remaining + 1)
-        windows.append((limit, remaining))
-    out = script(keys=keys, args=args)
-    hits = [(int(out[i + 1]), limit.count, remaining) for i, (limit, remaining) in enumerate(windows)]
-    return out[0], hits
-
-
-def _hit_both(limits: list[tuple[Limit, str]]) -> list[tuple[int, int, int]]:
-    """Count one hit on several limits; [(used, limit, retry_after)].
-
-    On Redis this is one pipelined round trip; elsewhere it falls back to `hit` per limit.
-    """
-    client = keycache.redis_client()
-    if client is None:
-        out = []
-        for limit, key in limits:
-            verdict = hit(limit, key)
-            out.append((verdict.used, verdict.limit, verdict.retry_after))
-        return out
-    pipe = client.pipeline(transaction=False)
-    windows = _queue_hits(pipe, limits)
-    return _read_hits(pipe.execute(), windows)
+    return LEASES.take(limits, lease=settings.KEYCHEST_API_RATE_LEASE)
 
 
 class ApiThrottle(throttling.BaseThrottle):
-    """Atomic per-key (or per-user) and per-address counters on the shared cache, per minute.
-
-    When key authentication already counted this request (in its epoch round trip) for the
-    same counters, those counts are used; otherwise they are counted here.
-    """
+    """Atomic per-key (or per-user) and per-address counters on the shared cache, per minute
+    (leased a few hits at a time: `keychest.ratelimit.LeasedCounters`)."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        self._wait = api_hits(request._request, _api_limits(request, ip=client_ip(request)))
+        self._wait = api_hits(_api_limits(request, ip=client_ip(request)))
         return self._wait == 0
 
     def wait(self) -> float | None:

@@ -6,10 +6,13 @@ serves, an API key in the Authorization header (Bearer or Basic), the `api_key` 
 parameter or the body, JSON accepted (no Accept header, `*/*` or `application/json`, no
 `format` parameter), and for POST a form or JSON body that parses. Anything else — no key, a
 malformed header, another media type, a body DRF would refuse — goes to the DRF view unchanged,
-before anything is counted or looked up. Once on the lean path, the key is verified
-(`api.access.key_verify`, with the per-key and per-address throttling counted in the same
-Redis round trip), then the view's own answer function runs (`api.views_v10`), and errors are
-rendered by the same exception handler as the DRF views (401 with WWW-Authenticate, 429 with
+before anything is counted or looked up. Once on the lean path, the key is looked up
+(`api.access.key_lookup`: usually from this process's cache), the request is counted against
+the per-key and per-address limits (leased hits, usually no round trip), then the view's own
+answer function runs (`api.views_v10`) with its first statement carrying the check that a
+cached key is still current (`api.keycache.EpochGuard`): so a call costs one statement. When
+the check fails the key is looked up again and the answer computed again. Errors are rendered
+by the same exception handler as the DRF views (401 with WWW-Authenticate, 429 with
 Retry-After).
 """
 
@@ -19,6 +22,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
@@ -26,9 +30,11 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from api import views_v10
-from api.access import Caller, MalformedAuthorization, api_hits, key_from_header, key_limits, key_verify
+from api import keycache, views_v10
+from api.access import Caller, MalformedAuthorization, api_hits, key_from_header, key_limits, key_lookup, key_reload
 from api.errors import v10_exception_handler
+from api.keycache import EpochChanged, EpochGuard
+from api.models import ApiKey
 from keychest.ratelimit import client_ip
 
 JSON_ACCEPT = frozenset({"", "*/*", "application/json"})
@@ -109,21 +115,38 @@ class LeanView:
             return self.drf_view(request, **kwargs)
         try:
             ip = client_ip(request)
-            api_key = key_verify(request, secret, ip=ip)
-            wait = api_hits(request, key_limits(ip=ip, key_id=api_key.pk))
+            key = key_lookup(secret)
+            wait = api_hits(key_limits(ip=ip, key_id=key.record.key_id))
             if wait:
                 raise exceptions.Throttled(wait)
+            if key.cached:
+                try:
+                    # The request's first statement checks that the key's epoch is current.
+                    guard = EpochGuard(key.record.epoch)  # type: ignore[arg-type]  # cached entries have one
+                    with connection.execute_wrapper(guard):
+                        body, status = self._answer(request, key.api_key, data, ip, kwargs)
+                        guard.finish()
+                    key.touch(ip)
+                    return self._respond(body, status)
+                except EpochChanged:
+                    keycache.KEY_CACHE.discard(key.digest)
+                    key = key_reload(key.digest)
         except exceptions.APIException as exc:
             return self._error(request, exc)
+        body, status = self._answer(request, key.api_key, data, ip, kwargs)
+        key.touch(ip)
+        return self._respond(body, status)
+
+    def _answer(
+        self, request: HttpRequest, api_key: ApiKey, data: Any, ip: str, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
         # As DRF's Request does, the underlying request carries the authenticated user and key.
         request.user = api_key.user
         request.auth = api_key  # type: ignore[attr-defined]
         caller = Caller(user=api_key.user, team=api_key.team, role=api_key.member_role, api_key=api_key)  # type: ignore[attr-defined]
         if self.method == "POST":
-            body, status = self.answer(caller, data, ip)
-        else:
-            body, status = self.answer(caller, **kwargs)
-        return self._respond(body, status)
+            return self.answer(caller, data, ip)
+        return self.answer(caller, **kwargs)
 
     def _respond(self, body: Any, status: int, headers: dict[str, str] | None = None) -> HttpResponse:
         response = HttpResponse(_RENDERER.render(body), status=status, content_type=JSON)

@@ -7,43 +7,51 @@ as plain values, never as a shared model instance: each request gets fresh `ApiK
 `Team` objects made with `Model.from_db`, like the ORM's `.only()` would.
 
 A cached entry is used only while the **auth epoch** it was loaded under is still the current
-one. The epoch is a random number in the shared cache (Redis); every change that can take a
-right away or change what a key may do — a key revoked, confirmed, expired, deleted or its
-scopes edited; a membership's role changed or the membership removed; a user deactivated,
-renamed or deleted; a team deleted — replaces it (`auth_epoch_bump`, called by the services and
-by model signals as a net for admin edits). The API reads the epoch on every request in the same
-pipelined Redis round trip as the throttling counters, so a revoked key is refused by every
-process on its very next request. Entries also expire after `KEYCHEST_API_KEY_CACHE_SECONDS`
-(and the time-based rules — an unconfirmed key's 7-day window — are checked on every use).
+one. The epoch is a PostgreSQL sequence (`api_auth_epoch`, migration api 0003); every change
+that can take a right away or change what a key may do — a key revoked, confirmed, expired,
+deleted or its scopes edited; a membership's role changed or the membership removed; a user
+deactivated, renamed or deleted; a team deleted — advances it (`auth_epoch_bump`, called by the
+services and by model signals as a net for admin edits). The key look-up reads the epoch in the
+same statement (one snapshot), so an entry always carries the epoch its rows were read under.
 
-Ordering makes this safe: a process reads the epoch *before* it queries the key, and a change
-bumps the epoch inside its transaction *and again after it commits*, so an entry loaded from
-data older than the change always carries an epoch that the change has replaced.
+Using an entry costs no round trip of its own: the request's first statement carries the check
+(`EpochGuard`: `SELECT kc_auth_epoch_is(e); <the statement>` in one message and one implicit
+transaction, so a changed epoch aborts the statement before it reads or writes anything). The
+caller then drops the entry and serves the request from a fresh look-up. Views that have no
+statement to carry it check the epoch with a query of its own (`epoch_read`). So a revoked key
+is refused by every process on its very next request. Entries also expire after
+`KEYCHEST_API_KEY_CACHE_SECONDS` (and the time-based rules — an unconfirmed key's 7-day window —
+are checked on every use).
 
-Without a shared cache (no REDIS_URL: the cache is per process) entries are never reused, since
-another process's revocation could not reach this one.
+Ordering makes this safe: a sequence is not transactional, so a change advances the epoch inside
+its transaction *and again after it commits*; an entry loaded from rows older than the change
+(read before it committed) therefore carries an epoch that the change has replaced.
+
+On other databases (SQLite for `make run` and local tests) there is no epoch and entries are
+never reused.
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from api.models import ApiKey
 from keychest.accounts.models import Membership, Team, User
 from keychest.sqlrows import Part, column, execute_prepared, table
 
-EPOCH_KEY = "api:auth-epoch"
 MAX_ENTRIES = 10_000
+EPOCH_SEQUENCE = "api_auth_epoch"
+EPOCH_CHANGED = "KCAE1"  # the SQLSTATE kc_auth_epoch_is() raises
+_EPOCH_VALUE = "(SELECT last_value FROM api_auth_epoch)"  # EPOCH_SEQUENCE
 
 # The columns authentication needs, by model; everything else stays deferred (loaded on access).
 KEY = Part(
@@ -68,57 +76,25 @@ TEAM = Part("t", Team, ("id", "uuid", "name"))
 LAST_USED_AT = KEY.attnames.index("last_used_at")
 
 
-def redis_client() -> Any | None:
-    """The shared cache's Redis client, or None when the cache is per process.
+def has_epoch() -> bool:
+    """Whether the database keeps an auth epoch (PostgreSQL), so that keys may be cached."""
+    return connection.vendor == "postgresql"
 
-    Django's Redis cache builds a new client object (cheap to use, not to build) on every call;
-    the API needs one per request, so it is kept on the cache's client (one per thread).
-    """
-    backend: Any = getattr(cache, "_cache", None)
-    if getattr(backend, "get_client", None) is None:
+
+def epoch_read() -> int | None:
+    """The current epoch (one query), or None where there is none."""
+    if not has_epoch():
         return None
-    client = getattr(backend, "_keychest_client", None)
-    if client is None:
-        client = backend.get_client(write=True)
-        backend._keychest_client = client
-    return client
+    with connection.cursor() as cursor:
+        execute_prepared(cursor, "kc_api_auth_epoch", f"SELECT {_EPOCH_VALUE}", [])
+        return cursor.fetchone()[0]
 
 
-def epoch_full_key() -> str:
-    return cache.make_and_validate_key(EPOCH_KEY)
-
-
-def epoch_command(pipe: Any) -> None:
-    """Queue, on a Redis pipeline, the GET whose result is the current epoch (see `epoch_of`)."""
-    pipe.get(epoch_full_key())
-
-
-def epoch_of(client: Any, value: bytes | None) -> bytes:
-    """The epoch, given what the queued GET returned.
-
-    A missing epoch (a fresh or flushed Redis) is replaced by a new random one, which no
-    existing entry carries, so nothing cached before the loss is trusted after it.
-    """
-    if value is not None:
-        return value
-    full_key = epoch_full_key()
-    pipe = client.pipeline(transaction=False)
-    pipe.set(full_key, secrets.randbits(62), nx=True)
-    pipe.get(full_key)
-    return pipe.execute()[-1]
-
-
-def epoch_read() -> bytes | None:
-    """The current epoch (one round trip), or None without a shared cache."""
-    client = redis_client()
-    if client is None:
-        return None
-    return epoch_of(client, client.get(epoch_full_key()))
-
-
-def _epoch_replace() -> None:
-    # An int, so Django's Redis cache stores it as a plain number (readable with cache.get too).
-    cache.set(EPOCH_KEY, secrets.randbits(62), timeout=None)
+def _epoch_advance() -> None:
+    KEY_CACHE.clear()
+    if has_epoch():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(%s)", [EPOCH_SEQUENCE])
 
 
 def auth_epoch_bump() -> None:
@@ -128,14 +104,58 @@ def auth_epoch_bump() -> None:
     bump makes the change effective at once in this transaction's own process; the one after
     commit closes the window in which another process could have re-read the old rows.
     """
-    KEY_CACHE.clear()
-    _epoch_replace()
-    transaction.on_commit(_after_commit)
+    _epoch_advance()
+    transaction.on_commit(_epoch_advance)
 
 
-def _after_commit() -> None:
-    KEY_CACHE.clear()
-    _epoch_replace()
+class EpochChanged(Exception):
+    """The epoch a cached key was loaded under is no longer the current one."""
+
+
+class EpochGuard:
+    """A `connection.execute_wrapper` that makes the next statement check the epoch first.
+
+    In autocommit (a web request) the check and the statement go in one message, which
+    PostgreSQL runs as one implicit transaction: when the check fails, the statement does not
+    run. In a transaction the check is a statement of its own under a savepoint, so that its
+    failure leaves the caller's transaction usable. Savepoint commands pass unchecked.
+    `finish()` checks with a query of its own when no statement ran. Raises EpochChanged.
+    """
+
+    _PASS = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+
+    def __init__(self, epoch: int) -> None:
+        self.sql = f"SELECT kc_auth_epoch_is({int(epoch)})"
+        self.checked = False
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        if self.checked or many or sql.startswith(self._PASS):
+            return execute(sql, params, many, context)
+        self.checked = True
+        if connection.get_autocommit():
+            return _refusing_stale(execute, f"{self.sql}; {sql}", params, many, context)
+        self._check(context["cursor"])
+        return execute(sql, params, many, context)
+
+    def _check(self, cursor: Any) -> None:
+        with nullcontext() if connection.get_autocommit() else transaction.atomic():
+            _refusing_stale(cursor.execute, self.sql)
+
+    def finish(self) -> None:
+        """Check the epoch unless a statement already did."""
+        if not self.checked:
+            self.checked = True
+            with connection.cursor() as cursor:
+                self._check(cursor)
+
+
+def _refusing_stale(execute: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return execute(*args)
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "pgcode", None) == EPOCH_CHANGED:
+            raise EpochChanged from exc
+        raise
 
 
 class KeyRecord:
@@ -149,7 +169,7 @@ class KeyRecord:
         user_values: Sequence[Any],
         team_values: Sequence[Any],
         role: str | None,
-        epoch: bytes | None,
+        epoch: int | None,
     ) -> None:
         self.key_values = list(key_values)
         self.user_values = tuple(user_values)
@@ -221,12 +241,14 @@ _SQL: str | None = None
 
 
 def _lookup_sql() -> str:
-    """SELECT the key's, user's and team's columns and the user's role in the key's team, by hash."""
+    """SELECT the key's, user's and team's columns, the user's role in the key's team and the
+    auth epoch (in the same snapshot), by hash."""
     global _SQL
     if _SQL is None:
         role = f"m.{column(Membership, 'role')}"
+        epoch = _EPOCH_VALUE if has_epoch() else "NULL"
         _SQL = (
-            f"SELECT {', '.join([*KEY.select(), *USER.select(), *TEAM.select(), role])} "  # noqa: S608 - names from model meta, values as parameters
+            f"SELECT {', '.join([*KEY.select(), *USER.select(), *TEAM.select(), role, epoch])} "  # noqa: S608 - names from model meta, values as parameters
             f"FROM {table(ApiKey)} k "
             f"JOIN {table(User)} u ON u.{column(User, 'id')} = k.{column(ApiKey, 'user')} "
             f"JOIN {table(Team)} t ON t.{column(Team, 'id')} = k.{column(ApiKey, 'team')} "
@@ -237,8 +259,8 @@ def _lookup_sql() -> str:
     return _SQL
 
 
-def key_load(digest: str, *, epoch: bytes | None) -> KeyRecord | None:
-    """The key with this hash, its user, team and the user's role there, in one query."""
+def key_load(digest: str) -> KeyRecord | None:
+    """The key with this hash, its user, team, the user's role there and the epoch, in one query."""
     with connection.cursor() as cursor:
         execute_prepared(cursor, "kc_api_key_lookup", _lookup_sql(), [digest])
         row = cursor.fetchone()
@@ -250,7 +272,7 @@ def key_load(digest: str, *, epoch: bytes | None) -> KeyRecord | None:
         USER.values(row[nk : nk + nu]),
         TEAM.values(row[nk + nu : nk + nu + nt]),
         row[nk + nu + nt],
-        epoch,
+        row[nk + nu + nt + 1],
     )
 
 

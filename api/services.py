@@ -127,7 +127,7 @@ def apikey_find(secret: str) -> ApiKey | None:
 
     if not secret or len(secret) > 128:
         return None
-    record = key_load(key_hash(secret), epoch=None)
+    record = key_load(key_hash(secret))
     return record.api_key() if record is not None else None
 
 

@@ -387,6 +387,9 @@ KEYCHEST_CLAIM_GLOBAL_PER_HOUR = env_int("KEYCHEST_CLAIM_GLOBAL_PER_HOUR", 1000,
 # Requests per minute through the API, per key (or signed-in user) and per client address.
 KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)
 KEYCHEST_API_RATE_PER_IP = env_int("KEYCHEST_API_RATE_PER_IP", 1200, minimum=1)
-# api/keycache.py: seconds a process may reuse a verified key (only while the shared auth epoch,
-# bumped by every revocation and role change, is unchanged); 0 looks every key up every time.
+# The most hits of those limits a web process takes from Redis at once and spends locally
+# (keychest.ratelimit.LeasedCounters); 1 counts every request in Redis.
+KEYCHEST_API_RATE_LEASE = env_int("KEYCHEST_API_RATE_LEASE", 32, minimum=1)
+# api/keycache.py: seconds a process may reuse a verified key (only while the auth epoch in
+# PostgreSQL, advanced by every revocation and role change, is unchanged); 0 looks every key up every time.
 KEYCHEST_API_KEY_CACHE_SECONDS = env_int("KEYCHEST_API_KEY_CACHE_SECONDS", 30, minimum=0)

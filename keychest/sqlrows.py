@@ -140,7 +140,7 @@ def prepared_statement(name: str, sql: str) -> Prepared:
             raise ValueError(f"prepared statement name {name!r} must be a short identifier")
         parts = sql.split("%s")
         numbered = "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], start=1)) + parts[-1]
-        execute = f"EXECUTE {full}({', '.join(['%s'] * (len(parts) - 1))})"
+        execute = f"EXECUTE {full}({', '.join(['%s'] * (len(parts) - 1))})" if len(parts) > 1 else f"EXECUTE {full}"
         statement = Prepared(full, execute, f"PREPARE {full} AS {numbered}; {execute}")
         _statements[key] = statement
     return statement

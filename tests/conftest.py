@@ -40,10 +40,12 @@ def _fresh_cache() -> None:
     """Rate-limit counters and cached values never leak from one test into the next."""
     from django.core.cache import cache
 
+    from api.access import LEASES
     from api.keycache import KEY_CACHE
 
     cache.clear()
     KEY_CACHE.clear()  # a rolled-back test's keys must not be remembered by the next test
+    LEASES.clear()  # nor hits leased from counters the clear just removed
 
 
 @dataclass

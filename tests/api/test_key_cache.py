@@ -1,6 +1,6 @@
-"""The per-process cache of verified API keys (api/keycache.py): used while the shared auth
-epoch is unchanged, dropped by every change that can take a right away — in this process and,
-through Redis, in every other one at once."""
+"""The per-process cache of verified API keys (api/keycache.py): used while the auth epoch in
+PostgreSQL is unchanged, dropped by every change that can take a right away — in this process
+and, through the epoch checked by each request's first statement, in every other one at once."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -41,44 +40,122 @@ def _user(secret: str) -> int:
 
 
 def _add(secret: str, host: str) -> int:
+    """POST /servers/add as scripts send it (JSON: the lean path, api/fastpath.py)."""
     return (
-        APIClient().post("/api/v1.0/servers/add", {"domain": host}, HTTP_AUTHORIZATION=f"Bearer {secret}").status_code
+        APIClient()
+        .post("/api/v1.0/servers/add", {"domain": host}, format="json", HTTP_AUTHORIZATION=f"Bearer {secret}")
+        .status_code
     )
 
 
-def _queries_of_user_call(secret: str) -> int:
-    """Statements the call sent, without savepoints: in the test's transaction every prepared
-    statement runs under one (keychest.sqlrows); requests run in autocommit, without them."""
+def _statements(call) -> list[str]:  # type: ignore[no-untyped-def]
+    """Statements `call` sent, without savepoint commands: in the test's transaction every
+    prepared statement runs under one (keychest.sqlrows); requests run in autocommit, without."""
     with CaptureQueriesContext(connection) as queries:
-        assert _user(secret) == 200
-    return sum(1 for query in queries.captured_queries if "SAVEPOINT" not in query["sql"])
+        call()
+    return [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
 
 
-def test_a_verified_key_is_reused_without_a_query(bob_key) -> None:
-    assert _queries_of_user_call(bob_key) >= 1
+def _expiration(secret: str, host: str = "www.example.com") -> int:
+    return APIClient().get(f"/api/v1.0/servers/expiration/{host}", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code
+
+
+needs_epoch = pytest.mark.skipif(connection.vendor != "postgresql", reason="keys are cached only on PostgreSQL")
+
+
+@needs_epoch
+def test_a_verified_key_is_reused_with_only_an_epoch_check(bob_key) -> None:
+    assert any("kc_api_key_lookup" in sql for sql in _statements(lambda: _user(bob_key)))
     assert key_hash(bob_key) in keycache.KEY_CACHE._entries
-    assert _queries_of_user_call(bob_key) == 0
+    # A DRF view checks a cached key's epoch with a query of its own, then runs.
+    (epoch_check,) = _statements(lambda: _user(bob_key))
+    assert "kc_api_auth_epoch" in epoch_check
 
 
-def test_a_lost_epoch_trusts_nothing_cached(bob_key) -> None:
-    _user(bob_key)
-    cache.delete(keycache.EPOCH_KEY)  # Redis restarted or was flushed
-    assert _queries_of_user_call(bob_key) == 1  # looked up again under a new random epoch
-    assert _queries_of_user_call(bob_key) == 0
+@needs_epoch
+@pytest.mark.django_db(transaction=True)
+def test_a_lean_call_with_a_cached_key_is_one_statement(people, bob_key) -> None:
+    Server.objects.create(team=people.team_a, host="www.example.com", port=443)
+    assert _expiration(bob_key) == 200
+    # (A server with no scan results yet costs one more statement: whether it is watched.)
+    statement, watched = _statements(lambda: _expiration(bob_key))
+    assert statement.startswith("SELECT kc_auth_epoch_is(") and "EXECUTE kc_api_expiry" in statement
+    assert "monitors_server" in watched
+
+
+def _revoke_elsewhere(secret: str) -> None:
+    """What another process's revocation leaves behind: the row changed and the epoch advanced
+    in the database, and this process's cache not told."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{ApiKey._meta.db_table}" SET "revoked_at" = now() WHERE "key_hash" = %s',
+            [key_hash(secret)],
+        )
+        cursor.execute("SELECT nextval('api_auth_epoch')")
+    assert key_hash(secret) in keycache.KEY_CACHE._entries
+
+
+def _a_key_revoked_elsewhere_is_refused_before_anything_runs(people, secret: str) -> None:
+    Server.objects.create(team=people.team_a, host="www.example.com", port=443)
+    assert _add(secret, "one.example") == 200
+    _revoke_elsewhere(secret)
+    assert _add(secret, "two.example") == 401
+    assert not Server.objects.filter(host="two.example").exists()
+    assert _expiration(secret) == 401
+    assert _user(secret) == 401
+
+
+@needs_epoch
+def test_a_key_revoked_elsewhere_is_refused_inside_a_transaction(people, bob_key) -> None:
+    _a_key_revoked_elsewhere_is_refused_before_anything_runs(people, bob_key)
+
+
+@needs_epoch
+@pytest.mark.django_db(transaction=True)
+def test_a_key_revoked_elsewhere_is_refused_in_autocommit(people, bob_key) -> None:
+    _a_key_revoked_elsewhere_is_refused_before_anything_runs(people, bob_key)
+
+
+@needs_epoch
+@pytest.mark.django_db(transaction=True)
+def test_an_advanced_epoch_alone_costs_one_look_up_again(people, bob_key) -> None:
+    Server.objects.create(team=people.team_a, host="www.example.com", port=443)
+    assert _expiration(bob_key) == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('api_auth_epoch')")
+    refused, look_up, answer = _statements(lambda: _expiration(bob_key))[:3]
+    assert refused.startswith("SELECT kc_auth_epoch_is(")
+    assert "kc_api_key_lookup" in look_up and "kc_api_expiry" in answer
+    statement = _statements(lambda: _expiration(bob_key))[0]  # cached again, under the new epoch
+    assert statement.startswith("SELECT kc_auth_epoch_is(")
+
+
+@needs_epoch
+def test_a_refusal_is_not_trusted_from_the_cache(people, bob_key) -> None:
+    Membership.objects.filter(team=people.team_a, user=people.bob).delete()
+    assert _user(bob_key) == 401
+    # Restored without a signal or a bump (a raw write): the refusal is looked up again anyway.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{Membership._meta.db_table}" ("uuid", "team_id", "user_id", "role", "created_at") '
+            "VALUES (gen_random_uuid(), %s, %s, %s, now())",
+            [people.team_a.pk, people.bob.pk, Role.MEMBER],
+        )
+    assert _user(bob_key) == 200
 
 
 def test_entries_expire(bob_key, settings) -> None:
     settings.KEYCHEST_API_KEY_CACHE_SECONDS = 0
     _user(bob_key)
-    assert _queries_of_user_call(bob_key) == 1
+    assert any("kc_api_key_lookup" in sql for sql in _statements(lambda: _user(bob_key)))
 
 
 def _bumps(change) -> None:  # type: ignore[no-untyped-def]
-    """`change` replaces the shared epoch and empties this process's cache."""
+    """`change` advances the epoch and empties this process's cache."""
     before = keycache.epoch_read()
-    assert before is not None and len(keycache.KEY_CACHE) > 0
+    assert before is None or len(keycache.KEY_CACHE) > 0  # None: no epoch, nothing cached (SQLite)
     change()
-    assert keycache.epoch_read() != before
+    assert before is None or keycache.epoch_read() != before
     assert len(keycache.KEY_CACHE) == 0
 
 
@@ -235,14 +312,12 @@ class OtherProcess:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("change", ["revoke", "viewer", "remove", "deactivate"])
 def test_a_change_in_one_process_is_refused_by_another_at_once(people, change) -> None:
-    if keycache.redis_client() is None:
-        pytest.skip("the key cache is shared through Redis (REDIS_URL)")
     secret = apikey_create(team=people.team_a, user=people.bob, name="bob", scopes=[Scope.READ, Scope.ENROL]).secret
     Server.objects.create(team=people.team_a, host="www.example.com", port=443)
     other = OtherProcess(secret)
     try:
         assert other.get("/api/v1.0/user")[0] == 200
-        assert other.get("/api/v1.0/user") == (200, 0)  # served from the other process's cache
+        assert other.get("/api/v1.0/user") == (200, 1)  # the other process's cache, and its epoch checked
         assert other.get("/api/v1.0/servers/add", "POST", "domain=one.example.com")[0] == 200
         membership = Membership.objects.get(team=people.team_a, user=people.bob)
         if change == "revoke":
