@@ -17,9 +17,10 @@ MAX_NAME_LENGTH = 253
 MAX_LABEL_LENGTH = 63
 
 # The common case (plain ASCII letters, digits, hyphens) needs no IDNA work at all.
-_LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Used with fullmatch: `$` would also match before a trailing newline ("a\n").
+_LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Certificates in the wild carry underscores (service labels); accepted only from certificates.
-_LENIENT_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_LENIENT_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 class InvalidName(ValueError):
@@ -54,9 +55,12 @@ def ip_literal(text: str) -> str | None:
         return None
 
 
-def _label_is_plain(label: str) -> bool:
-    # "xn--" labels must be checked by the IDNA codec; other "??--" labels are reserved in IDNA 2008.
-    return bool(_LDH_LABEL.match(label)) and label[2:4] != "--"
+def label_is_plain(label: str) -> bool:
+    """A lower-case letters-digits-hyphens label that IDNA would leave as it is.
+
+    "xn--" labels must be checked by the IDNA codec; other "??--" labels are reserved in IDNA 2008.
+    """
+    return bool(_LDH_LABEL.fullmatch(label)) and label[2:4] != "--"
 
 
 @lru_cache(maxsize=65536)
@@ -94,7 +98,7 @@ def normalise_name(name: str) -> str:
     if "." in text and ip_literal(text) is None and text.replace(".", "").isdigit():
         raise InvalidName("not a valid IP address")
     labels = text.split(".")
-    if not all(_label_is_plain(label) for label in labels):
+    if not all(label_is_plain(label) for label in labels):
         text = _idna_encode(text)
         labels = text.split(".")
     if wildcard and len(labels) < 2:
@@ -128,7 +132,7 @@ def normalise_certificate_name(name: str) -> str | None:
     if not body or len(text) > MAX_NAME_LENGTH:
         return None
     labels = body.split(".")
-    if len(labels) < 2 or not all(_LENIENT_LABEL.match(label) for label in labels):
+    if len(labels) < 2 or not all(_LENIENT_LABEL.fullmatch(label) for label in labels):
         return None
     return text
 

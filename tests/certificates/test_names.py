@@ -159,3 +159,11 @@ def test_the_registered_domain_cache_by_suffix_agrees_with_the_public_suffix_lis
         assert registered_domain(host) == (psl.privatesuffix(host) or ""), host
     assert _psl_key("www.shop.example.com") == "example.com"
     assert _psl_key("a.b.foo.kobe.jp") == "b.foo.kobe.jp"  # under the wildcard rule *.kobe.jp
+
+
+@pytest.mark.parametrize("raw", ["a\n.example.com", "www\n.example.com", "www.example\n.com", "a_b\n.example.com"])
+def test_a_newline_inside_a_name_is_refused(raw: str) -> None:
+    # A `$`-anchored label pattern matched "a\n": names with line breaks reached storage.
+    with pytest.raises(InvalidName):
+        normalise_name(raw)
+    assert normalise_certificate_name(raw) is None

@@ -174,3 +174,21 @@ def test_spot_checks_are_forgotten_after_thirty_days(db) -> None:
     fresh = SpotCheck.objects.create(host="new.example", port=443, result={})
     assert spotchecks_purge() == 1
     assert list(SpotCheck.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["www.example.com", "a-b.example.co.uk", "x1.y2.example", "xn--bcher-kva.example", "bücher.example"],
+)
+def test_normalise_host_skips_idna_only_where_idna_would_change_nothing(name: str) -> None:
+    import idna
+
+    normalise_host.cache_clear()
+    assert normalise_host(name) == idna.encode(name, uts46=True, transitional=False).decode("ascii")
+
+
+@pytest.mark.parametrize("name", ["www\n.example.com", "-a.example.com", "a-.example.com", "ab--cd.example"])
+def test_normalise_host_refuses_what_idna_refuses(name: str) -> None:
+    normalise_host.cache_clear()
+    with pytest.raises(InvalidTarget):
+        normalise_host(name)
