@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Field, Model
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
@@ -212,7 +212,8 @@ def insert_unless_conflict(instance: Model, *, name: str, conflict: str) -> bool
             fields,
         )
     sql, fields = _INSERT_SQL[key]
-    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    db = connections[connection.alias]  # the wrapper itself: each use of the proxy costs a look-up
+    values = [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
     with connection.cursor() as cursor:
         execute_prepared(cursor, name, sql, values)
         row = cursor.fetchone()
