@@ -5,11 +5,13 @@
     flock /tmp/kc-bench.lock .venv/bin/python bench/api.py --seconds 20 --clients 8
 
 Paths measured in one run, each against its bare twin behind the same middleware stack:
-- `GET /api/v1.0/servers/expiration/{domain}` (key auth, throttling counters in Redis, the
-  team's scan results of a server with `--ips` addresses) vs a view returning that JSON;
+- `GET /api/v1.0/servers/expiration/{domain}` (key auth, throttling counters leased from Redis,
+  the team's scan results of a server with `--ips` addresses) vs a view returning that JSON;
 - `POST /api/v1.0/servers/add` (a new server per request) vs a view answering the same shape.
-The expiration call is also compared with the bare view plus one Redis command and one SQL
-statement (`bare_with_io`): the floor for any answer that touches both servers.
+Second references: the expiration call beside the bare view plus one Redis command and one SQL
+statement (`bare_with_io`, the floor for any answer that touches both servers), and enrolment
+beside the bare view plus the same durable INSERT in plain SQL (`bare_with_insert`, the write
+any enrolment needs).
 The database (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/kc_api_bench) is
 flushed first. Queries per request come from an X-Queries header every response carries.
 Prints JSON: requests/s of both, their ratio, latency percentiles, queries per request, and the
@@ -119,7 +121,7 @@ def build_data(*, ips: int) -> dict[str, Any]:
     from django.db import connections
 
     connections.close_all()
-    return {"secret": secret, "expiration": body}
+    return {"secret": secret, "expiration": body, "team_id": team.pk}
 
 
 def free_port() -> int:
@@ -293,6 +295,7 @@ def main() -> None:
     env = configure(database_url, redis_url)
     data = build_data(ips=args.ips)
     env["KEYCHEST_BENCH_EXPIRATION_JSON"] = json.dumps(data["expiration"])
+    env["KEYCHEST_BENCH_TEAM_ID"] = str(data["team_id"])
     port = free_port()
     server = start_gunicorn(env, port, args.workers, args.threads)
     auth = {"Authorization": f"Bearer {data['secret']}"}
@@ -332,8 +335,18 @@ def main() -> None:
                 ("POST", "/bare/servers/add", form, "domain=h{i}.bench.example"),
             ),
         }
-        # A second reference for the expiration call: the bare view plus one Redis command and one
-        # SQL statement, i.e. the floor for any answer that touches both servers.
+        # Second references: for the expiration call, the bare view plus one Redis command and one
+        # SQL statement (the floor for any answer that touches both servers); for enrolment, the
+        # bare view plus the same durable INSERT in plain SQL (the write any enrolment needs).
+        bare_insert = run(
+            port,
+            method="POST",
+            path="/bare-insert/servers/add",
+            headers=form,
+            body="domain=b{i}.bench.example",
+            offset=0,
+            **common,
+        )
         bare_io = run(
             port,
             method="GET",
@@ -361,11 +374,11 @@ def main() -> None:
                 "bare": bare_result,
                 "ratio": round(kc_result["rps"] / bare_result["rps"], 3) if bare_result["rps"] else None,
             }
-            if name == "servers_expiration":
-                results[name]["bare_with_io"] = bare_io
-                results[name]["ratio_to_bare_with_io"] = (
-                    round(kc_result["rps"] / bare_io["rps"], 3) if bare_io["rps"] else None
-                )
+            reference, label = (bare_io, "io") if name == "servers_expiration" else (bare_insert, "insert")
+            results[name][f"bare_with_{label}"] = reference
+            results[name][f"ratio_to_bare_with_{label}"] = (
+                round(kc_result["rps"] / reference["rps"], 3) if reference["rps"] else None
+            )
     finally:
         server.terminate()
         server.wait(10)

@@ -1,4 +1,5 @@
-"""URLs for bench/api.py: the whole project plus two bare views returning the same JSON."""
+"""URLs for bench/api.py: the whole project plus bare views returning the same JSON (and, as
+second references, the same with the round trips or the write any real answer needs)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -21,9 +23,8 @@ def bare_expiration(request: HttpRequest, domain: str) -> JsonResponse:
 
 
 def bare_io_expiration(request: HttpRequest, domain: str) -> JsonResponse:
-    """The bare view plus the round trips any real answer needs: one Redis command (as the
-    throttling counters) and one PostgreSQL statement (with Django's per-request connection
-    health check). A second reference: what touching the two servers alone costs."""
+    """The bare view plus one Redis command and one PostgreSQL statement (after Django's
+    per-request connection health check): what touching the two servers alone costs."""
     from django.core.cache import cache
 
     cache.get("bench-io")
@@ -37,6 +38,56 @@ def bare_io_expiration(request: HttpRequest, domain: str) -> JsonResponse:
 def bare_servers_add(request: HttpRequest) -> JsonResponse:
     domain = request.POST.get("domain", "")
     return JsonResponse({"status": "success", "id": str(uuid.uuid4()), "domain": domain, "port": 443, "pending": False})
+
+
+_INSERT: tuple[str, int, int, list[Any]] | None = None
+
+
+def _insert_template() -> tuple[str, int, int, list[Any]]:
+    """The enrolment's INSERT as plain SQL: a server row of the bench team with the columns'
+    defaults prepared once; per request only the host and the uuid change."""
+    global _INSERT
+    if _INSERT is None:
+        from django.utils import timezone
+
+        from monitors.models import Server
+
+        team_id = int(os.environ["KEYCHEST_BENCH_TEAM_ID"])
+        server = Server(team_id=team_id, host="template.bench.example", port=443, next_scan_at=timezone.now())
+        fields = [f for f in Server._meta.local_concrete_fields if f is not Server._meta.pk]
+        values = [f.get_db_prep_save(f.pre_save(server, True), connection) for f in fields]
+        columns = [f.attname for f in fields]
+        quoted = ", ".join(f'"{f.column}"' for f in fields)
+        sql = (
+            f'INSERT INTO "{Server._meta.db_table}" ({quoted}) '
+            f"VALUES ({', '.join(['%s'] * len(fields))}) "
+            'ON CONFLICT ("team_id", "host", "port", "protocol") WHERE "removed_at" IS NULL DO NOTHING RETURNING "uuid"'
+        )
+        _INSERT = (sql, columns.index("host"), columns.index("uuid"), values)
+    return _INSERT
+
+
+@csrf_exempt
+def bare_insert_servers_add(request: HttpRequest) -> JsonResponse:
+    """The bare view plus the one durable INSERT of the new server row, in plain SQL: the write
+    any real enrolment needs, without key, throttling, validation or ORM."""
+    domain = request.POST.get("domain", "")
+    sql, host_at, uuid_at, template = _insert_template()
+    values = list(template)
+    values[host_at] = domain
+    values[uuid_at] = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    return JsonResponse(
+        {
+            "status": "success" if row else "already-inserted",
+            "id": str(values[uuid_at]),
+            "domain": domain,
+            "port": 443,
+            "pending": False,
+        }
+    )
 
 
 class QueryCountMiddleware:
@@ -63,5 +114,6 @@ urlpatterns = [
     path("bare/servers/expiration/<str:domain>", bare_expiration),
     path("bare-io/servers/expiration/<str:domain>", bare_io_expiration),
     path("bare/servers/add", bare_servers_add),
+    path("bare-insert/servers/add", bare_insert_servers_add),
     path("", include("keychest.urls")),
 ]
