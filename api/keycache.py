@@ -118,7 +118,8 @@ class EpochGuard:
     In autocommit (a web request) the check and the statement go in one message, which
     PostgreSQL runs as one implicit transaction: when the check fails, the statement does not
     run. In a transaction the check is a statement of its own under a savepoint, so that its
-    failure leaves the caller's transaction usable. Savepoint commands pass unchecked.
+    failure leaves the caller's transaction usable; so it is before an `executemany`. Savepoint
+    commands pass unchecked.
     `finish()` checks with a query of its own when no statement ran. Raises EpochChanged.
     """
 
@@ -129,10 +130,10 @@ class EpochGuard:
         self.checked = False
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        if self.checked or many or sql.startswith(self._PASS):
+        if self.checked or sql.startswith(self._PASS):
             return execute(sql, params, many, context)
         self.checked = True
-        if connection.get_autocommit():
+        if connection.get_autocommit() and not many:
             return _refusing_stale(execute, f"{self.sql}; {sql}", params, many, context)
         self._check(context["cursor"])
         return execute(sql, params, many, context)

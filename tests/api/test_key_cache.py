@@ -339,3 +339,21 @@ def test_a_change_in_one_process_is_refused_by_another_at_once(people, change) -
             assert other.get("/api/v1.0/servers/expiration/www.example.com")[0] == 401
     finally:
         other.close()
+
+
+@needs_epoch
+@pytest.mark.django_db(transaction=True)
+def test_the_guard_checks_before_an_executemany(people, bob_key) -> None:
+    key = ApiKey.objects.get(key_hash=key_hash(bob_key))
+    record = keycache.key_load(key.key_hash)
+    assert record is not None and record.epoch is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('api_auth_epoch')")
+    guard = keycache.EpochGuard(record.epoch)
+    table = Server._meta.db_table
+    with pytest.raises(keycache.EpochChanged), connection.execute_wrapper(guard), connection.cursor() as cursor:
+        cursor.executemany(
+            f'UPDATE "{table}" SET "host" = %s WHERE "id" = %s',
+            [("x.example", 0), ("y.example", -1)],
+        )
+    assert guard.checked
