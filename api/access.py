@@ -91,9 +91,10 @@ _UNKNOWN = "Unknown, revoked or expired API key."
 
 
 @dataclass
-class VerifiedKey:
-    """A key for one request: its look-up (`record`), and whether that came from this process's
-    cache, so that its epoch still has to be checked before the request reads or writes."""
+class KeyLookup:
+    """A usable key for one request: its look-up (`record`), and whether that came from this
+    process's cache, so that its epoch still has to be checked before the request reads or
+    writes (see api/keycache.py)."""
 
     digest: str
     record: keycache.KeyRecord
@@ -105,8 +106,13 @@ class VerifiedKey:
         if apikey_touch(api_key=self.api_key, ip=ip):
             self.record.note_used(self.api_key.last_used_at)  # type: ignore[arg-type]
 
+    def reloaded(self) -> KeyLookup:
+        """The key read from the database again (its cached entry's epoch moved on); else a 401."""
+        keycache.KEY_CACHE.discard(self.digest)
+        return key_reload(self.digest)
 
-def key_lookup(secret: str) -> VerifiedKey:
+
+def key_lookup(secret: str) -> KeyLookup:
     """The usable key for `secret`, from the cache (epoch not yet checked) or loaded; else a 401.
 
     A cached entry that refuses the key is looked up again first: a refusal is rare, and the
@@ -118,19 +124,19 @@ def key_lookup(secret: str) -> VerifiedKey:
     record = keycache.KEY_CACHE.get(digest)
     if record is not None:
         try:
-            return VerifiedKey(digest, record, True, _usable(record))
+            return KeyLookup(digest, record, True, _usable(record))
         except exceptions.AuthenticationFailed:
             keycache.KEY_CACHE.discard(digest)
     return key_reload(digest)
 
 
-def key_reload(digest: str) -> VerifiedKey:
+def key_reload(digest: str) -> KeyLookup:
     """The usable key with this hash, read from the database now; else a 401."""
     record = keycache.key_load(digest)
     if record is None:
         raise exceptions.AuthenticationFailed(_UNKNOWN, code="not-registered")
     keycache.KEY_CACHE.put(digest, record)
-    return VerifiedKey(digest, record, False, _usable(record))
+    return KeyLookup(digest, record, False, _usable(record))
 
 
 def _usable(record: keycache.KeyRecord) -> ApiKey:
@@ -148,8 +154,7 @@ def key_verify(request: HttpRequest, secret: str, *, ip: str | None = None) -> A
     `client_ip(request)` when it already has it."""
     key = key_lookup(secret)
     if key.cached and keycache.epoch_read() != key.record.epoch:
-        keycache.KEY_CACHE.discard(key.digest)
-        key = key_reload(key.digest)
+        key = key.reloaded()
     key.touch(ip if ip is not None else client_ip(request))
     return key.api_key
 

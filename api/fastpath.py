@@ -30,8 +30,8 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from api import keycache, views_v10
-from api.access import Caller, MalformedAuthorization, api_hits, key_from_header, key_limits, key_lookup, key_reload
+from api import views_v10
+from api.access import Caller, KeyLookup, MalformedAuthorization, api_hits, key_from_header, key_limits, key_lookup
 from api.errors import v10_exception_handler
 from api.keycache import EpochChanged, EpochGuard
 from api.models import ApiKey
@@ -119,23 +119,28 @@ class LeanView:
             wait = api_hits(key_limits(ip=ip, key_id=key.record.key_id))
             if wait:
                 raise exceptions.Throttled(wait)
-            if key.cached:
-                try:
-                    # The request's first statement checks that the key's epoch is current.
-                    guard = EpochGuard(key.record.epoch)  # type: ignore[arg-type]  # cached entries have one
-                    with connection.execute_wrapper(guard):
-                        body, status = self._answer(request, key.api_key, data, ip, kwargs)
-                        guard.finish()
-                    key.touch(ip)
-                    return self._respond(body, status)
-                except EpochChanged:
-                    keycache.KEY_CACHE.discard(key.digest)
-                    key = key_reload(key.digest)
+            answered = self._answer_checked(request, key, data, ip, kwargs) if key.cached else None
+            if answered is None:  # looked up now, or the cached key's epoch had moved on
+                key = key.reloaded() if key.cached else key
+                answered = self._answer(request, key.api_key, data, ip, kwargs)
         except exceptions.APIException as exc:
             return self._error(request, exc)
-        body, status = self._answer(request, key.api_key, data, ip, kwargs)
         key.touch(ip)
-        return self._respond(body, status)
+        return self._respond(*answered)
+
+    def _answer_checked(
+        self, request: HttpRequest, key: KeyLookup, data: Any, ip: str, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], int] | None:
+        """The answer for a cached key, its first statement checking that the key's epoch is
+        still current; None when it is not (nothing ran)."""
+        guard = EpochGuard(key.record.epoch)  # type: ignore[arg-type]  # cached entries have one
+        try:
+            with connection.execute_wrapper(guard):
+                answered = self._answer(request, key.api_key, data, ip, kwargs)
+                guard.finish()
+        except EpochChanged:
+            return None
+        return answered
 
     def _answer(
         self, request: HttpRequest, api_key: ApiKey, data: Any, ip: str, kwargs: dict[str, Any]
