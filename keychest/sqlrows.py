@@ -5,8 +5,8 @@ expiration rows, a server's enrolment) than PostgreSQL spends running them. `Par
 wanted fields of a model once, renders them as a SELECT list (table aliases chosen by the
 caller's SQL), and turns result rows back into instances with `Model.from_db` after the same
 value converters the ORM applies — so the rest of the code sees ordinary (partly deferred)
-objects. `insert_unless_conflict` is `Model.save()` for a new row as one prepared
-`INSERT ... ON CONFLICT DO NOTHING RETURNING`.
+objects. `insert_or_find` is `Model.save()` for a new row as one prepared
+`INSERT ... ON CONFLICT DO NOTHING`, answering with the existing row on a conflict.
 """
 
 from __future__ import annotations
@@ -186,40 +186,60 @@ def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) ->
             return
 
 
-_INSERT_SQL: dict[tuple[type[Model], str], tuple[str, list[Any]]] = {}
+_INSERT_SQL: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list[Any], list[Any], Part[Any]]] = {}
 
 
-def insert_unless_conflict(instance: Model, *, name: str, conflict: str) -> bool | None:
+def insert_or_find(instance: M, *, name: str, unique: Sequence[str], where: str = "") -> tuple[bool, M | None] | None:
     """Insert a new `instance` as `save()` would (defaults, `auto_now_add`, value preparation),
-    unless a row conflicts on `conflict` (e.g. `(team_id, host) WHERE removed_at IS NULL`): one
-    prepared statement, no transaction round trips. True when inserted (the instance then has
-    its primary key), False on a conflict, None when the database is not PostgreSQL (the
-    caller saves the usual way). Sends no model signals: use it only for models without
-    receivers.
+    unless a row already holds its `unique` fields (a unique constraint on them, partial with
+    `where` when given, e.g. `"removed_at" IS NULL`); then find that row. One prepared
+    statement either way, no transaction round trips:
+
+        WITH ins AS (INSERT ... ON CONFLICT (unique) WHERE ... DO NOTHING RETURNING *)
+        SELECT true, ... FROM ins
+        UNION ALL SELECT false, ... FROM table WHERE unique = values AND ... AND NOT EXISTS (SELECT FROM ins)
+
+    Returns (True, None) when inserted (the instance then has its primary key); (False, row)
+    with the existing row (all its fields loaded) on a conflict; (False, None) when the row in
+    the way is one this statement's snapshot cannot see (a concurrent insert committed after it
+    began: look it up again). None when the database is not PostgreSQL (the caller saves the
+    usual way). Sends no model signals: use it only for models without receivers.
     """
     if connection.vendor != "postgresql":
         return None
     model = type(instance)
-    key = (model, conflict)
+    key = (model, tuple(unique), where)
     if key not in _INSERT_SQL:
         meta = model._meta
         fields = [f for f in meta.local_concrete_fields if f is not meta.pk and not getattr(f, "generated", False)]
+        unique_fields = [cast("Field[Any, Any]", meta.get_field(u)) for u in unique]
+        row = Part("r", model, [f.attname for f in meta.concrete_fields])
         columns = ", ".join(f'"{f.column}"' for f in fields)
-        placeholders = ", ".join(["%s"] * len(fields))
+        targets = ", ".join(f'"{f.column}"' for f in unique_fields)
+        returned = ", ".join(row.select())
+        condition = " AND ".join([*(f'r."{f.column}" = %s' for f in unique_fields), *([where] if where else [])])
         _INSERT_SQL[key] = (
-            f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({placeholders}) '  # noqa: S608 - names from model meta, values as parameters
-            f'ON CONFLICT {conflict} DO NOTHING RETURNING "{meta.pk.column}"',
+            f'WITH ins AS (INSERT INTO "{meta.db_table}" ({columns}) VALUES ({", ".join(["%s"] * len(fields))}) '  # noqa: S608 - names from model meta, values as parameters
+            f"ON CONFLICT ({targets}){f' WHERE {where}' if where else ''} DO NOTHING RETURNING *) "
+            f"SELECT true, {returned} FROM ins r "
+            f'UNION ALL SELECT false, {returned} FROM "{meta.db_table}" r '
+            f"WHERE {condition} AND NOT EXISTS (SELECT FROM ins)",
             fields,
+            unique_fields,
+            row,
         )
-    sql, fields = _INSERT_SQL[key]
+    sql, fields, unique_fields, row = _INSERT_SQL[key]
     db = connections[connection.alias]  # the wrapper itself: each use of the proxy costs a look-up
     values = [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
+    by_field = dict(zip(fields, values, strict=True))
     with connection.cursor() as cursor:
-        execute_prepared(cursor, name, sql, values)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    instance.pk = row[0]
+        execute_prepared(cursor, name, sql, [*values, *(by_field[f] for f in unique_fields)])
+        found = cursor.fetchone()
+    if found is None:
+        return False, None
+    if not found[0]:
+        return False, row.instance(row.values(found[1:]))
+    instance.pk = found[1 + row.attnames.index(model._meta.pk.attname)]
     instance._state.adding = False
     instance._state.db = connection.alias
-    return True
+    return True, None

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from keychest.sqlrows import insert_unless_conflict
+from keychest.sqlrows import insert_or_find
 from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle
 from monitors.targets import (
     PROTOCOL_PORT_DEFAULTS,
@@ -116,15 +116,13 @@ def server_enrol(
         return Server.objects.for_team(team).filter(host=name, port=parsed_port, protocol=proto, removed_at=None)
 
     # One statement on PostgreSQL: insert unless the active-target constraint already holds
-    # this target (scripts enrol on every deploy, so this runs often). Inside a caller's
-    # transaction the statement runs under its own savepoint (`execute_prepared`), as save()
-    # did, so an error does not poison that transaction.
-    inserted = insert_unless_conflict(
-        server,
-        name="kc_server_enrol",
-        conflict='("team_id", "host", "port", "protocol") WHERE "removed_at" IS NULL',
+    # this target, else read the server that holds it (scripts enrol on every deploy, so both
+    # run often). Inside a caller's transaction the statement runs under its own savepoint
+    # (`execute_prepared`), as save() did, so an error does not poison that transaction.
+    outcome = insert_or_find(
+        server, name="kc_server_enrol", unique=("team", "host", "port", "protocol"), where='"removed_at" IS NULL'
     )
-    if inserted is None:
+    if outcome is None:
         existing = watched().first()
         if existing is not None:
             raise AlreadyWatched(existing)
@@ -132,9 +130,9 @@ def server_enrol(
             with transaction.atomic():
                 server.save()
         except IntegrityError:
-            inserted = False  # a concurrent enrolment of the same target won the race
-    if inserted is False:
-        raise AlreadyWatched(watched().get())
+            outcome = (False, None)  # a concurrent enrolment of the same target won the race
+    if outcome is not None and not outcome[0]:
+        raise AlreadyWatched(outcome[1] or watched().get())
     return server
 
 

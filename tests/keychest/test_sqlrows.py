@@ -17,7 +17,7 @@ from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from keychest.accounts.models import Team
-from keychest.sqlrows import execute_prepared, insert_unless_conflict, prepared_statement
+from keychest.sqlrows import execute_prepared, insert_or_find, prepared_statement
 
 pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="server-side prepared statements are PostgreSQL's"),
@@ -124,7 +124,7 @@ def test_in_a_transaction_it_recovers_and_the_transaction_commits_its_other_writ
             run(f"PREPARE {prepared_statement(NAME, SQL).name} AS SELECT $1::int + $2::int")
         with CaptureQueriesContext(connection) as queries:
             assert add(2, 3) == 5
-        assert insert_unless_conflict(Team(name="prepared insert"), name="kc_test_team", conflict='("uuid")') is True
+        assert insert_or_find(Team(name="prepared insert"), name="kc_test_team", unique=("uuid",)) == (True, None)
         Team.objects.create(name="after")
     # Each attempt runs under a savepoint; the failed one is rolled back to it.
     first, second = ("EXECUTE", "PREPARE") if disruption == "deallocate all" else ("PREPARE", "EXECUTE")
@@ -162,7 +162,7 @@ def test_with_the_setting_off_no_statement_is_prepared(settings) -> None:
     with CaptureQueriesContext(connection) as queries:
         assert add(1, 2) == 3
         with transaction.atomic():
-            assert insert_unless_conflict(Team(name="plain"), name="kc_test_team", conflict='("uuid")') is True
+            assert insert_or_find(Team(name="plain"), name="kc_test_team", unique=("uuid",)) == (True, None)
     assert sent(queries)[0] == "SELECT"
     assert [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("PREPARE", "EXECUTE"))] == []
     assert held() == set()

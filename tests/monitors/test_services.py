@@ -77,6 +77,43 @@ def test_enrolling_twice_says_already_watched_but_other_teams_are_independent(pe
     assert server_enrol(team=people.team_b, host="example.com").team == people.team_b
 
 
+@pytest.mark.django_db(transaction=True)  # autocommit, as in a request: no savepoints around the statement
+def test_enrolling_again_is_one_statement_that_returns_the_watched_server(people) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = server_enrol(team=people.team_a, host="example.com", tags=["prod"], pinned_ip="192.0.2.7")
+    with CaptureQueriesContext(connection) as queries, pytest.raises(AlreadyWatched) as caught:
+        server_enrol(team=people.team_a, host="example.com")
+    existing = caught.value.server
+    assert existing.pk == first.pk and existing.uuid == first.uuid
+    # Every field is loaded, with the ORM's conversions (JSON, timestamps).
+    assert existing.tags == ["prod"] and existing.pinned_ip == "192.0.2.7"
+    assert existing.created_at == Server.objects.get(pk=first.pk).created_at
+    assert existing.get_deferred_fields() == set()
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+
+
+def test_a_removed_server_does_not_hold_its_target(people) -> None:
+    first = server_enrol(team=people.team_a, host="example.com")
+    server_remove(server=first)
+    again = server_enrol(team=people.team_a, host="example.com")
+    assert again.pk != first.pk and again.removed_at is None
+
+
+def test_a_conflict_the_statement_could_not_see_is_looked_up(people, monkeypatch) -> None:
+    # A concurrent enrolment committed after the statement's snapshot was taken: the INSERT
+    # meets its row, the statement's own SELECT cannot see it.
+    from monitors import services
+
+    first = server_enrol(team=people.team_a, host="example.com")
+    monkeypatch.setattr(services, "insert_or_find", lambda *args, **kwargs: (False, None))
+    with pytest.raises(AlreadyWatched) as caught:
+        server_enrol(team=people.team_a, host="example.com")
+    assert caught.value.server == first
+
+
 def test_bulk_enrol_reports_errors_per_line(people) -> None:
     server_enrol(team=people.team_a, host="old.example.com")
     result = servers_enrol_bulk(
