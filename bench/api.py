@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,7 @@ def client(
     queries = 0
     errors = 0
     n = 0
+    worker = ""
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         i = offset + n
@@ -237,11 +239,12 @@ def client(
         if response.status >= 300:
             errors += 1
         queries += int(response.getheader("X-Queries") or 0)
+        worker = response.getheader("X-Worker") or ""
         n += 1
         if response.getheader("Connection", "").lower() == "close":
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    out.put({"n": n, "latencies": latencies, "queries": queries, "errors": errors})
+    out.put({"n": n, "latencies": latencies, "queries": queries, "errors": errors, "worker": worker})
 
 
 def run(
@@ -280,6 +283,10 @@ def run(
         "rps": round(total / elapsed, 1),
         "errors": sum(p["errors"] for p in parts),
         "queries_per_request": round(sum(p["queries"] for p in parts) / max(total, 1), 2),
+        # Keep-alive connections per gunicorn worker (the last one each client used). Which
+        # worker accepts a connection is left to chance: with 4 clients and 2 workers, a 3/1 or
+        # 4/0 split makes one process's GIL the limit, and the run is not comparable.
+        "connections_per_worker": sorted(Counter(p["worker"] for p in parts).values(), reverse=True),
         "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
         # Server-side CPU per request (ms), by process group: where the time goes.

@@ -91,7 +91,8 @@ def bare_insert_servers_add(request: HttpRequest) -> JsonResponse:
 
 
 class QueryCountMiddleware:
-    """Counts the SQL statements of each request into an X-Queries header."""
+    """Counts the SQL statements of each request into an X-Queries header, and names the
+    gunicorn worker that answered in X-Worker."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -107,6 +108,7 @@ class QueryCountMiddleware:
         with connection.execute_wrapper(counter):
             response = self.get_response(request)
         response["X-Queries"] = str(count)
+        response["X-Worker"] = str(os.getpid())
         return response
 
 
