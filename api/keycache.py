@@ -118,8 +118,8 @@ class EpochGuard:
     In autocommit (a web request) the check and the statement go in one message, which
     PostgreSQL runs as one implicit transaction: when the check fails, the statement does not
     run. In a transaction the check is a statement of its own under a savepoint, so that its
-    failure leaves the caller's transaction usable; so it is before an `executemany`. Savepoint
-    commands pass unchecked.
+    failure leaves the caller's transaction usable; so is it before an `executemany`, which
+    cannot carry it. Savepoint commands pass unchecked.
     `finish()` checks with a query of its own when no statement ran. Raises EpochChanged.
     """
 
