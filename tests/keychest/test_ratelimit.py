@@ -135,3 +135,17 @@ def test_without_redis_each_hit_is_counted(monkeypatch) -> None:
     waits = [counters.take(limit, lease=32, now=7740.0) for _ in range(4)]
     assert waits[:3] == [0, 0, 0] and waits[3] > 0
     assert peek(Limit("lease", 3, 60), "k", now=7740.0) == 4
+
+
+@needs_redis
+def test_with_redis_down_a_process_spends_its_lease_then_fails_closed(settings) -> None:
+    import redis
+
+    limit = [(Limit("lease", 10_000, 60), "k")]
+    counters = LeasedCounters()
+    assert counters.take(limit, lease=32, now=7860.0) == 0  # leased 32, spent 1
+    down = {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}
+    settings.CACHES = {**settings.CACHES, "default": down}
+    assert [counters.take(limit, lease=32, now=7860.0) for _ in range(31)] == [0] * 31
+    with pytest.raises(redis.exceptions.ConnectionError):
+        counters.take(limit, lease=32, now=7860.0)  # never allowed unthrottled
