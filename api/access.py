@@ -13,6 +13,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import exceptions, permissions, throttling
 from rest_framework.authentication import BaseAuthentication
@@ -148,14 +149,13 @@ def _usable(record: keycache.KeyRecord) -> ApiKey:
     return api_key
 
 
-def key_verify(request: HttpRequest, secret: str, *, ip: str | None = None) -> ApiKey:
+def key_verify(request: HttpRequest, secret: str) -> ApiKey:
     """The usable key for `secret` (a fresh instance with user, team and `member_role`), or a 401,
-    verified now: a cached key's epoch is checked with one query. `ip` is the caller's
-    `client_ip(request)` when it already has it."""
+    verified now: a cached key's epoch is checked with one query."""
     key = key_lookup(secret)
     if key.cached and keycache.epoch_read() != key.record.epoch:
         key = key.reloaded()
-    key.touch(ip if ip is not None else client_ip(request))
+    key.touch(client_ip(request))
     return key.api_key
 
 
@@ -238,8 +238,6 @@ def required_scope(request: Request, view: Any) -> str:
 
 def key_limits(*, ip: str, key_id: int) -> list[tuple[Limit, str]]:
     """The per-address and per-key limits of a key's request."""
-    from django.conf import settings
-
     return [
         (Limit("api-ip", settings.KEYCHEST_API_RATE_PER_IP, 60), ip),
         (Limit("api-key", settings.KEYCHEST_API_RATE_PER_KEY, 60), f"key:{key_id}"),
@@ -248,8 +246,6 @@ def key_limits(*, ip: str, key_id: int) -> list[tuple[Limit, str]]:
 
 def _api_limits(request: Request, *, ip: str) -> list[tuple[Limit, str]]:
     """The per-address limit, and the per-key (or per signed-in user) one."""
-    from django.conf import settings
-
     if isinstance(request.auth, ApiKey):
         return key_limits(ip=ip, key_id=request.auth.pk)
     limits = [(Limit("api-ip", settings.KEYCHEST_API_RATE_PER_IP, 60), ip)]
@@ -263,8 +259,6 @@ LEASES = LeasedCounters()
 
 def api_hits(limits: list[tuple[Limit, str]]) -> int:
     """Count this request on `limits`; the seconds to wait, 0 when every limit allows it."""
-    from django.conf import settings
-
     return LEASES.take(limits, lease=settings.KEYCHEST_API_RATE_LEASE)
 
 

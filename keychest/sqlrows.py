@@ -186,7 +186,7 @@ def execute_prepared(cursor: Any, name: str, sql: str, params: Sequence[Any]) ->
             return
 
 
-_INSERT_SQL: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list[Any], list[Any], Part[Any]]] = {}
+_INSERT_SQL: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list[Any], list[int], Part[Any]]] = {}
 
 
 def insert_or_find(instance: M, *, name: str, unique: Sequence[str], where: str = "") -> tuple[bool, M | None] | None:
@@ -225,15 +225,14 @@ def insert_or_find(instance: M, *, name: str, unique: Sequence[str], where: str 
             f'UNION ALL SELECT false, {returned} FROM "{meta.db_table}" r '
             f"WHERE {condition} AND NOT EXISTS (SELECT FROM ins)",
             fields,
-            unique_fields,
+            [fields.index(f) for f in unique_fields],  # where the unique values are among `fields`
             row,
         )
-    sql, fields, unique_fields, row = _INSERT_SQL[key]
+    sql, fields, unique_at, row = _INSERT_SQL[key]
     db = connections[connection.alias]  # the wrapper itself: each use of the proxy costs a look-up
     values = [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
-    by_field = dict(zip(fields, values, strict=True))
     with connection.cursor() as cursor:
-        execute_prepared(cursor, name, sql, [*values, *(by_field[f] for f in unique_fields)])
+        execute_prepared(cursor, name, sql, [*values, *(values[i] for i in unique_at)])
         found = cursor.fetchone()
     if found is None:
         return False, None
