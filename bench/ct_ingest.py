@@ -289,6 +289,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="kc-bench-"))
     list_path, ders_path, domains_path = tmp / "log_list.json", tmp / "ders.pickle", tmp / "domains.txt"
     os.environ["KEYCHEST_CT_LOG_LIST"] = str(list_path)
+    os.environ["KEYCHEST_ALLOW_PRIVATE_TARGETS"] = "1"  # the local logs listen on 127.0.0.1
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     server = ctx.Process(

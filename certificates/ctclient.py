@@ -1,21 +1,27 @@
-"""HTTP clients for the two CT log APIs. No Django: give them a LogSpec and a requests session.
+"""HTTP clients for the two CT log APIs. No Django: give them a LogSpec (and whether private
+addresses may be reached).
 
 Both offer the same four operations, so the ingester does not care which API a log speaks:
 `tree_head()` (signature verified), `start_range()` (the verified compact range at any index),
 `fetch()` (entries of a range, in order, in parallel within the log's request budget) and
 `check_prefix()` (that our compact range is a prefix of the signed tree).
+
+Every request goes through `keychest.safehttp.Session`: a log is a remote party (and the log list
+naming it may come from a URL), so its address is checked (no loopback, private or metadata
+address unless private targets are allowed, also after a redirect), each request has one
+deadline for all of it and a byte cap, and connections to the log are kept alive.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import requests
+from urllib.parse import urlencode
 
 from certificates.ctformat import (
     BadEntry,
@@ -36,8 +42,13 @@ from certificates.merkle import (
     subtree_decomposition,
     verify_consistency,
 )
+from keychest import safehttp
 
 Entry = LogEntry | BadEntry
+# Far above any real answer (a get-entries batch of 1,024 entries with chains is a few MB, a data
+# tile well under one), far below what would hurt a worker: KEYCHEST_CT_MAX_BYTES.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+HEADERS = {"User-Agent": "KeyChest CT monitor"}
 
 
 class LogUnavailable(Exception):
@@ -60,38 +71,44 @@ class CTClient(ABC):
         self,
         spec: LogSpec,
         *,
-        session: requests.Session | None = None,
+        allow_private: bool = False,
         parallel: int = 4,
         timeout: float = 20.0,
         batch_size: int = 0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.spec = spec
-        self.session = session or requests.Session()
+        self.session = safehttp.Session(allow_private=allow_private, max_idle=max(8, parallel))
         self.parallel = max(1, parallel)
-        self.timeout = timeout
+        self.timeout = timeout  # for each request as a whole: resolve, connect, send, every read
+        self.max_bytes = max_bytes
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> requests.Response:
-        url = self.spec.url + path
+    def close(self) -> None:
+        self.session.close()
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+        url = self.spec.url + path + (f"?{urlencode(params)}" if params else "")
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise LogUnavailable(f"{path}: {exc.__class__.__name__}") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-            raise LogUnavailable(
-                f"{path}: HTTP {response.status_code}", retry_after=retry_after, status=response.status_code
-            )
-        if response.status_code == 404:
+            response = self.session.get(url, timeout=self.timeout, max_bytes=self.max_bytes, headers=HEADERS)
+        except safehttp.TargetRefused as exc:
+            raise LogUnavailable(f"{path}: refused: {exc.message}") from None
+        except safehttp.FetchError as exc:
+            raise LogUnavailable(f"{path}: {exc.message}") from None
+        status = response.status
+        if status == 429 or status >= 500:
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            raise LogUnavailable(f"{path}: HTTP {status}", retry_after=retry_after, status=status)
+        if status == 404:
             raise LogGone(f"{path}: HTTP 404", status=404)
-        if response.status_code != 200:
-            raise LogUnavailable(f"{path}: HTTP {response.status_code}", status=response.status_code)
-        return response
+        if status != 200:
+            raise LogUnavailable(f"{path}: HTTP {status}", status=status)
+        return response.body
 
     def _json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         try:
-            return self._get(path, params).json()
+            return json.loads(self._get(path, params))
         except ValueError:
             raise LogUnavailable(f"{path}: not JSON") from None
 
@@ -215,9 +232,7 @@ class StaticClient(CTClient):
 
     def tree_head(self) -> TreeHead:
         self._tiles.clear()
-        return verify_checkpoint(
-            self._get("checkpoint").content, origin=self.origin, public_key_der=self.spec.public_key
-        )
+        return verify_checkpoint(self._get("checkpoint"), origin=self.origin, public_key_der=self.spec.public_key)
 
     def _hash_tile(self, level: int, index: int, tree_size: int) -> bytes:
         width = min(256, (tree_size >> (8 * level)) - index * 256)
@@ -225,7 +240,7 @@ class StaticClient(CTClient):
             raise LogUnavailable("hash tile beyond the tree")
         key = (level, index, width)
         if key not in self._tiles:
-            data = self._get(tile_path(level, index, width)).content
+            data = self._get(tile_path(level, index, width))
             if len(data) != 32 * width:
                 raise LogUnavailable(f"hash tile {level}/{index} has the wrong length")
             self._tiles[key] = data
@@ -259,7 +274,7 @@ class StaticClient(CTClient):
 
     def _fetch_tile(self, args: tuple[int, int, int, int]) -> list[Entry]:
         tile_index, width, lo, hi = args
-        data = self._get(tile_path("data", tile_index, width)).content
+        data = self._get(tile_path("data", tile_index, width))
         try:
             entries = parse_data_tile(data, tile_index * 256, width)
         except FormatError as exc:
@@ -278,7 +293,7 @@ class StaticClient(CTClient):
     def issuer(self, fingerprint: bytes) -> bytes | None:
         if fingerprint not in self._issuers:
             try:
-                self._issuers[fingerprint] = self._get(f"issuer/{fingerprint.hex()}").content
+                self._issuers[fingerprint] = self._get(f"issuer/{fingerprint.hex()}")
             except LogGone:
                 return None
         return self._issuers[fingerprint]

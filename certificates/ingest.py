@@ -82,9 +82,11 @@ def spec_of(log: CTLog) -> LogSpec:
 def _client(log: CTLog) -> CTClient:
     return client_for(
         spec_of(log),
+        allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
         parallel=settings.KEYCHEST_CT_PARALLEL,
         timeout=settings.KEYCHEST_CT_TIMEOUT,
         batch_size=log.batch_size,
+        max_bytes=settings.KEYCHEST_CT_MAX_BYTES,
     )
 
 

@@ -1,4 +1,7 @@
-"""Chrome's CT log list (v3 JSON): RFC 6962 logs under `logs`, static-ct-api logs under `tiled_logs`. Pure."""
+"""Chrome's CT log list (v3 JSON): RFC 6962 logs under `logs`, static-ct-api logs under `tiled_logs`.
+
+No Django: a list named by URL is fetched through `keychest.safehttp` (checked address, one
+deadline, a byte cap); the caller says whether private addresses may be reached."""
 
 from __future__ import annotations
 
@@ -9,9 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keychest import safehttp
+
 BUNDLED_LOG_LIST = Path(__file__).resolve().parent / "data" / "log_list.json"
 # States in which a log still serves entries worth reading.
 READABLE_STATES = ("pending", "qualified", "usable", "readonly")
+# Chrome's full list is about 100 KB; a list over this size is refused rather than read.
+MAX_LOG_LIST_BYTES = 4 * 1024 * 1024
 
 
 class LogListError(ValueError):
@@ -86,19 +93,18 @@ def parse_log_list(data: bytes | str) -> list[LogSpec]:
     return specs
 
 
-def load_log_list(source: str | None = None, *, timeout: float = 20.0) -> list[LogSpec]:
+def load_log_list(source: str | None = None, *, timeout: float = 20.0, allow_private: bool = False) -> list[LogSpec]:
     """Read the log list from a path or an http(s) URL; the bundled snapshot when `source` is empty."""
     if not source:
         return parse_log_list(BUNDLED_LOG_LIST.read_bytes())
     if source.startswith(("http://", "https://")):
-        import requests
-
         try:
-            response = requests.get(source, timeout=timeout)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            raise LogListError(f"cannot fetch the log list: {exc}") from None
-        return parse_log_list(response.content)
+            response = safehttp.get(source, allow_private=allow_private, timeout=timeout, max_bytes=MAX_LOG_LIST_BYTES)
+        except safehttp.FetchError as exc:
+            raise LogListError(f"cannot fetch the log list: {exc.message}") from None
+        if response.status != 200:
+            raise LogListError(f"cannot fetch the log list: HTTP {response.status}")
+        return parse_log_list(response.body)
     try:
         return parse_log_list(Path(source).read_bytes())
     except OSError as exc:

@@ -20,7 +20,12 @@ def ct_logs_sync(*, specs: list[LogSpec] | None = None) -> list[CTLog]:
     starts at its current end on first contact. Logs that left the list are kept (their history
     is data) with `in_list=False` and disabled.
     """
-    specs = load_log_list(settings.KEYCHEST_CT_LOG_LIST) if specs is None else specs
+    if specs is None:
+        specs = load_log_list(
+            settings.KEYCHEST_CT_LOG_LIST,
+            timeout=settings.KEYCHEST_CT_TIMEOUT,
+            allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
+        )
     seen: list[str] = []
     out: list[CTLog] = []
     with transaction.atomic():

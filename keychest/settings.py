@@ -280,7 +280,10 @@ KEYCHEST_CT_LOG_LIST = env_str("KEYCHEST_CT_LOG_LIST") or ""
 KEYCHEST_CT_INGEST = env_bool("KEYCHEST_CT_INGEST", not DEBUG)
 KEYCHEST_CT_INGEST_INTERVAL = env_int("KEYCHEST_CT_INGEST_INTERVAL", 30, minimum=1)
 KEYCHEST_CT_PARALLEL = env_int("KEYCHEST_CT_PARALLEL", 4, minimum=1, maximum=32)
+# Deadline of one CT request as a whole (resolve, connect, send, every read), seconds.
 KEYCHEST_CT_TIMEOUT = env_int("KEYCHEST_CT_TIMEOUT", 20, minimum=1)
+# Largest answer read from a CT log (also once decompressed), bytes; a larger one is refused.
+KEYCHEST_CT_MAX_BYTES = env_int("KEYCHEST_CT_MAX_BYTES", 16 * 1024 * 1024, minimum=65536)
 KEYCHEST_CT_CHUNK = env_int("KEYCHEST_CT_CHUNK", 4096, minimum=1)
 KEYCHEST_CT_BACKOFF_SECONDS = env_int("KEYCHEST_CT_BACKOFF_SECONDS", 5, minimum=0)
 KEYCHEST_CT_BACKOFF_MAX_SECONDS = env_int("KEYCHEST_CT_BACKOFF_MAX_SECONDS", 900, minimum=1)

@@ -3,7 +3,9 @@
 It generates certificates and precertificates (many names, wildcards, IDNs), keeps a real
 Merkle tree, signs tree heads with its own key, and has switches for the faults real logs show:
 short batches, 429, 500, a malformed entry, a wrong signature, a tampered entry (root mismatch),
-a truncated tile, a vanished log. Binds 127.0.0.1 on an ephemeral port.
+a truncated tile, a vanished log, a log without `get-entry-and-proof`, and the answers a hostile
+log could give its monitors (a redirect, a huge answer, a trickle). Binds 127.0.0.1 on an
+ephemeral port.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ class Faults:
     tampered: set[int] = field(default_factory=set)  # serve different bytes for these indexes
     truncated_tiles: int = 0  # the next N data tiles are cut short
     vanished: bool = False  # every request answers 404, as for a log that was shut down
+    no_entry_and_proof: bool = False  # get-entry-and-proof answers 404 (an optional endpoint left out)
+    # Hostile answers, to every request:
+    redirect_to: str = ""  # 302 to this URL (say, a cloud metadata address)
+    oversized: int = 0  # an answer of this many bytes, streamed
+    oversized_chunked: bool = False  # ... without a Content-Length (chunked)
+    trickle_seconds: float = 0.0  # a valid answer, one byte every this many seconds (headers too)
 
 
 @dataclass
@@ -93,6 +101,8 @@ class LocalCTLog:
         self.published_timestamp = 0
         self.lock = threading.RLock()
         self.requests: list[str] = []
+        self.connections = 0  # TCP connections accepted (keep-alive keeps this low)
+        self.oversized_sent = 0  # bytes of the oversized answers actually sent
         self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -349,6 +359,54 @@ def _handler_for(log: LocalCTLog) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
+        def setup(self) -> None:
+            super().setup()
+            with log.lock:
+                log.connections += 1
+
+        def _hostile(self) -> bool:
+            """Answer as a hostile log would, if switched on; True when it did."""
+            faults = log.faults
+            if faults.redirect_to:
+                self._send(302, b"", "text/plain", {"Location": faults.redirect_to})
+                return True
+            if faults.oversized:
+                self._send_oversized(faults.oversized, chunked=faults.oversized_chunked)
+                return True
+            if faults.trickle_seconds:
+                body = json.dumps(log.sth()).encode()
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                try:
+                    for byte in head.encode() + body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(faults.trickle_seconds)
+                except OSError:
+                    pass  # the client gave up: what the test wants
+                self.close_connection = True
+                return True
+            return False
+
+        def _send_oversized(self, size: int, *, chunked: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding" if chunked else "Content-Length", "chunked" if chunked else str(size))
+            self.end_headers()
+            block = b"0" * 65536
+            sent = 0
+            try:
+                while sent < size:
+                    part = block[: min(len(block), size - sent)]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+                    sent += len(part)
+                    with log.lock:
+                        log.oversized_sent += len(part)
+                if chunked:
+                    self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass  # the client hung up, as it should long before the end
+            self.close_connection = True
+
         def _send(
             self, status: int, body: bytes, ctype: str = "application/json", headers: dict[str, str] | None = None
         ) -> None:
@@ -373,6 +431,8 @@ def _handler_for(log: LocalCTLog) -> type[BaseHTTPRequestHandler]:
                 if faults.status_500 > 0:
                     faults.status_500 -= 1
                     return self._send(500, b"oops", "text/plain")
+            if self._hostile():
+                return None
             try:
                 if log.api == RFC6962:
                     return self._rfc6962(url.path, parse_qs(url.query))
@@ -393,6 +453,8 @@ def _handler_for(log: LocalCTLog) -> type[BaseHTTPRequestHandler]:
                     200, json.dumps({"certificates": [base64.b64encode(log.root_ca.der).decode()]}).encode()
                 )
             if path == "/ct/v1/get-entry-and-proof":
+                if log.faults.no_entry_and_proof:
+                    return self._send(404, b"404 page not found", "text/plain")
                 index, size = int(q["leaf_index"][0]), int(q["tree_size"][0])
                 if not 0 <= index < size <= log.published_size:
                     return self._send(400, b"bad index", "text/plain")

@@ -30,6 +30,7 @@ def _command_env(ct_settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
             "KEYCHEST_CT_LOG_LIST": ct_settings.KEYCHEST_CT_LOG_LIST,
             "KEYCHEST_CT_CHUNK": "50",
             "KEYCHEST_CT_BACKOFF_SECONDS": "0",
+            "KEYCHEST_ALLOW_PRIVATE_TARGETS": "1",  # the local log listens on 127.0.0.1
         }
     )
     return env
