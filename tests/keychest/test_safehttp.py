@@ -71,3 +71,46 @@ def test_the_cap_holds_without_a_content_length_too() -> None:
     response = _Endless()
     body = safehttp._read_capped(response, 4096, truncate=True)  # type: ignore[arg-type]
     assert len(body) == 4096 and response.sent < 50_000
+
+
+def _gzip_server(payload: bytes):  # type: ignore[no-untyped-def]
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Accept-Encoding", ""))
+            body = gzip.compress(payload)
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_a_session_reads_gzip_answers_and_caps_what_they_inflate_to() -> None:
+    server, seen = _gzip_server(b"x" * 1_000_000)  # about 1 KB on the wire
+    url = f"http://127.0.0.1:{server.server_address[1]}/big"
+    session = safehttp.Session(allow_private=True)
+    try:
+        assert session.get(url, timeout=5, max_bytes=2_000_000).body == b"x" * 1_000_000
+        with pytest.raises(FetchError) as caught:
+            session.get(url, timeout=5, max_bytes=100_000)
+        assert caught.value.code == safehttp.TOO_LARGE and "decompressed" in caught.value.message
+        assert seen == ["gzip", "gzip"]
+    finally:
+        session.close()
+        server.shutdown()
+        server.server_close()
