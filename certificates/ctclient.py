@@ -37,6 +37,7 @@ from certificates.ctformat import (
 from certificates.loglist import LogSpec
 from certificates.merkle import (
     CompactRange,
+    compact_range_from_consistency,
     compact_range_from_inclusion,
     node_hash,
     subtree_decomposition,
@@ -127,8 +128,10 @@ class CTClient(ABC):
         """The log's current tree head, its signature verified (SignatureError otherwise)."""
 
     @abstractmethod
-    def start_range(self, index: int, head: TreeHead) -> CompactRange:
-        """The compact range of [0, index), verified against `head` (ProofError otherwise)."""
+    def start_range(self, index: int, head: TreeHead) -> tuple[CompactRange, str]:
+        """The compact range of [0, index), verified against `head` (ProofError otherwise), and a
+        note when it had to be found another way than usual (it may then start a little before
+        `index`: reading a few entries again is harmless)."""
 
     @abstractmethod
     def fetch(self, start: int, end: int, head: TreeHead) -> list[Entry]:
@@ -155,10 +158,15 @@ class RFC6962Client(CTClient):
     def tree_head(self) -> TreeHead:
         return verify_sth_json(self.spec.public_key, self._json("ct/v1/get-sth"))
 
-    def start_range(self, index: int, head: TreeHead) -> CompactRange:
+    def start_range(self, index: int, head: TreeHead) -> tuple[CompactRange, str]:
         if index == 0:
-            return CompactRange()
-        data = self._json("ct/v1/get-entry-and-proof", {"leaf_index": index - 1, "tree_size": head.size})
+            return CompactRange(), ""
+        try:
+            data = self._json("ct/v1/get-entry-and-proof", {"leaf_index": index - 1, "tree_size": head.size})
+        except LogGone:
+            # An optional endpoint some logs leave out. get-sth-consistency is not optional for us
+            # (every chunk is checked with it), and its proof carries the same subtrees.
+            return self._start_from_consistency(index, head)
         try:
             leaf_input = base64.b64decode(data["leaf_input"])
             path = [base64.b64decode(h) for h in data["audit_path"]]
@@ -166,7 +174,27 @@ class RFC6962Client(CTClient):
             raise LogUnavailable("get-entry-and-proof: malformed answer") from None
         from certificates.merkle import leaf_hash
 
-        return compact_range_from_inclusion(index - 1, head.size, leaf_hash(leaf_input), path, head.root)
+        return compact_range_from_inclusion(index - 1, head.size, leaf_hash(leaf_input), path, head.root), ""
+
+    def _start_from_consistency(self, index: int, head: TreeHead) -> tuple[CompactRange, str]:
+        """Start at (or just before) `index` from a consistency proof to the signed head."""
+        start = min(index, head.size - 1)  # a proof needs a smaller first tree
+        if start > 0 and start & (start - 1) == 0:  # a power of two: its root is not in the proof
+            start -= 1
+        if start > 0 and start & (start - 1) == 0:  # it was 2 (or 1): read from the beginning
+            start = 0
+        note = (
+            f"get-entry-and-proof answered 404: started at {start} (asked for {index}) from a consistency"
+            f" proof to the signed tree head of size {head.size}"
+        )
+        if start == 0:
+            return CompactRange(), note
+        data = self._json("ct/v1/get-sth-consistency", {"first": start, "second": head.size})
+        try:
+            proof = [base64.b64decode(h) for h in data["consistency"]]
+        except (KeyError, TypeError, ValueError):
+            raise LogUnavailable("get-sth-consistency: malformed answer") from None
+        return compact_range_from_consistency(start, head.size, proof, head.root), note
 
     def check_prefix(self, rng: CompactRange, head: TreeHead) -> None:
         if rng.size == head.size:
@@ -258,13 +286,13 @@ class StaticClient(CTClient):
             hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
         return hashes[0]
 
-    def start_range(self, index: int, head: TreeHead) -> CompactRange:
+    def start_range(self, index: int, head: TreeHead) -> tuple[CompactRange, str]:
         rng = CompactRange()
         for start, height in subtree_decomposition(0, index):
             rng.append_subtree(self.subtree_hash(start, height, head.size), height)
         # Tiles are not signed themselves: the range is only trusted once it adds up to the root.
         self.check_prefix(rng, head)
-        return rng
+        return rng, ""
 
     def check_prefix(self, rng: CompactRange, head: TreeHead) -> None:
         full = rng.copy()

@@ -12,6 +12,11 @@ One round for one log:
 A crash anywhere before the commit leaves the position where it was: the chunk is read again, and
 everything it stores is idempotent, so there is no gap and no duplicate. A verification failure
 halts the log (nothing of the chunk is stored). 429/5xx/network errors back the log off.
+
+A round reads a log only under its lease (certificates/leases.py), and each commit moves the
+position only from where the round started and only while the lease still names the round's
+holder: two ingesters on one log never both commit a chunk. The long-running follower that calls
+this as soon as a log's head moves is certificates/follower.py.
 """
 
 from __future__ import annotations
@@ -28,12 +33,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
 from certificates.ctclient import CTClient, LogGone, LogUnavailable, client_for
 from certificates.ctformat import BadEntry, FormatError, LogEntry, SignatureError, TreeHead
+from certificates.leases import ONCE, ct_lease_take, ct_leases_release, holder_new, lease_expiry
 from certificates.loglist import LogSpec
 from certificates.matching import Match, matcher, providers
 from certificates.merkle import CompactRange, ProofError
@@ -63,6 +68,11 @@ class RoundResult:
     halted: bool = False
     chunks: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # Why nothing was read, when nothing was (backing off, halted, read by another ingester).
+    skipped: str = ""
+    # How the starting point was found, when not the usual way (certificates/ctclient.py).
+    start_note: str = ""
+    head_size: int = 0  # the signed tree size this round read up to
 
 
 def spec_of(log: CTLog) -> LogSpec:
@@ -79,7 +89,8 @@ def spec_of(log: CTLog) -> LogSpec:
     )
 
 
-def _client(log: CTLog) -> CTClient:
+def make_client(log: CTLog) -> CTClient:
+    """The HTTP client of a log, with the settings' budget, deadline, cap and address rules."""
     return client_for(
         spec_of(log),
         allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
@@ -163,6 +174,84 @@ def _events_for(matches: list[Match], log: CTLog, index_of: dict[str, int]) -> l
     return events
 
 
+@dataclass
+class _ParsedChunk:
+    """A chunk's entries read into what the store takes, before any database work."""
+
+    items: list[StoreItem] = field(default_factory=list)
+    malformed: list[CTMalformedEntry] = field(default_factory=list)
+    index_of: dict[str, int] = field(default_factory=dict)  # sha256 -> first log index
+    issuer_items: list[StoreItem] = field(default_factory=list)
+    issuer_fps: set[bytes] = field(default_factory=set)
+
+
+def _parse_chunk(log: CTLog, client: CTClient, entries: list[LogEntry | BadEntry]) -> _ParsedChunk:
+    chunk = _ParsedChunk()
+    good: list[LogEntry] = []
+    for entry in entries:
+        if isinstance(entry, BadEntry):
+            chunk.malformed.append(CTMalformedEntry(log=log, index=entry.index, reason=entry.reason[:300]))
+            continue
+        try:
+            parsed = parse_certificate(entry.der)
+        except CertificateParseError as exc:
+            chunk.malformed.append(CTMalformedEntry(log=log, index=entry.index, reason=str(exc)[:300]))
+            continue
+        chunk.items.append(StoreItem(parsed, SourceKind.CT, f"{log.log_id}:{entry.index}"))
+        chunk.index_of.setdefault(parsed.sha256, entry.index)
+        good.append(entry)
+    chunk.issuer_items, chunk.issuer_fps = _issuer_items(client, good, f"{log.log_id}:issuer")
+    return chunk
+
+
+def _record_matches(log: CTLog, new: list[ParsedCertificate], index_of: dict[str, int], now: datetime) -> int:
+    """Events for the teams watching the new leaf certificates, and their discovered hosts.
+
+    In the caller's transaction: the events commit with the entries (their deliveries are queued
+    when it commits, `notifications.events`)."""
+    matches = _existing_teams_only(matcher.match([p for p in new if not p.is_ca]))
+    if not matches:
+        return 0
+    events = _events_for(matches, log, index_of)
+    for provider in providers():
+        events.extend(provider.issuance_events(matches))
+    from notifications.events import events_record_bulk
+
+    # One order for every writer: two workers recording events for one issuance (its precert in
+    # one log, its certificate in another) wait for each other, never deadlock.
+    events.sort(key=lambda e: (e.team_id, e.dedup_key))
+    events_record_bulk(events)
+    for provider in providers():
+        provider.hosts_discovered(matches, seen_at=now)
+    return len(events)
+
+
+def _advance(
+    log: CTLog, client: CTClient, new_range: CompactRange, head: TreeHead, entries: int, now: datetime
+) -> None:
+    """Move the log's position, in the chunk's transaction: only from where this round started
+    and only while this round's holder still holds the lease (otherwise _LostRace rolls it all
+    back), which renews the lease too."""
+    caught_up = {"behind_since": None} if new_range.size >= head.size else {}
+    updated = CTLog.objects.filter(pk=log.pk, position=log.position, lease_holder=log.lease_holder).update(
+        position=new_range.size,
+        compact_range=new_range.to_json(),
+        verified_size=head.size,
+        verified_root=head.root.hex(),
+        verified_at=now,
+        sth_size=head.size,
+        entries_ingested=log.entries_ingested + entries,
+        batch_size=client.batch_size,
+        last_success_at=now,
+        consecutive_failures=0,
+        backoff_until=None,
+        lease_until=lease_expiry(),
+        **caught_up,
+    )
+    if updated != 1:
+        raise _LostRace
+
+
 def _commit_chunk(
     log: CTLog,
     client: CTClient,
@@ -174,24 +263,7 @@ def _commit_chunk(
     before_commit: Callable[[], None] | None = None,
 ) -> None:
     t0, c0 = time.perf_counter(), time.thread_time()
-    items: list[StoreItem] = []
-    malformed: list[CTMalformedEntry] = []
-    index_of: dict[str, int] = {}
-    good: list[LogEntry] = []
-    for entry in entries:
-        if isinstance(entry, BadEntry):
-            malformed.append(CTMalformedEntry(log=log, index=entry.index, reason=entry.reason[:300]))
-            continue
-        try:
-            parsed = parse_certificate(entry.der)
-        except CertificateParseError as exc:
-            malformed.append(CTMalformedEntry(log=log, index=entry.index, reason=str(exc)[:300]))
-            continue
-        ref = f"{log.log_id}:{entry.index}"
-        items.append(StoreItem(parsed, SourceKind.CT, ref))
-        index_of.setdefault(parsed.sha256, entry.index)
-        good.append(entry)
-    issuer_items, issuer_fps = _issuer_items(client, good, f"{log.log_id}:issuer")
+    chunk = _parse_chunk(log, client, entries)
     t1, c1 = time.perf_counter(), time.thread_time()
     now = timezone.now()
     with transaction.atomic():
@@ -200,53 +272,25 @@ def _commit_chunk(
             # go together, so they are simply read again. No fsync wait per chunk, then.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        stored = certificates_store_bulk(items=issuer_items + items)
+        stored = certificates_store_bulk(items=chunk.issuer_items + chunk.items)
         t2, c2 = time.perf_counter(), time.thread_time()
-        leaves: list[ParsedCertificate] = [p for p in stored.new if not p.is_ca]
-        matches = _existing_teams_only(matcher.match(leaves))
-        events = _events_for(matches, log, index_of)
-        if matches:
-            for provider in providers():
-                events.extend(provider.issuance_events(matches))
-        if events:
-            from notifications.events import events_record_bulk
-
-            # One order for every writer: two workers recording events for one issuance (its
-            # precert in one log, its certificate in another) wait for each other, never deadlock.
-            events.sort(key=lambda e: (e.team_id, e.dedup_key))
-            events_record_bulk(events)
-        if matches:
-            for provider in providers():
-                provider.hosts_discovered(matches, seen_at=now)
-        if malformed:
-            CTMalformedEntry.objects.bulk_create(malformed, ignore_conflicts=True)
+        events = _record_matches(log, stored.new, chunk.index_of, now)
+        if chunk.malformed:
+            CTMalformedEntry.objects.bulk_create(chunk.malformed, ignore_conflicts=True)
         if before_commit is not None:
             before_commit()
-        # Optimistic lock: another worker that moved this log first makes us roll back.
-        updated = CTLog.objects.filter(pk=log.pk, position=log.position).update(
-            position=new_range.size,
-            compact_range=new_range.to_json(),
-            verified_size=head.size,
-            verified_root=head.root.hex(),
-            verified_at=now,
-            sth_size=head.size,
-            entries_ingested=log.entries_ingested + len(entries),
-            batch_size=client.batch_size,
-            last_success_at=now,
-            consecutive_failures=0,
-            backoff_until=None,
-        )
-        if updated != 1:
-            raise _LostRace
+        _advance(log, client, new_range, head, len(entries), now)
     t3, c3 = time.perf_counter(), time.thread_time()
-    _stored_issuers.update(issuer_fps)  # only once they are committed
+    _stored_issuers.update(chunk.issuer_fps)  # only once they are committed
     log.position = new_range.size
     log.compact_range = new_range.to_json()
     log.entries_ingested += len(entries)
+    if new_range.size >= head.size:
+        log.behind_since = None
     result.entries += len(entries)
     result.certificates_new += len(stored.new)
-    result.malformed += len(malformed)
-    result.events += len(events)
+    result.malformed += len(chunk.malformed)
+    result.events += events
     result.chunks += 1
     # Wall time per step, and the CPU time of this thread in it (the prefetch thread's is apart).
     for k, v in (
@@ -261,7 +305,7 @@ def _commit_chunk(
 
 
 class _LostRace(Exception):
-    """Another worker advanced this log first."""
+    """Another ingester advanced this log first, or took its lease."""
 
 
 def _halt(log: CTLog, reason: str, result: RoundResult) -> RoundResult:
@@ -292,16 +336,30 @@ def _back_off(log: CTLog, exc: LogUnavailable, result: RoundResult) -> RoundResu
     )
     log.consecutive_failures = failures
     log.backoff_until = now + timedelta(seconds=delay)
+    log.last_error = message
     result.error = message
     return result
 
 
-def _lock_key(log: CTLog) -> str:
-    return f"certificates:ct-ingest:{log.pk}"
+# What reading a log can raise: halts (the log served something that does not verify) or back-offs.
+READ_ERRORS = (SignatureError, ProofError, FormatError, LogUnavailable)
 
 
-def _lock_ttl() -> int:
-    return max(60, 6 * settings.KEYCHEST_CT_TIMEOUT)
+def _failed(log: CTLog, exc: Exception, result: RoundResult) -> RoundResult:
+    if isinstance(exc, SignatureError):
+        return _halt(log, f"signature: {exc}", result)
+    if isinstance(exc, ProofError):
+        return _halt(log, f"Merkle verification: {exc}", result)
+    if isinstance(exc, FormatError):
+        return _back_off(log, LogUnavailable(f"malformed answer: {exc}"), result)
+    if isinstance(exc, LogUnavailable):
+        return _back_off(log, exc, result)
+    raise exc
+
+
+def ct_log_read_failed(*, log: CTLog, error: Exception) -> RoundResult:
+    """Record a failed read of a log's head (one of READ_ERRORS) as a round would: halt or back off."""
+    return _failed(log, error, RoundResult(log_id=log.pk))
 
 
 def ct_log_ingest(
@@ -310,22 +368,47 @@ def ct_log_ingest(
     max_seconds: float | None = None,
     client: CTClient | None = None,
     before_commit: Callable[[], None] | None = None,
+    holder: str | None = None,
+    head: TreeHead | None = None,
+    seen_at: datetime | None = None,
 ) -> RoundResult:
-    """Ingest one log until it is caught up with its current tree head or `max_seconds` pass."""
+    """Ingest one log until it is caught up with its tree head or `max_seconds` pass.
+
+    `holder` is a follower that holds the log's lease already (certificates/leases.py); without
+    one, the round takes the lease itself (and skips the log if another ingester holds it) and
+    gives it back at the end. `head` is a tree head the caller has just read and verified, seen
+    at `seen_at` (default: read it now)."""
     result = RoundResult(log_id=log.pk)
+    now = timezone.now()
     if not log.enabled or log.halted_reason:
+        result.skipped = "disabled" if not log.enabled else f"halted: {log.halted_reason}"
         return result
-    if log.backoff_until and log.backoff_until > timezone.now():
+    if log.backoff_until and log.backoff_until > now:
+        result.skipped = f"backing off until {log.backoff_until:%H:%M:%S} UTC: {log.last_error}"
         return result
-    lock_key = _lock_key(log)
-    # A short lease, renewed after every chunk: a killed worker blocks the log for a minute or
-    # two, not for a task time limit. (The position check at commit is what prevents duplicates.)
-    if not cache.add(lock_key, 1, timeout=_lock_ttl()):
-        return result  # another worker is on this log
+    own_lease = holder is None
+    log.lease_holder = holder or holder_new(ONCE)
+    if own_lease and not ct_lease_take(log_pk=log.pk, holder=log.lease_holder):
+        other = CTLog.objects.filter(pk=log.pk).values_list("lease_holder", flat=True).first()
+        result.skipped = f"read by another ingester ({other})"
+        return result
+    own_client = client is None
+    active = client or make_client(log)
     try:
-        return _ingest(log, result, max_seconds=max_seconds, client=client or _client(log), before_commit=before_commit)
+        return _ingest(
+            log,
+            result,
+            max_seconds=max_seconds,
+            client=active,
+            before_commit=before_commit,
+            head=head,
+            seen_at=seen_at or now,
+        )
     finally:
-        cache.delete(lock_key)
+        if own_lease:
+            ct_leases_release(holder=log.lease_holder, log_pks=[log.pk])
+        if own_client:
+            active.close()
 
 
 def _verify_and_commit(
@@ -349,8 +432,71 @@ def _verify_and_commit(
         new_range.append(entry.leaf_hash)
     client.check_prefix(new_range, head)
     _commit_chunk(log, client, entries, new_range, head, result, before_commit=before_commit)
-    cache.touch(_lock_key(log), _lock_ttl())
     return new_range
+
+
+def _start(log: CTLog, client: CTClient, head: TreeHead, result: RoundResult) -> None:
+    """First contact: a verified starting point at the log's end (or `start_index`)."""
+    start = head.size if log.start_index is None else min(log.start_index, head.size)
+    rng, note = client.start_range(start, head)
+    if note:
+        logger.warning("CT log %s: %s", log.description, note)
+        result.start_note = note
+    CTLog.objects.filter(pk=log.pk, position=None, lease_holder=log.lease_holder).update(
+        position=rng.size,
+        compact_range=rng.to_json(),
+        verified_size=head.size,
+        verified_root=head.root.hex(),
+        verified_at=timezone.now(),
+        start_note=note,
+    )
+    log.position = rng.size
+    log.compact_range = rng.to_json()
+    log.start_note = note
+
+
+def _note_head(log: CTLog, head: TreeHead, seen_at: datetime) -> None:
+    """Record the newest signed size, and since when we are behind it (health: lag)."""
+    fields: dict[str, object] = {"sth_size": head.size}
+    if log.position is not None and head.size > log.position and log.behind_since is None:
+        fields["behind_since"] = log.behind_since = seen_at
+    CTLog.objects.filter(pk=log.pk).update(**fields)
+    log.sth_size = head.size
+
+
+def _fetch_and_commit(
+    log: CTLog,
+    client: CTClient,
+    rng: CompactRange,
+    head: TreeHead,
+    result: RoundResult,
+    deadline: float | None,
+    before_commit: Callable[[], None] | None,
+) -> CompactRange | None:
+    """Read [rng.size, head.size) chunk by chunk; the next chunk downloads while one is verified
+    and stored. Returns the range reached, or None if the log was halted."""
+    chunk = settings.KEYCHEST_CT_CHUNK
+    prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-prefetch")
+    pending: tuple[int, Future[list[LogEntry | BadEntry]]] | None = None
+    try:
+        while rng.size < head.size:
+            end = min(head.size, rng.size + chunk)
+            if pending is not None and pending[0] == rng.size:
+                entries = pending[1].result()
+            else:
+                entries = client.fetch(rng.size, end, head)
+            pending = None
+            if end < head.size and (deadline is None or time.monotonic() < deadline):
+                pending = (end, prefetcher.submit(client.fetch, end, min(head.size, end + chunk), head))
+            verified = _verify_and_commit(log, client, rng, entries, end, head, result, before_commit)
+            if verified is None:
+                return None
+            rng = verified
+            if deadline is not None and time.monotonic() > deadline:
+                break
+    finally:
+        prefetcher.shutdown(wait=True, cancel_futures=True)
+    return rng
 
 
 def _ingest(
@@ -360,27 +506,17 @@ def _ingest(
     max_seconds: float | None,
     client: CTClient,
     before_commit: Callable[[], None] | None,
+    head: TreeHead | None,
+    seen_at: datetime,
 ) -> RoundResult:
     deadline = time.monotonic() + max_seconds if max_seconds else None
-    chunk = settings.KEYCHEST_CT_CHUNK
     try:
-        head = client.tree_head()
+        head = head or client.tree_head()
         if head.size < log.verified_size:
             return _halt(log, f"tree shrank from {log.verified_size} to {head.size}", result)
-        CTLog.objects.filter(pk=log.pk).update(sth_size=head.size)
-        log.sth_size = head.size
+        _note_head(log, head, seen_at)
         if log.position is None:
-            start = head.size if log.start_index is None else min(log.start_index, head.size)
-            rng = client.start_range(start, head)
-            CTLog.objects.filter(pk=log.pk, position=None).update(
-                position=rng.size,
-                compact_range=rng.to_json(),
-                verified_size=head.size,
-                verified_root=head.root.hex(),
-                verified_at=timezone.now(),
-            )
-            log.position = rng.size
-            log.compact_range = rng.to_json()
+            _start(log, client, head, result)
         rng = CompactRange.from_json(log.compact_range)
         if rng.size != log.position:
             return _halt(log, "stored compact range does not match the position", result)
@@ -393,40 +529,19 @@ def _ingest(
                 last_success_at=timezone.now(),
                 consecutive_failures=0,
                 backoff_until=None,
+                behind_since=None,
             )
-        # The next chunk downloads while this one is verified and stored.
-        prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct-prefetch")
-        pending: tuple[int, Future[list[LogEntry | BadEntry]]] | None = None
-        try:
-            while rng.size < head.size:
-                end = min(head.size, rng.size + chunk)
-                if pending is not None and pending[0] == rng.size:
-                    entries = pending[1].result()
-                else:
-                    entries = client.fetch(rng.size, end, head)
-                pending = None
-                if end < head.size and (deadline is None or time.monotonic() < deadline):
-                    pending = (end, prefetcher.submit(client.fetch, end, min(head.size, end + chunk), head))
-                verified = _verify_and_commit(log, client, rng, entries, end, head, result, before_commit)
-                if verified is None:
-                    return result
-                rng = verified
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-        finally:
-            prefetcher.shutdown(wait=True, cancel_futures=True)
-        result.caught_up = rng.size >= head.size
+            log.behind_since = None
+        reached = _fetch_and_commit(log, client, rng, head, result, deadline, before_commit)
+        if reached is None:
+            return result
+        result.caught_up = reached.size >= head.size
+        result.head_size = head.size
         return result
-    except SignatureError as exc:
-        return _halt(log, f"signature: {exc}", result)
-    except ProofError as exc:
-        return _halt(log, f"Merkle verification: {exc}", result)
-    except FormatError as exc:
-        return _back_off(log, LogUnavailable(f"malformed answer: {exc}"), result)
-    except LogUnavailable as exc:
-        return _back_off(log, exc, result)
+    except READ_ERRORS as exc:
+        return _failed(log, exc, result)
     except _LostRace:
-        result.error = "another worker advanced this log"
+        result.error = "another ingester advanced this log or took its lease"
         return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -106,3 +107,35 @@ def ct_log_reset(*, log: CTLog, start_index: int | None = None) -> CTLog:
     CTLog.objects.filter(pk=log.pk).update(**fields)
     log.refresh_from_db()
     return log
+
+
+def ct_log_describe(log: CTLog, now: datetime) -> str:
+    """Where a log is, in one honest line: caught up, behind (how far, how long), backing off
+    (until when, after how many failures, why), halted (why), read by which ingester, and how
+    its starting point was found when that was unusual."""
+    state = log.status(now)
+    if state == "disabled":
+        text = "disabled"
+    elif state == "halted":
+        text = f"halted: {log.halted_reason}"
+    elif state == "backing-off" and log.backoff_until is not None:
+        left = int((log.backoff_until - now).total_seconds()) + 1
+        text = (
+            f"backing off until {log.backoff_until:%H:%M:%S} UTC (in {left} s) after "
+            f"{log.consecutive_failures} failure{'s' if log.consecutive_failures != 1 else ''}: {log.last_error}"
+        )
+    elif state == "unhealthy":
+        text = f"failing ({log.consecutive_failures} failures in a row): {log.last_error}"
+    elif state == "new":
+        text = "not read yet"
+    elif state == "caught-up":
+        text = f"caught up at {log.position:,} of {log.sth_size:,}"
+    else:
+        lag = f", for {int(log.lag_seconds(now))} s" if log.behind_since else ""
+        text = f"behind: at {log.position:,} of {log.sth_size:,} ({log.backlog:,} entries{lag})"
+    holder = log.leased_to(now)
+    if holder:
+        text += f"; read by {holder}"
+    if log.start_note:
+        text += f"; {log.start_note}"
+    return text

@@ -145,6 +145,45 @@ def _range_with_leaf(leaf_index: int, lefts_low_to_high: list[bytes], leaf: byte
     return rng
 
 
+def compact_range_from_consistency(size1: int, size2: int, proof: Sequence[bytes], root2: bytes) -> CompactRange:
+    """Verify a consistency proof (RFC 9162 §2.1.4.2) from `size1` to the signed tree of `size2`
+    and return the compact range of [0, size1), without knowing the root of the first tree.
+
+    The proof starts with the last perfect subtree of [0, size1), and the nodes it folds in on the
+    left are the other ones: the same subtrees the compact range holds. Matching the signed root
+    proves them. When `size1` is a power of two the proof leaves out its only subtree (the
+    verifier is expected to know it), so such sizes are refused: start one entry earlier.
+    """
+    if not 0 < size1 < size2:
+        raise ProofError("a start from a consistency proof needs 0 < first size < second size")
+    if size1 & (size1 - 1) == 0:
+        raise ProofError("the proof from a power-of-two size does not carry that tree's root")
+    if not proof:
+        raise ProofError("empty consistency proof")
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    sr = proof[0]
+    lefts: list[bytes] = []
+    for c in proof[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof too long")
+        if fn & 1 or fn == sn:
+            sr = node_hash(c, sr)
+            lefts.append(c)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0 or sr != root2:
+        raise ProofError("consistency proof does not match the signed root")
+    return CompactRange(size1, [*reversed(lefts), proof[0]])
+
+
 def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]) -> None:
     """RFC 9162 §2.1.4.2: raise ProofError unless the tree of size1 is a prefix of the tree of size2."""
     if size1 > size2:

@@ -209,6 +209,17 @@ class CTLog(models.Model):
     batch_size = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Which ingester reads this log (certificates/leases.py): one at a time, until `lease_until`
+    # (database time). A crashed holder's lease simply runs out; every commit checks it still holds.
+    lease_holder = models.CharField(max_length=200, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # Since when the log's signed head has been ahead of our position without a break (null when
+    # caught up): the health check fails when this is over a minute old.
+    behind_since = models.DateTimeField(null=True, blank=True)
+    # How the verified starting point was found, when not the usual way (e.g. the log answers 404
+    # to get-entry-and-proof and the start came from a consistency proof instead).
+    start_note = models.TextField(blank=True, default="")
+
     class Meta:
         ordering = ["description", "id"]
 
@@ -222,6 +233,14 @@ class CTLog(models.Model):
     @property
     def healthy(self) -> bool:
         return not self.halted_reason and self.consecutive_failures < 5
+
+    def lag_seconds(self, now: datetime) -> float:
+        """How long the log's head has been ahead of us without a break (0 when caught up)."""
+        return max(0.0, (now - self.behind_since).total_seconds()) if self.behind_since else 0.0
+
+    def leased_to(self, now: datetime) -> str:
+        """The ingester currently reading this log, or ""."""
+        return self.lease_holder if self.lease_until and self.lease_until > now else ""
 
     def status(self, now: datetime) -> str:
         if not self.enabled:

@@ -276,9 +276,10 @@ CELERY_BEAT_SCHEDULE.update(
 # --- Certificate Transparency ingestion (certificates/) -----------------------------------
 # Chrome v3 log list: a path or an http(s) URL; empty = the snapshot bundled in certificates/data/.
 KEYCHEST_CT_LOG_LIST = env_str("KEYCHEST_CT_LOG_LIST") or ""
-# Off by default in development (DEBUG): `make run` must not start reading the real logs by itself.
+# Whether the `ct` process (`manage.py ct_ingest --follow`) follows the logs, and whether the health
+# check expects it to. Off by default in development (DEBUG): `make run` must not start reading the
+# real logs by itself. (No beat schedule: the follower reads each log as soon as its head moves.)
 KEYCHEST_CT_INGEST = env_bool("KEYCHEST_CT_INGEST", not DEBUG)
-KEYCHEST_CT_INGEST_INTERVAL = env_int("KEYCHEST_CT_INGEST_INTERVAL", 30, minimum=1)
 KEYCHEST_CT_PARALLEL = env_int("KEYCHEST_CT_PARALLEL", 4, minimum=1, maximum=32)
 # Deadline of one CT request as a whole (resolve, connect, send, every read), seconds.
 KEYCHEST_CT_TIMEOUT = env_int("KEYCHEST_CT_TIMEOUT", 20, minimum=1)
@@ -288,11 +289,16 @@ KEYCHEST_CT_CHUNK = env_int("KEYCHEST_CT_CHUNK", 4096, minimum=1)
 KEYCHEST_CT_BACKOFF_SECONDS = env_int("KEYCHEST_CT_BACKOFF_SECONDS", 5, minimum=0)
 KEYCHEST_CT_BACKOFF_MAX_SECONDS = env_int("KEYCHEST_CT_BACKOFF_MAX_SECONDS", 900, minimum=1)
 KEYCHEST_CT_RETENTION_DAYS = env_int("KEYCHEST_CT_RETENTION_DAYS", 400, minimum=1)
-if KEYCHEST_CT_INGEST:
-    CELERY_BEAT_SCHEDULE["certificates-ct-ingest"] = {
-        "task": "certificates.tasks.ct_ingest_task",
-        "schedule": float(KEYCHEST_CT_INGEST_INTERVAL),
-    }
+# The follower (certificates/follower.py): a log's lease runs out this long after its holder
+# stopped renewing it (a crashed follower's logs are taken over then); logs one follower holds
+# at most (0: an equal share of the live followers'); threads writing to the database; how
+# often a log's head is read (adaptive, between these bounds); and the lag that fails the health.
+KEYCHEST_CT_LEASE_SECONDS = env_int("KEYCHEST_CT_LEASE_SECONDS", 10, minimum=3, maximum=600)
+KEYCHEST_CT_FOLLOW_MAX_LOGS = env_int("KEYCHEST_CT_FOLLOW_MAX_LOGS", 0, minimum=0)
+KEYCHEST_CT_FOLLOW_WORKERS = env_int("KEYCHEST_CT_FOLLOW_WORKERS", 4, minimum=1, maximum=64)
+KEYCHEST_CT_POLL_MIN_SECONDS = env_float("KEYCHEST_CT_POLL_MIN_SECONDS", 1.0, minimum=0.1)
+KEYCHEST_CT_POLL_MAX_SECONDS = env_float("KEYCHEST_CT_POLL_MAX_SECONDS", 30.0, minimum=0.1)
+KEYCHEST_CT_LAG_FAIL_SECONDS = env_int("KEYCHEST_CT_LAG_FAIL_SECONDS", 60, minimum=5)
 CELERY_BEAT_SCHEDULE["certificates-thin-expired"] = {
     "task": "certificates.tasks.certificates_thin_task",
     "schedule": 86400.0,

@@ -9,7 +9,6 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from certificates.models import CTLog
-from certificates.tasks import ct_ingest_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,24 +65,47 @@ def test_ct_ingest_once_catches_up_every_log_and_ct_lookup_finds_the_names(local
         _run("ct_lookup", "not a domain")
 
 
-def test_ct_ingest_once_gives_up_on_a_log_that_keeps_failing(local_logs) -> None:
+def test_ct_ingest_once_gives_up_on_a_log_that_keeps_failing_and_says_so(local_logs) -> None:
     ok, broken = local_logs("rfc6962", "rfc6962")
     ok.add_random(10)
     _run("ct_logs", "--start-at", ok.log_id, "0")
     broken.faults.vanished = True
-    out = _run("ct_ingest", "--once", "--max-failures", "2")
-    assert "caught up" in out and "404" in out
+    out = StringIO()
+    with pytest.raises(CommandError, match="not caught up: 1 of 2 logs"):
+        call_command("ct_ingest", "--once", "--max-failures", "2", stdout=out)
+    text = out.getvalue()
+    assert "caught up at 10 of 10" in text and "404" in text and "\ncaught up" not in text
     assert CTLog.objects.get(log_id=ok.log_id).position == 10
     assert CTLog.objects.get(log_id=broken.log_id).consecutive_failures >= 2
 
 
-def test_the_beat_task_syncs_the_list_and_ingests(local_logs, settings) -> None:
-    assert settings.CELERY_BEAT_SCHEDULE["certificates-ct-ingest"]["task"] == "certificates.tasks.ct_ingest_task"
+def test_a_log_in_back_off_is_reported_as_such_not_as_caught_up(local_logs, ct_settings) -> None:
+    ct_settings.KEYCHEST_CT_BACKOFF_SECONDS = 120
     local = local_logs("static")
-    local.add_random(30)
-    assert ct_ingest_task() == 0  # a new log starts at its end
     local.add_random(20)
-    assert ct_ingest_task() == 20
+    _run("ct_logs", "--start-at", local.log_id, "0")
+    local.faults.status_429 = 1
+    out = StringIO()
+    # One failure, then a back-off of two minutes (at least the log's Retry-After of 1 s): --once
+    # cannot wait that long with --max-failures 1, and says what it did not read and why.
+    with pytest.raises(CommandError, match=r"not caught up: 1 of 1 logs \(1 backing-off\)"):
+        call_command("ct_ingest", "--once", "--max-failures", "1", stdout=out)
+    assert "backing off until" in out.getvalue() and "after 1 failure: checkpoint: HTTP 429" in out.getvalue()
+    [row] = json.loads(_run("ct_logs", "--json", "--no-sync"))
+    assert row["status"] == "backing-off" and row["position"] is None
+    assert 60 < row["backoff_seconds_left"] <= 150 and row["last_error"] == "checkpoint: HTTP 429"
+    assert "backing off until" in row["summary"] and "HTTP 429" in _run("ct_logs", "--no-sync")
+    # Nothing is read while it backs off, and --once says so again rather than "caught up".
+    local.add_random(5)
+    with pytest.raises(CommandError, match="backing-off"):
+        call_command("ct_ingest", "--once", "--max-failures", "1", stdout=StringIO())
+    assert CTLog.objects.get(log_id=local.log_id).position is None
+
+
+def test_no_beat_schedule_reads_the_logs(settings) -> None:
+    """The `ct` follower process reads the logs as their heads move; beat does not."""
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert not any("ct_ingest" in task for task in tasks)
 
 
 def test_the_log_list_can_come_from_a_url(local_logs, ct_settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.utils import timezone
@@ -226,19 +227,33 @@ def test_a_crash_mid_batch_resumes_with_no_gap_and_no_duplicate(local_logs, api:
     assert Certificate.objects.filter(is_ca=True).count() == 3
 
 
-def test_a_log_another_worker_holds_is_skipped(local_logs) -> None:
-    from django.core.cache import cache
-
-    from certificates.ingest import _lock_key
+def test_a_log_another_ingester_holds_is_skipped_and_said_so(local_logs) -> None:
+    from certificates.leases import ct_lease_take, ct_leases_release
 
     local = local_logs("rfc6962")
     local.add_random(30)
     log = db_log(local)
-    cache.add(_lock_key(log), 1, timeout=60)
-    assert ingest(log).entries == 0
-    cache.delete(_lock_key(log))
+    assert ct_lease_take(log_pk=log.pk, holder="follow:elsewhere:1:ab")
+    result = ingest(log)
+    assert result.entries == 0 and result.skipped == "read by another ingester (follow:elsewhere:1:ab)"
+    ct_leases_release(holder="follow:elsewhere:1:ab")
     assert ingest(log).caught_up
-    assert not cache.get(_lock_key(log))
+    log.refresh_from_db()
+    assert log.lease_holder == "" and log.position == 30  # the round gave its own lease back
+
+
+def test_a_round_whose_lease_was_taken_meanwhile_commits_nothing(local_logs) -> None:
+    local = local_logs("static")
+    local.add_random(250)
+    log = db_log(local)
+
+    def taken_over() -> None:  # another ingester took the lease while this round fetched
+        CTLog.objects.filter(pk=log.pk).update(lease_holder="follow:elsewhere:1:ab")
+
+    result = ingest(log, before_commit=taken_over)
+    assert result.entries == 0 and "lease" in result.error
+    assert CertificateSource.objects.filter(kind="ct").count() == 0
+    assert CTLog.objects.get(pk=log.pk).position == 0
 
 
 def test_a_worker_with_a_stale_position_commits_nothing(local_logs) -> None:
@@ -252,5 +267,30 @@ def test_a_worker_with_a_stale_position_commits_nothing(local_logs) -> None:
     stale = CTLog.objects.get(pk=log.pk)  # a worker read the log at position 30 ...
     CTLog.objects.filter(pk=log.pk).update(position=60)  # ... and another one moved it on meanwhile
     result = ct_log_ingest(stale)
-    assert result.entries == 0 and "another worker" in result.error
+    assert result.entries == 0 and "another ingester advanced" in result.error
     assert CertificateSource.objects.filter(kind="ct").exclude(ref__endswith=":issuer").count() == 30
+
+
+def test_a_log_without_get_entry_and_proof_starts_from_a_consistency_proof_and_says_so(local_logs) -> None:
+    from django.core.management import call_command
+
+    local = local_logs("rfc6962")
+    local.faults.no_entry_and_proof = True
+    local.add_random(300)
+    log = db_log(local, start=None)  # a new log starts at its end
+    result = ingest(log)
+    assert result.caught_up and not result.error and "get-entry-and-proof answered 404" in result.start_note
+    log.refresh_from_db()
+    # One entry before the end (a proof from the full tree's own size would be empty).
+    assert log.position == 300 and log.consecutive_failures == 0 and log.backoff_until is None
+    assert "started at 299" in log.start_note
+    assert "/ct/v1/get-entry-and-proof" in local.requests and "/ct/v1/get-sth-consistency" in local.requests
+    # A backfill from a power of two starts one entry earlier, verified all the same.
+    local.add_random(400)
+    log = db_log(local, start=512)
+    assert ingest(log).caught_up
+    refs = CertificateSource.objects.filter(kind="ct").exclude(ref__endswith=":issuer").values_list("ref", flat=True)
+    assert sorted(int(r.rsplit(":", 1)[1]) for r in refs) == [299, *range(511, 700)]
+    out = StringIO()
+    call_command("ct_logs", "--no-sync", stdout=out)
+    assert "started at 511 (asked for 512) from a consistency proof" in out.getvalue()

@@ -13,6 +13,7 @@ from certificates.merkle import (
     CompactRange,
     MerkleTree,
     ProofError,
+    compact_range_from_consistency,
     compact_range_from_inclusion,
     leaf_hash,
     root_of,
@@ -110,6 +111,30 @@ def test_proofs_from_the_tree_verify_for_every_size() -> None:
                 index, size, leaves[index], tree.inclusion_proof(index, size), tree.root(size)
             )
             assert rng.size == index + 1 and rng.root() == tree.root(index + 1)
+
+
+def test_a_consistency_proof_gives_the_compact_range_of_the_first_tree() -> None:
+    tree = MerkleTree()
+    leaves = [leaf_hash(hashlib.sha256(bytes([i, 7])).digest()) for i in range(100)]
+    for h in leaves:
+        tree.append(h)
+    for first in range(1, 100):
+        for second in range(first + 1, 101, 3):
+            proof = tree.consistency_proof(first, second)
+            if first & (first - 1) == 0:  # a power of two: the proof lacks the first tree's root
+                with pytest.raises(ProofError):
+                    compact_range_from_consistency(first, second, proof, tree.root(second))
+                continue
+            rng = compact_range_from_consistency(first, second, proof, tree.root(second))
+            expected = CompactRange()
+            expected.extend(leaves[:first])
+            assert rng == expected
+    # Nothing but the signed root vouches for the nodes: a changed node or root is refused.
+    proof = tree.consistency_proof(37, 90)
+    with pytest.raises(ProofError):
+        compact_range_from_consistency(37, 90, [proof[0], bytes(32), *proof[2:]], tree.root(90))
+    with pytest.raises(ProofError):
+        compact_range_from_consistency(37, 90, proof, tree.root(89))
 
 
 def test_a_wrong_inclusion_proof_is_refused() -> None:

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from certificates.loglist import LogListError
-from certificates.logs import ct_log_find, ct_log_reset, ct_log_set_enabled, ct_logs_sync
+from certificates.logs import ct_log_describe, ct_log_find, ct_log_reset, ct_log_set_enabled, ct_logs_sync
 from certificates.models import CTLog
 
 
@@ -73,6 +73,17 @@ class Command(BaseCommand):
                 "last_error": log.last_error,
                 "halted_reason": log.halted_reason,
                 "backoff_until": log.backoff_until.isoformat() if log.backoff_until else None,
+                "backoff_seconds_left": (
+                    round((log.backoff_until - now).total_seconds(), 1)
+                    if log.backoff_until and log.backoff_until > now
+                    else 0
+                ),
+                "consecutive_failures": log.consecutive_failures,
+                "lag_seconds": round(log.lag_seconds(now), 1),
+                "read_by": log.leased_to(now),
+                "lease_until": log.lease_until.isoformat() if log.leased_to(now) and log.lease_until else None,
+                "start_note": log.start_note,
+                "summary": ct_log_describe(log, now),
             }
             for log in CTLog.objects.order_by("operator", "description", "id")
         ]
@@ -84,5 +95,4 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{r['id']:>4}  {r['status']:<11} {r['api']:<8} {position:>21}  {r['description']}  [{r['log_id']}]"
             )
-            if r["halted_reason"] or r["last_error"]:
-                self.stdout.write(f"      error: {r['halted_reason'] or r['last_error']}")
+            self.stdout.write(f"      {r['summary']}")
