@@ -38,6 +38,8 @@ from certificates.ctformat import TreeHead
 from certificates.ingest import READ_ERRORS, RoundResult, ct_log_ingest, ct_log_read_failed, make_client
 from certificates.leases import (
     FOLLOWER,
+    ct_follower_alive,
+    ct_follower_gone,
     ct_leases_release,
     ct_leases_renew,
     ct_leases_share,
@@ -209,6 +211,7 @@ class Follower:
                 ct_logs_sync()
             except LogListError as exc:
                 logger.warning("CT log list unavailable (following the logs already known): %s", exc)
+        ct_follower_alive(holder=self.holder)
         held = ct_leases_renew(holder=self.holder, log_pks=self.tailers)
         with self._read_lock:
             read, self._read = self._read, set()
@@ -250,6 +253,7 @@ class Follower:
         done = [pk for pk, t in self.tailers.items() if not t.is_alive()]
         try:
             ct_leases_release(holder=self.holder, log_pks=done)
+            ct_follower_gone(holder=self.holder)
         except DatabaseError:
             logger.warning("CT follower could not release its leases; they run out by themselves")
         logger.info("CT follower %s stopped", self.holder)

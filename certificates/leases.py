@@ -27,8 +27,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Now
+from django.utils import timezone
 
-from certificates.models import CTLog
+from certificates.models import CTFollower, CTLog
 
 FOLLOWER = "follow"
 ONCE = "once"
@@ -95,18 +96,27 @@ def ct_leases_release(*, holder: str, log_pks: Iterable[int] | None = None) -> i
     return qs.update(lease_holder="", lease_until=None)
 
 
+def ct_follower_alive(*, holder: str) -> None:
+    """Say this follower is running (every few seconds): the others count it when sharing logs,
+    even while it holds none yet."""
+    if not CTFollower.objects.filter(holder=holder).update(alive_until=lease_expiry()):
+        alive_until = timezone.now() + timedelta(seconds=settings.KEYCHEST_CT_LEASE_SECONDS)
+        CTFollower.objects.create(holder=holder, alive_until=alive_until)
+    # Followers that stopped without a word (killed): gone from the count once their time ran out.
+    CTFollower.objects.filter(alive_until__lt=Now() - timedelta(minutes=10)).delete()
+
+
+def ct_follower_gone(*, holder: str) -> None:
+    CTFollower.objects.filter(holder=holder).delete()
+
+
 def ct_leases_share(*, holder: str) -> int:
     """How many logs this follower should hold: an equal share among the live followers.
 
     A new follower makes the others' share smaller; they give logs back and it takes them. Capped
     by KEYCHEST_CT_FOLLOW_MAX_LOGS (0: no cap)."""
-    readable = CTLog.objects.filter(enabled=True, halted_reason="")
-    total = readable.count()
-    live = set(
-        readable.filter(lease_holder__startswith=f"{FOLLOWER}:", lease_until__gte=Now())
-        .values_list("lease_holder", flat=True)
-        .distinct()
-    )
+    total = CTLog.objects.filter(enabled=True, halted_reason="").count()
+    live = set(CTFollower.objects.filter(alive_until__gte=Now()).values_list("holder", flat=True))
     live.add(holder)
     share = math.ceil(total / len(live)) if total else 0
     cap = settings.KEYCHEST_CT_FOLLOW_MAX_LOGS

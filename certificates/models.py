@@ -256,6 +256,16 @@ class CTLog(models.Model):
         return "caught-up" if self.backlog == 0 else "behind"
 
 
+class CTFollower(models.Model):
+    """A running CT follower process, alive until `alive_until` (how the followers share the logs)."""
+
+    holder = models.CharField(max_length=200, unique=True)
+    alive_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.holder
+
+
 class CTMalformedEntry(models.Model):
     """A log entry that could not be read: recorded, skipped, its leaf still verified in the tree."""
 

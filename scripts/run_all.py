@@ -1,6 +1,9 @@
-"""Run the web server, one Celery worker and the beat scheduler together in the foreground.
+"""Run the web server, one Celery worker, the beat scheduler and the CT follower together in the
+foreground: the same four processes as docker-compose.yml's web, worker, beat and ct services.
 
-Ctrl-C (or any of the three exiting) stops all three. Used by `make run` and `make demo`.
+Ctrl-C (or any of the four exiting) stops all four. Used by `make run` and `make demo`. The CT
+follower follows the logs only when KEYCHEST_CT_INGEST is on (off by default with DEBUG=1, so a
+laptop does not start reading the real logs); otherwise it says so and idles.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import time
 PYTHON = sys.executable
 
 
-def main() -> int:
-    host = os.environ.get("KEYCHEST_RUN_ADDRESS", "127.0.0.1:8000")
-    processes = {
+def processes(host: str) -> dict[str, list[str]]:
+    """The four processes, named as their docker-compose.yml services."""
+    return {
         "web": [PYTHON, "manage.py", "runserver", host, "--noreload"],
         "worker": [
             PYTHON,
@@ -33,12 +36,17 @@ def main() -> int:
             "celery",
         ],
         "beat": [PYTHON, "-m", "celery", "-A", "keychest", "beat", "-l", "info", "--pidfile="],
+        "ct": [PYTHON, "manage.py", "ct_ingest", "--follow", "--if-enabled"],
     }
-    running = {name: subprocess.Popen(cmd) for name, cmd in processes.items()}  # noqa: S603
+
+
+def main() -> int:
+    host = os.environ.get("KEYCHEST_RUN_ADDRESS", "127.0.0.1:8000")
+    running = {name: subprocess.Popen(cmd) for name, cmd in processes(host).items()}  # noqa: S603
     print(
         f"\nKeyChest is starting at http://{host}/ — sign up there; with the console email backend the "
         "verification link is printed in this terminal (EMAIL_URL=file:///dir writes it to a folder).\n"
-        "Press Ctrl-C to stop the web server, the worker and beat.\n",
+        "Press Ctrl-C to stop the web server, the worker, beat and the CT follower.\n",
         flush=True,
     )
     stopping = False

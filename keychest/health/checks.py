@@ -34,6 +34,9 @@ PIPELINE_FAIL = timedelta(minutes=10)
 # every minute; a full queue may delay a batch by a few minutes).
 SCAN_GRACE = timedelta(minutes=15)
 SCAN_FAIL = timedelta(hours=1)
+# A log backing off (or never read) warns after 5 minutes without a read and fails after 30; a
+# followed log fails once its head was not read, or it stayed behind it, for
+# KEYCHEST_CT_LAG_FAIL_SECONDS (a minute).
 CT_WARN = timedelta(minutes=5)
 CT_FAIL = timedelta(minutes=30)
 DELIVERY_WARN = timedelta(minutes=10)
@@ -88,15 +91,19 @@ def _graded(age: timedelta, warn: timedelta, fail: timedelta) -> Status:
     return Status.OK
 
 
-def _ago(age: timedelta) -> str:
+def _span(age: timedelta) -> str:
     seconds = int(age.total_seconds())
     if seconds < 120:
-        return f"{seconds} s ago"
+        return f"{seconds} s"
     if seconds < 7200:
-        return f"{seconds // 60} min ago"
+        return f"{seconds // 60} min"
     if seconds < 172800:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} days ago"
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def _ago(age: timedelta) -> str:
+    return f"{_span(age)} ago"
 
 
 def pipeline_check(now: datetime) -> Check:
@@ -154,6 +161,26 @@ def scans_check(now: datetime) -> Check:
     )
 
 
+def _ct_log_status(log: CTLog, now: datetime) -> tuple[Status, str, timedelta | None]:
+    """One log's status, why, and how long since its head was last read."""
+    lag_fail = timedelta(seconds=settings.KEYCHEST_CT_LAG_FAIL_SECONDS)
+    age = now - log.last_success_at if log.last_success_at else None
+    if log.halted_reason:
+        return Status.FAIL, f"halted: {log.halted_reason}", age
+    if log.behind_since and now - log.behind_since > lag_fail:
+        # The tailer has seen the log's head ahead of it for longer than the real-time promise.
+        return Status.FAIL, f"{log.backlog} entries behind its head for {_span(now - log.behind_since)}", age
+    if log.backoff_until and log.backoff_until > now:
+        status = _graded(age or now - log.created_at, CT_WARN, CT_FAIL)
+        return max(status, Status.WARN, key=_RANK.__getitem__), f"backing off: {log.last_error}", age
+    if age is None:
+        # Never read: failing once the follower has had time to reach it.
+        return _graded(now - log.created_at, CT_WARN, CT_FAIL), "not read yet", None
+    if age > lag_fail:
+        return Status.FAIL, f"head not read for {_span(age)}: is the `ct` process (ct_ingest --follow) running?", age
+    return Status.OK, "current", age
+
+
 def ct_check(now: datetime) -> Check:
     if not settings.KEYCHEST_CT_INGEST:
         return Check("ct", Status.OFF, "Certificate Transparency ingestion is switched off (KEYCHEST_CT_INGEST)")
@@ -164,16 +191,7 @@ def ct_check(now: datetime) -> Check:
     statuses: list[Status] = []
     oldest: timedelta | None = None
     for log in logs:
-        if log.halted_reason:
-            status = Status.FAIL
-            age = now - log.last_success_at if log.last_success_at else None
-        elif log.last_success_at is None:
-            # A log that was never read: failing once the pipeline has had time to reach it.
-            age = now - log.created_at
-            status = _graded(age, CT_WARN, CT_FAIL)
-        else:
-            age = now - log.last_success_at
-            status = _graded(age, CT_WARN, CT_FAIL)
+        status, reason, age = _ct_log_status(log, now)
         statuses.append(status)
         if age is not None and (oldest is None or age > oldest):
             oldest = age
@@ -181,8 +199,10 @@ def ct_check(now: datetime) -> Check:
             {
                 "log": log.description,
                 "status": str(status),
+                "reason": reason,
                 "last_success_age_seconds": None if age is None else round(age.total_seconds(), 1),
                 "backlog": log.backlog,
+                "lag_seconds": round(log.lag_seconds(now), 1),
                 "halted": log.halted_reason,
                 "last_error": log.last_error[:200],
             }
@@ -192,7 +212,7 @@ def ct_check(now: datetime) -> Check:
     summary = (
         f"{len(logs)} logs current, the stalest read {_ago(oldest or timedelta(0))}"
         if not failing
-        else f"{failing} of {len(logs)} logs stale or halted"
+        else f"{failing} of {len(logs)} logs behind, stale, backing off or halted"
     )
     backlog = sum(entry["backlog"] for entry in per_log)
     return Check(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from django.db import connection
+
 from certificates.ingest import RoundResult, ct_log_ingest
 from certificates.logs import ct_log_reset, ct_logs_sync
 from certificates.models import CTLog
@@ -31,3 +36,18 @@ def ingest_until_caught_up(log: CTLog, rounds: int = 20) -> list[RoundResult]:
         if r.caught_up or r.halted:
             break
     return results
+
+
+def command_env(ct_settings: Any, **extra: str) -> dict[str, str]:
+    """The environment of a `manage.py` subprocess on this test's database and local logs."""
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "keychest.settings_test",
+        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "KEYCHEST_CT_LOG_LIST": ct_settings.KEYCHEST_CT_LOG_LIST,
+        "KEYCHEST_CT_BACKOFF_SECONDS": "0",
+        "KEYCHEST_ALLOW_PRIVATE_TARGETS": "1",  # the local logs listen on 127.0.0.1
+        **extra,
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,27 +12,10 @@ import pytest
 from django.db import connection
 
 from certificates.models import Certificate, CertificateSource, CTLog
-from tests.certificates.helpers import db_log
+from tests.certificates.helpers import command_env, db_log
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _command_env(ct_settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "keychest.settings_test",
-            "DATABASE_URL": f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "KEYCHEST_CT_LOG_LIST": ct_settings.KEYCHEST_CT_LOG_LIST,
-            "KEYCHEST_CT_CHUNK": "50",
-            "KEYCHEST_CT_BACKOFF_SECONDS": "0",
-            "KEYCHEST_ALLOW_PRIVATE_TARGETS": "1",  # the local log listens on 127.0.0.1
-        }
-    )
-    return env
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a second process needs a shared database server")
@@ -41,7 +23,7 @@ def test_a_killed_ingester_resumes_with_no_gap_and_no_duplicate(local_logs, ct_s
     local = local_logs("rfc6962", max_batch=25)
     local.add_random(3000)
     log = db_log(local)
-    env = _command_env(ct_settings)
+    env = command_env(ct_settings, KEYCHEST_CT_CHUNK="50")
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "ct_ingest", "--once"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )

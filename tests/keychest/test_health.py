@@ -89,16 +89,28 @@ def test_ct_check_is_off_when_ingestion_is_off_and_grades_each_log(settings) -> 
     assert checks.ct_check(now).status is Status.OK
     assert checks.ct_check(now).details["backlog"] == 15
 
-    _log("slow", last_success_at=now - dt.timedelta(minutes=8))
-    assert checks.ct_check(now).status is Status.WARN
+    ago = lambda seconds: now - dt.timedelta(seconds=seconds)  # noqa: E731
+    _log("catching-up", last_success_at=ago(2), position=10, sth_size=900, behind_since=ago(40))
+    _log("behind", last_success_at=ago(2), position=10, sth_size=900, behind_since=ago(61))
+    _log("stale", last_success_at=ago(8 * 60))
+    _log("backing-off", last_success_at=ago(120), backoff_until=now + dt.timedelta(seconds=30), last_error="HTTP 429")
+    _log("backing-off-long", last_success_at=ago(40 * 60), backoff_until=now + dt.timedelta(minutes=5))
     _log("halted", last_success_at=now, halted_reason="root mismatch at 4096")
     check = checks.ct_check(now)
     assert check.status is Status.FAIL
     assert {entry["log"]: entry["status"] for entry in check.details["logs"]} == {
         "fresh": "ok",
+        "catching-up": "ok",
+        "behind": "fail",  # its tailer has been behind the log's head for over a minute
+        "stale": "fail",  # nobody read its head for over a minute: the follower is not running
+        "backing-off": "warn",
+        "backing-off-long": "fail",
         "halted": "fail",
-        "slow": "warn",
     }
+    reasons = {entry["log"]: entry["reason"] for entry in check.details["logs"]}
+    assert reasons["behind"] == "890 entries behind its head for 61 s"
+    assert reasons["backing-off"] == "backing off: HTTP 429"
+    assert "ct_ingest --follow" in reasons["stale"]
     CTLog.objects.exclude(pk=fresh.pk).update(enabled=False)
     assert checks.ct_check(now).status is Status.OK
 

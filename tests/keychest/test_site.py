@@ -70,8 +70,8 @@ def test_a_bad_boolean_fails_loudly() -> None:
 def test_compose_file_names_every_service_with_command_and_environment() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "web", "worker", "beat", "mailpit"} <= set(services)
-    for name in ("web", "worker", "beat"):
+    assert {"postgres", "redis", "web", "worker", "beat", "ct", "mailpit"} <= set(services)
+    for name in ("web", "worker", "beat", "ct"):
         service = services[name]
         assert service.get("command"), name
         env = service.get("environment") or {}
@@ -85,6 +85,23 @@ def test_compose_file_names_every_service_with_command_and_environment() -> None
         assert any(str(v).startswith(f"{volume}:") for s in services.values() for v in s.get("volumes", [])), (
             f"volume {volume} is declared but unused"
         )
+
+
+def test_make_run_starts_the_processes_compose_runs() -> None:
+    """`make run` (scripts/run_all.py) and docker-compose.yml run the same application processes:
+    web, worker, beat and the CT follower."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "scripts" / "run_all.py")
+    assert spec is not None and spec.loader is not None
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    layout = run_all.processes("127.0.0.1:8000")
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    app_services = {name for name, s in services.items() if "build" in s and name != "migrate"}
+    assert set(layout) == app_services == {"web", "worker", "beat", "ct"}
+    assert layout["ct"][1:4] == ["manage.py", "ct_ingest", "--follow"]
+    assert services["ct"]["command"][1:4] == ["manage.py", "ct_ingest", "--follow"]
 
 
 def _free_port() -> int:

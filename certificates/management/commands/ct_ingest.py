@@ -112,11 +112,11 @@ class Command(BaseCommand):
         return list(qs.filter(pk=log_pk) if log_pk else qs.order_by("pk"))
 
     def _done(self, log_pk: int | None, max_failures: int) -> bool:
-        """Every enabled log caught up, halted, followed by another ingester, or failing so
-        persistently that --once gives up on it."""
-        now = timezone.now()
+        """Every enabled log caught up (by us or by the ingester holding it), halted, or failing so
+        persistently that --once gives up on it. A log another ingester holds and has not caught
+        up is waited for: a live follower catches up, a dead one's lease runs out and we read it."""
         for log in self._logs(log_pk):
-            if log.halted_reason or log.consecutive_failures >= max_failures or log.leased_to(now):
+            if log.halted_reason or log.consecutive_failures >= max_failures:
                 continue
             if log.position is None or log.backlog or log.consecutive_failures:
                 return False
@@ -125,11 +125,12 @@ class Command(BaseCommand):
     def _wait(self, log_pk: int | None) -> float:
         """Until the earliest back-off ends (at most a few seconds), or a moment if nobody backs off."""
         now = timezone.now()
+        logs = self._logs(log_pk)
         waits = [
-            (log.backoff_until - now).total_seconds()
-            for log in self._logs(log_pk)
-            if log.backoff_until and log.backoff_until > now
+            (log.backoff_until - now).total_seconds() for log in logs if log.backoff_until and log.backoff_until > now
         ]
+        if any(log.leased_to(now) for log in logs):
+            waits.append(0.5)  # another ingester holds one: look again shortly, not in a tight loop
         return min(max(0.05, min(waits)), 10.0) if waits else 0.05
 
     def _report(self, log_pk: int | None, max_failures: int) -> None:
