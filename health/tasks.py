@@ -10,9 +10,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from health.checks import CANARY, PIPELINE
+from health.models import Heartbeat
 from kcproto.targets import InvalidTarget
-from keychest.health.checks import CANARY, PIPELINE
-from keychest.health.models import Heartbeat
 from monitors.spotcheck import spotcheck
 
 BAD_SEVERITIES = {"error", "critical"}
