@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
-from certificates.ctformat import (
+from certificates.loglist import LogSpec
+from kcproto.ctformat import (
     BadEntry,
     FormatError,
     LogEntry,
@@ -34,8 +35,7 @@ from certificates.ctformat import (
     verify_checkpoint,
     verify_sth_json,
 )
-from certificates.loglist import LogSpec
-from certificates.merkle import (
+from kcproto.merkle import (
     CompactRange,
     compact_range_from_consistency,
     compact_range_from_inclusion,
@@ -172,7 +172,7 @@ class RFC6962Client(CTClient):
             path = [base64.b64decode(h) for h in data["audit_path"]]
         except (KeyError, TypeError, ValueError):
             raise LogUnavailable("get-entry-and-proof: malformed answer") from None
-        from certificates.merkle import leaf_hash
+        from kcproto.merkle import leaf_hash
 
         return compact_range_from_inclusion(index - 1, head.size, leaf_hash(leaf_input), path, head.root), ""
 
@@ -241,7 +241,7 @@ def _decode_rfc6962(index: int, item: Any) -> Entry:
     try:
         return parse_rfc6962_entry(index, leaf_input, extra)
     except FormatError as exc:
-        from certificates.merkle import leaf_hash
+        from kcproto.merkle import leaf_hash
 
         return BadEntry(index=index, leaf_hash=leaf_hash(leaf_input), reason=str(exc))
 

@@ -34,7 +34,6 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from certificates.ctclient import CTClient
-from certificates.ctformat import TreeHead
 from certificates.ingest import READ_ERRORS, RoundResult, ct_log_ingest, ct_log_read_failed, make_client
 from certificates.leases import (
     FOLLOWER,
@@ -50,6 +49,7 @@ from certificates.leases import (
 from certificates.loglist import LogListError
 from certificates.logs import ct_logs_sync
 from certificates.models import CTLog
+from kcproto.ctformat import TreeHead
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

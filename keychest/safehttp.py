@@ -1,4 +1,4 @@
-"""HTTP to user- or remote-named URLs, through `keychest.netguard`.
+"""HTTP to user- or remote-named URLs, through `kcproto.netguard`.
 
 Webhooks POST with it; RDAP (monitors/rdap.py), ARI (certificates/ari.py), the CT log list
 (certificates/loglist.py) GET with it, and CT logs (certificates/ctclient.py) through a `Session`
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from keychest import netguard
+from kcproto import netguard
 
 # Error codes (FetchError.code): short and stable, callers store and show them.
 REFUSED = "refused"

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from certificates.ctclient import LogUnavailable, client_for
-from certificates.ctformat import FormatError
 from certificates.ingest import spec_of
 from certificates.loglist import LogListError, load_log_list
-from keychest import netguard
+from kcproto import netguard
+from kcproto.ctformat import FormatError
 from tests.certificates.helpers import db_log, ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
