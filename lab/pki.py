@@ -105,7 +105,14 @@ class CA:
         key_kind: str = "ec",
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
+        ca_flag: bool = True,
+        key_cert_sign: bool = True,
+        path_length: int | None = None,
+        permitted_names: list[str] | None = None,
     ) -> None:
+        """A CA; the flaws a chain-validation scenario needs are switches: `ca_flag=False` (an
+        issuer without basicConstraints cA), `key_cert_sign=False` (keyUsage without
+        keyCertSign), `path_length`, and `permitted_names` (a dNSName name constraint)."""
         self.key: PrivateKey = make_key(key_kind)
         self.parent = parent
         self.cert: x509.Certificate
@@ -120,7 +127,9 @@ class CA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.BasicConstraints(ca=ca_flag, path_length=path_length if ca_flag else None), critical=True
+            )
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -128,7 +137,7 @@ class CA:
                     key_encipherment=False,
                     data_encipherment=False,
                     key_agreement=False,
-                    key_cert_sign=True,
+                    key_cert_sign=key_cert_sign,
                     crl_sign=True,
                     encipher_only=False,
                     decipher_only=False,
@@ -137,6 +146,16 @@ class CA:
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
         )
+        if parent is not None:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+        if permitted_names:
+            constraint = x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName(n) for n in permitted_names], excluded_subtrees=None
+            )
+            builder = builder.add_extension(constraint, critical=True)
         signer = parent.key if parent else self.key
         self.cert = builder.sign(signer, hashes.SHA256())
         self.chain: list[x509.Certificate] = [self.cert, *(parent.chain if parent else [])]
@@ -160,9 +179,12 @@ class CA:
         sha1: bool = False,
         common_name: str | None = None,
         broken_extension: bool = False,
+        eku: list[x509.ObjectIdentifier] | None = None,
     ) -> Issued:
-        """A leaf for `names`; `broken_extension` adds an SCT-list extension with garbage inside,
-        which OpenSSL serves (it never parses SCTs) but a strict parser refuses."""
+        """A leaf for `names` (its subjectAltName; none at all when `names` is empty, so only the
+        subject CN names the host); `broken_extension` adds an SCT-list extension with garbage
+        inside, which OpenSSL serves (it never parses SCTs) but a strict parser refuses; `eku`
+        replaces the serverAuth extended key usage (e.g. clientAuth only)."""
         key = make_key(key_kind, key_size)
         start = not_before or now() - dt.timedelta(days=1)
         end = not_after or start + dt.timedelta(days=90)
@@ -181,7 +203,10 @@ class CA:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=ca_flag, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage(eku if eku is not None else [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                critical=False,
+            )
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),  # type: ignore[arg-type]
                 critical=False,
