@@ -77,11 +77,13 @@ def mismatch_reason(host: str, presented: Presented) -> str:
     address = _ip(host)
     if address is not None:
         if any(name == host for name in presented.dns):
-            return f"The certificate names {host} as a DNS name, not as an IP address (iPAddress): clients do not match it"
+            return (
+                f"The certificate names {host} as a DNS name, not as an IP address (iPAddress): clients do not match it"
+            )
         return f"The certificate names {_shown(presented)}, not the address {host}"
     if any(name.lower() == host + "." for name in presented.dns if name.isascii()):
         return f"The certificate names {host}. with a trailing dot, which clients do not match to {host}"
-    head, _, tail = host.partition(".")
+    _, _, tail = host.partition(".")
     for name in presented.dns:
         lowered = name.lower() if name.isascii() else ""
         if lowered.startswith("*.") and tail.endswith("." + lowered[2:]):

@@ -109,10 +109,12 @@ class CA:
         key_cert_sign: bool = True,
         path_length: int | None = None,
         permitted_names: list[str] | None = None,
+        key_usage: bool = True,
     ) -> None:
         """A CA; the flaws a chain-validation scenario needs are switches: `ca_flag=False` (an
         issuer without basicConstraints cA), `key_cert_sign=False` (keyUsage without
-        keyCertSign), `path_length`, and `permitted_names` (a dNSName name constraint)."""
+        keyCertSign), `path_length`, `permitted_names` (a dNSName name constraint), and
+        `key_usage=False` (no keyUsage at all, as `openssl req -x509` makes private CAs)."""
         self.key: PrivateKey = make_key(key_kind)
         self.parent = parent
         self.cert: x509.Certificate
@@ -130,7 +132,10 @@ class CA:
             .add_extension(
                 x509.BasicConstraints(ca=ca_flag, path_length=path_length if ca_flag else None), critical=True
             )
-            .add_extension(
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
+        )
+        if key_usage:
+            builder = builder.add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
                     content_commitment=False,
@@ -144,8 +149,6 @@ class CA:
                 ),
                 critical=True,
             )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
-        )
         if parent is not None:
             builder = builder.add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),  # type: ignore[arg-type]
@@ -180,11 +183,13 @@ class CA:
         common_name: str | None = None,
         broken_extension: bool = False,
         eku: list[x509.ObjectIdentifier] | None = None,
+        key_identifier: bool = True,
     ) -> Issued:
         """A leaf for `names` (its subjectAltName; none at all when `names` is empty, so only the
         subject CN names the host); `broken_extension` adds an SCT-list extension with garbage
         inside, which OpenSSL serves (it never parses SCTs) but a strict parser refuses; `eku`
-        replaces the serverAuth extended key usage (e.g. clientAuth only)."""
+        replaces the serverAuth extended key usage (e.g. clientAuth only); `key_identifier=False`
+        leaves out the authority key identifier (private CAs often do)."""
         key = make_key(key_kind, key_size)
         start = not_before or now() - dt.timedelta(days=1)
         end = not_after or start + dt.timedelta(days=90)
@@ -207,11 +212,12 @@ class CA:
                 x509.ExtendedKeyUsage(eku if eku is not None else [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                 critical=False,
             )
-            .add_extension(
+        )
+        if key_identifier:
+            builder = builder.add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),  # type: ignore[arg-type]
                 critical=False,
             )
-        )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         if broken_extension:
