@@ -14,7 +14,6 @@ through keychest/safehttp.py: the directory names the renewalInfo URL, which is 
 from __future__ import annotations
 
 import base64
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from django.utils.dateparse import parse_datetime
 
 from certificates.issuance import caa_identifiers
 from certificates.models import Certificate, RenewalInfo
-from keychest import safehttp
+from keychest import jsonsafe, safehttp
 
 DEFAULT_DIRECTORIES: dict[str, str] = {
     "letsencrypt.org": "https://acme-v02.api.letsencrypt.org/directory",
@@ -110,7 +109,7 @@ class AriClient:
         result = safehttp.get(url, allow_private=self.allow_private, timeout=self.timeout, max_bytes=MAX_BODY)
         if result.status != 200:
             return result.status, None, result.headers
-        return result.status, json.loads(result.body), result.headers
+        return result.status, jsonsafe.loads(result.body, strict_constants=False), result.headers
 
     def renewal_info_base(self, directory_url: str) -> str:
         known = self._bases.get(directory_url)
