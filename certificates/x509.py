@@ -389,7 +389,8 @@ def _read_extensions(found: dict[bytes, bytes], *, tolerant: bool = False) -> _E
         return got
 
     try:
-        dns, ips = get(_SAN_OID, lambda v: _san(v, tolerant), ([], []))
+        empty: tuple[list[str], list[str]] = ([], [])
+        dns, ips = get(_SAN_OID, lambda v: _san(v, tolerant), empty)
         is_ca = get(_BASIC_CONSTRAINTS_OID, _basic_constraints, False)
         aki = get(_AKI_OID, _key_identifier, "")
         ski = get(_SKI_OID, _subject_key_identifier, "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 from functools import cache
@@ -93,9 +94,7 @@ def _ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         .not_valid_before(NOW - dt.timedelta(days=1))
         .not_valid_after(NOW + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -128,10 +127,8 @@ def _leaf(dns: list[str], ips: list[str]) -> x509.Certificate:
 
 def _cryptography_says(host: str, leaf: x509.Certificate) -> bool:
     address = None
-    try:
+    with contextlib.suppress(ValueError):
         address = ipaddress.ip_address(host)
-    except ValueError:
-        pass
     subject = x509.IPAddress(address) if address is not None else x509.DNSName(host)
     verifier = (
         verification.PolicyBuilder().store(verification.Store([_ca()[1]])).time(NOW).build_server_verifier(subject)

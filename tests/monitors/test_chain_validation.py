@@ -47,7 +47,7 @@ def test_each_fault_has_its_finding_and_clients_refuse(people, lab, lab_name, la
     scenario = BY_LABEL[label]
     host = lab_name(label)
     endpoint = scenario.build(lab, host)
-    server, findings = _scan(people.team_a, lab.root_pem, host, endpoint.port)
+    _server, findings = _scan(people.team_a, lab.root_pem, host, endpoint.port)
     assert {f.code for f in findings} == scenario.expect
     # Every one of these makes current clients refuse the connection: an error, never a warning.
     assert all(f.severity == "error" for f in findings)
