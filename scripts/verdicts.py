@@ -64,6 +64,7 @@ def rows(lab: Lab, *, sslyze_python: Path | None) -> list[verdicts.Row]:
         if sslyze_python is not None:
             row.tools["sslyze"] = verdicts.sslyze(sslyze_python, scenario, endpoint, ca_file)
         out.append(row)
+        print(f"{scenario.label}: {row.ours.verdict} / " + ", ".join(f"{t} {o.verdict}" for t, o in row.tools.items()), file=sys.stderr)
     return out
 
 
