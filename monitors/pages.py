@@ -23,13 +23,13 @@ from django.utils.safestring import SafeString
 from django.utils.translation import get_language
 from django.views.decorators.http import require_POST
 
+from kcproto.checks import DOWN_CODES
+from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
-from monitors.checks import DOWN_CODES
 from monitors.models import Finding, Protocol, ScanResult, Server, TeamCABundle
-from monitors.targets import InvalidTarget
 
 PAGE_SIZE = 50
 STATUSES = (
@@ -51,7 +51,7 @@ SORTS = {
     "status": ("-worst", "expires_at", "host", "id"),
 }
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
-# The columns the list's rows and `server_status` read (keychest/dashboard/server_rows.py); the
+# The columns the list's rows and `server_status` read (dashboard/server_rows.py); the
 # annotations come with them. Reading any other field of a listed server would cost a query.
 ROW_FIELDS = ("uuid", "host", "port", "protocol", "paused", "last_scan_at", "tags")
 

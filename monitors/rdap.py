@@ -2,7 +2,7 @@
 
 - Bootstrap: IANA's `dns.json` format (RFC 9224) maps TLDs to RDAP base URLs; the longest
   matching label suffix wins.
-- Fetching goes through `keychest.netguard`: the RDAP host is resolved once, every address it
+- Fetching goes through `kcproto.netguard`: the RDAP host is resolved once, every address it
   resolves to must be public (unless private targets are allowed), and the connection goes to
   the checked address, so DNS rebinding cannot swap it. Connect, every read and the whole
   request share one deadline; the body is capped; redirects (a few registries use them) are

@@ -33,7 +33,7 @@ SSLYZE_VENV = ROOT / "var" / "sslyze-venv"
 
 def ours(scenario: Scenario, endpoint: Endpoint, ca_pem: str) -> tuple[verdicts.Opinion, list[str]]:
     """KeyChest's spot check of the scenario (Django set up, a database available)."""
-    from monitors.checks import FindingSpec, clients_refuse
+    from kcproto.checks import FindingSpec, clients_refuse
     from monitors.scanning import ScanConfig
     from monitors.spotcheck import spotcheck
 
@@ -64,7 +64,10 @@ def rows(lab: Lab, *, sslyze_python: Path | None) -> list[verdicts.Row]:
         if sslyze_python is not None:
             row.tools["sslyze"] = verdicts.sslyze(sslyze_python, scenario, endpoint, ca_file)
         out.append(row)
-        print(f"{scenario.label}: {row.ours.verdict} / " + ", ".join(f"{t} {o.verdict}" for t, o in row.tools.items()), file=sys.stderr)
+        print(
+            f"{scenario.label}: {row.ours.verdict} / " + ", ".join(f"{t} {o.verdict}" for t, o in row.tools.items()),
+            file=sys.stderr,
+        )
     return out
 
 

@@ -9,8 +9,8 @@ from functools import cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certificates import ctformat
-from certificates.x509 import CertificateParseError, parse_certificate
+from kcproto import ctformat
+from kcproto.x509 import CertificateParseError, parse_certificate
 from lab.ctlog.certgen import Issuance, issue, make_ca
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

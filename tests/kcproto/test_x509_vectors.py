@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
-from certificates.x509 import CertificateParseError, parse_certificate, pem_to_der_list, signature_name
+from kcproto.x509 import CertificateParseError, parse_certificate, pem_to_der_list, signature_name
 
 VECTORS = Path(os.path.dirname(cryptography_vectors.__file__)) / "x509"
 

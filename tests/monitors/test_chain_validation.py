@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from kcproto.checks import clients_refuse
 from lab.pki import CA, self_signed
 from lab.scenarios import SCENARIOS
-from monitors.checks import clients_refuse
 from monitors.models import Finding, ScanResult, Server
 from monitors.scanning import scan_servers
 from monitors.services import ca_bundle_create, server_enrol
@@ -51,7 +51,7 @@ def test_each_fault_has_its_finding_and_clients_refuse(people, lab, lab_name, la
     assert {f.code for f in findings} == scenario.expect
     # Every one of these makes current clients refuse the connection: an error, never a warning.
     assert all(f.severity == "error" for f in findings)
-    from monitors.checks import FindingSpec
+    from kcproto.checks import FindingSpec
 
     assert clients_refuse([FindingSpec(f.code, f.message, f.address, level=f.severity) for f in findings])
 

@@ -8,9 +8,9 @@ import pytest
 from django.apps import apps
 from django.utils import timezone
 
+from kcproto.tlsprobe import Probe
 from monitors.models import ScanResult, Server
 from monitors.scanning import _digest
-from monitors.tlsprobe import Probe
 
 pytestmark = pytest.mark.django_db
 migration = importlib.import_module("monitors.migrations.0007_legacy_tls_names")

@@ -24,9 +24,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certificates.x509 import CertificateParseError, ParsedCertificate, parse_certificate
 from kcproto import diagnosis, identity, verifier
 from kcproto.diagnosis import Reason
+from kcproto.x509 import CertificateParseError, ParsedCertificate, parse_certificate
 
 _DER = Encoding.DER
 
