@@ -17,7 +17,7 @@ from api.audit import audit_record
 from api.models import ApiKey, AuditAction, EnrolmentKind, PendingEnrolment, UploadedCertificate
 from certificates.models import Certificate, SourceKind
 from certificates.services import certificate_store_der
-from certificates.x509 import ParsedCertificate, parse_certificate, pem_to_der_list
+from kcproto.x509 import ParsedCertificate, parse_certificate, pem_to_der_list
 from keychest.accounts.models import Team, User
 from monitors.models import Server
 from monitors.services import AlreadyWatched, server_enrol

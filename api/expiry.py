@@ -9,11 +9,11 @@ from typing import Any, NamedTuple
 from django.db import connection
 
 from api.models import ApiKey, EnrolmentKind, PendingEnrolment
-from certificates import renewal
+from kcproto import renewal
+from kcproto.targets import parse_target
 from keychest.accounts.models import Team
 from keychest.sqlrows import Part, column, execute_prepared, table
 from monitors.models import ScanResult, Server, TeamScanPolicy, effective_thresholds
-from monitors.targets import parse_target
 
 
 def _utc(value: datetime | None) -> int | None:

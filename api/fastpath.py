@@ -18,7 +18,6 @@ Retry-After).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +34,7 @@ from api.access import Caller, KeyLookup, MalformedAuthorization, api_hits, key_
 from api.errors import v10_exception_handler
 from api.keycache import EpochChanged, EpochGuard
 from api.models import ApiKey
+from keychest import jsonsafe
 from keychest.ratelimit import client_ip
 
 JSON_ACCEPT = frozenset({"", "*/*", "application/json"})
@@ -59,14 +59,10 @@ def _body(request: HttpRequest) -> Any | None:
         if charset not in ("utf-8", "utf8"):
             return None
         try:
-            return json.loads(request.body.decode("utf-8"), parse_constant=_no_constants)
-        except (ValueError, UnicodeDecodeError):
+            return jsonsafe.loads(request.body.decode("utf-8"))
+        except ValueError:  # malformed, too deeply nested, not UTF-8
             return None  # DRF answers the parse error
     return None
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"Out of range float values are not JSON compliant: {name!r}")
 
 
 def _key(request: HttpRequest, data: Any) -> str | None:

@@ -28,10 +28,10 @@ from api.errors import v10_exception_handler
 from api.expiry import expiration_report
 from api.models import Scope
 from api.services import claim_create
-from certificates.x509 import CertificateParseError
+from kcproto.targets import InvalidTarget, parse_target
+from kcproto.x509 import CertificateParseError
 from keychest.ratelimit import client_ip
 from monitors.services import AlreadyWatched, server_enrol
-from monitors.targets import InvalidTarget, parse_target
 
 
 class CompatView(APIView):

@@ -42,14 +42,14 @@ def _serve_logs(
     for log in logs:
         log.add_random(per_log)
     generate = time.perf_counter() - t0
-    from certificates.ctformat import parse_rfc6962_entry
+    from kcproto.ctformat import parse_rfc6962_entry
 
     for log in logs:
         for entry in log.entries:
             e = parse_rfc6962_entry(0, entry.leaf_input, entry.extra_data)
             ders.append(e.der)
-    from certificates.names import registered_domain
-    from certificates.x509 import parse_certificate
+    from kcproto.names import registered_domain
+    from kcproto.x509 import parse_certificate
 
     rng = random.Random(5)
     for der in rng.sample(ders, min(len(ders), 5000)):

@@ -76,7 +76,7 @@ def populate(n_servers: int, n_certs: int) -> tuple[object, object]:
     from allauth.account.models import EmailAddress
 
     from certificates.models import Certificate, CertificateName
-    from certificates.names import reversed_name
+    from kcproto.names import reversed_name
     from keychest.accounts.models import Team, User
     from keychest.accounts.services import personal_team_ensure
     from monitors.models import Finding, ScanResult, Server, WatchedDomain

@@ -4,9 +4,9 @@ A CA that must revoke certificates early (a mis-issuance incident) moves their s
 into the past, so ACME clients that read ARI renew at once. KeyChest reads the window of every
 certificate currently served on a watched server whose CA publishes ARI, and the scanner turns an
 open window into `renewal_due` and a window already over into `renewal_overdue`, even when the
-lifetime rule says there is time (monitors/checks.py).
+lifetime rule says there is time (kcproto/checks.py).
 
-The CA is found from the issuer name (its CAA identifiers, certificates/issuance.py) and a
+The CA is found from the issuer name (its CAA identifiers, kcproto/issuance.py) and a
 table of ACME directories (`KEYCHEST_ARI_DIRECTORIES` adds to or replaces entries). Requests go
 through keychest/safehttp.py: the directory names the renewalInfo URL, which is remote data.
 """
@@ -14,7 +14,6 @@ through keychest/safehttp.py: the directory names the renewalInfo URL, which is 
 from __future__ import annotations
 
 import base64
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from certificates.issuance import caa_identifiers
 from certificates.models import Certificate, RenewalInfo
-from keychest import safehttp
+from kcproto.issuance import caa_identifiers
+from keychest import jsonsafe, safehttp
 
 DEFAULT_DIRECTORIES: dict[str, str] = {
     "letsencrypt.org": "https://acme-v02.api.letsencrypt.org/directory",
@@ -110,7 +109,7 @@ class AriClient:
         result = safehttp.get(url, allow_private=self.allow_private, timeout=self.timeout, max_bytes=MAX_BODY)
         if result.status != 200:
             return result.status, None, result.headers
-        return result.status, json.loads(result.body), result.headers
+        return result.status, jsonsafe.loads(result.body, strict_constants=False), result.headers
 
     def renewal_info_base(self, directory_url: str) -> str:
         known = self._bases.get(directory_url)

@@ -17,7 +17,8 @@ from typing import Any
 
 import requests
 
-from certificates.ctformat import (
+from certificates.loglist import LogSpec
+from kcproto.ctformat import (
     BadEntry,
     FormatError,
     LogEntry,
@@ -28,8 +29,7 @@ from certificates.ctformat import (
     verify_checkpoint,
     verify_sth_json,
 )
-from certificates.loglist import LogSpec
-from certificates.merkle import (
+from kcproto.merkle import (
     CompactRange,
     compact_range_from_inclusion,
     node_hash,
@@ -147,7 +147,7 @@ class RFC6962Client(CTClient):
             path = [base64.b64decode(h) for h in data["audit_path"]]
         except (KeyError, TypeError, ValueError):
             raise LogUnavailable("get-entry-and-proof: malformed answer") from None
-        from certificates.merkle import leaf_hash
+        from kcproto.merkle import leaf_hash
 
         return compact_range_from_inclusion(index - 1, head.size, leaf_hash(leaf_input), path, head.root)
 
@@ -196,7 +196,7 @@ def _decode_rfc6962(index: int, item: Any) -> Entry:
     try:
         return parse_rfc6962_entry(index, leaf_input, extra)
     except FormatError as exc:
-        from certificates.merkle import leaf_hash
+        from kcproto.merkle import leaf_hash
 
         return BadEntry(index=index, leaf_hash=leaf_hash(leaf_input), reason=str(exc))
 

@@ -33,13 +33,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from certificates.ctclient import CTClient, LogGone, LogUnavailable, client_for
-from certificates.ctformat import BadEntry, FormatError, LogEntry, SignatureError, TreeHead
 from certificates.loglist import LogSpec
 from certificates.matching import Match, matcher, providers
-from certificates.merkle import CompactRange, ProofError
 from certificates.models import CTLog, CTMalformedEntry, SourceKind
 from certificates.services import StoreItem, certificates_store_bulk
-from certificates.x509 import CertificateParseError, ParsedCertificate, parse_certificate
+from kcproto.ctformat import BadEntry, FormatError, LogEntry, SignatureError, TreeHead
+from kcproto.merkle import CompactRange, ProofError
+from kcproto.x509 import CertificateParseError, ParsedCertificate, parse_certificate
 
 if TYPE_CHECKING:
     from notifications.events import NewEvent

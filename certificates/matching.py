@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from django.core.cache import cache
 
-from certificates.names import ip_literal
-from certificates.x509 import ParsedCertificate
+from kcproto.names import ip_literal
+from kcproto.x509 import ParsedCertificate
 
 if TYPE_CHECKING:
     from notifications.events import NewEvent

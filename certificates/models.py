@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from django.db import models
 
-# The one renewal rule (fractions of the certificate's own lifetime): certificates/renewal.py.
-from certificates import renewal
+# The one renewal rule (fractions of the certificate's own lifetime): kcproto/renewal.py.
+from kcproto import renewal
 
 
 class Certificate(models.Model):
@@ -188,7 +188,7 @@ class CTLog(models.Model):
     # log starts at its current end (or at `start_index` when backfilling).
     position = models.BigIntegerField(null=True, blank=True)
     start_index = models.BigIntegerField(null=True, blank=True)
-    # The compact range of [0, position) (see certificates/merkle.py), committed with the entries.
+    # The compact range of [0, position) (see kcproto/merkle.py), committed with the entries.
     compact_range = models.JSONField(default=dict, blank=True)
     # The newest tree head whose signature and root our position was verified against.
     verified_size = models.BigIntegerField(default=0)

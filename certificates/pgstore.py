@@ -30,8 +30,8 @@ from django.utils import timezone
 
 from certificates import pgcopy
 from certificates.models import Certificate, CertificateName, CertificateSource
-from certificates.names import is_wildcard, registered_domain, reversed_name
-from certificates.x509 import ParsedCertificate
+from kcproto.names import is_wildcard, registered_domain, reversed_name
+from kcproto.x509 import ParsedCertificate
 
 if TYPE_CHECKING:
     from certificates.services import StoreItem

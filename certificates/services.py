@@ -16,14 +16,14 @@ from django.utils import timezone
 
 from certificates import pgstore
 from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
-from certificates.names import (
+from kcproto.names import (
     is_wildcard,
     normalise_name,
     parent_wildcard,
     registered_domain,
     reversed_name,
 )
-from certificates.x509 import ParsedCertificate, parse_certificate
+from kcproto.x509 import ParsedCertificate, parse_certificate
 
 # Let's Encrypt's limits the scanner warns about (PRODUCT.md): per registered domain and per
 # identical set of names, both over a sliding 7 days.
@@ -146,7 +146,7 @@ def certificate_store_der(*, der: bytes | str, source: str, source_ref: str = ""
     """Store one certificate (DER, or PEM text) seen by `source`; returns the stored row.
 
     Idempotent by SHA-256: storing it again only records the additional source. Raises
-    certificates.x509.CertificateParseError for malformed input.
+    kcproto.x509.CertificateParseError for malformed input.
     """
     _check_source(source)
     parsed = parse_certificate(der)

@@ -1,4 +1,4 @@
-"""HTTP to user- or remote-named URLs, through `keychest.netguard`.
+"""HTTP to user- or remote-named URLs, through `kcproto.netguard`.
 
 Webhooks POST with it; RDAP (monitors/rdap.py) and ARI (certificates/ari.py) GET with it. Every
 request:
@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from keychest import netguard
+from kcproto import netguard
 
 # Error codes (FetchError.code): short and stable, callers store and show them.
 REFUSED = "refused"

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from certificates.matching import Match, Watch, watchers_changed
 from certificates.models import CertificateName
-from certificates.names import InvalidName, ip_literal, normalise_name, reversed_name
+from kcproto.names import InvalidName, ip_literal, normalise_name, reversed_name
+from kcproto.targets import InvalidTarget
 from monitors.models import DiscoveredHost, WatchedDomain
 from monitors.services import AlreadyWatched, server_enrol
-from monitors.targets import InvalidTarget
 from notifications.events import NewEvent, events_record_bulk
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def domain_watch(
 ) -> WatchedDomain:
     """Watch `domain` for `team` (idempotent); its known sub-domains are discovered from the table at once.
 
-    Raises certificates.names.InvalidName for a malformed domain (wildcards are refused: watch
+    Raises kcproto.names.InvalidName for a malformed domain (wildcards are refused: watch
     the parent instead).
     """
     name = normalise_name(domain)

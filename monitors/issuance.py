@@ -1,7 +1,7 @@
 """Unexpected issuance: the CAA records of watched domains and each team's issuance policy.
 
 CT matching (certificates/ingest.py) hands every chunk's matches to `unexpected_issuance_events`,
-which judges them with certificates/issuance.py against the team's `IssuancePolicy` and the CAA
+which judges them with kcproto/issuance.py against the team's `IssuancePolicy` and the CAA
 record set last read for the watched domain (two queries per chunk that has matches, never one
 per certificate). CAA sets are read from DNS by `caa_refresh`, which beat runs every ten minutes
 for domains never read or read more than CAA_REFRESH ago.
@@ -19,9 +19,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from certificates.issuance import Caa, Policy, caa_value_domain, unexpected_reasons
 from certificates.matching import Match
-from keychest import netguard
+from kcproto import netguard
+from kcproto.issuance import Caa, Policy, caa_value_domain, unexpected_reasons
 from monitors.models import IssuancePolicy, WatchedDomain
 from notifications.events import NewEvent
 from notifications.models import EventKind, Severity
@@ -210,7 +210,7 @@ def issuance_policy_set(
     *, team: Team, allowed_issuers: Sequence[str], known_keys: Sequence[str], check_caa: bool
 ) -> IssuancePolicy:
     """Create or replace the team's policy. Raises ValueError naming the first bad entry."""
-    from certificates.issuance import normalise_pin
+    from kcproto.issuance import normalise_pin
 
     issuers = list(dict.fromkeys(e.strip().lower() for e in allowed_issuers if e.strip()))
     if any(len(entry) > 200 for entry in issuers):

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from kcproto import renewal
 from keychest.tenancy import TeamOwnedModel
-from monitors import renewal
 from notifications.models import Severity as EventSeverity
 
 

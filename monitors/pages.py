@@ -23,13 +23,13 @@ from django.utils.safestring import SafeString
 from django.utils.translation import get_language
 from django.views.decorators.http import require_POST
 
+from kcproto.checks import DOWN_CODES
+from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
-from monitors.checks import DOWN_CODES
 from monitors.models import Finding, Protocol, ScanResult, Server, TeamCABundle
-from monitors.targets import InvalidTarget
 
 PAGE_SIZE = 50
 STATUSES = (

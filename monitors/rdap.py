@@ -2,7 +2,7 @@
 
 - Bootstrap: IANA's `dns.json` format (RFC 9224) maps TLDs to RDAP base URLs; the longest
   matching label suffix wins.
-- Fetching goes through `keychest.netguard`: the RDAP host is resolved once, every address it
+- Fetching goes through `kcproto.netguard`: the RDAP host is resolved once, every address it
   resolves to must be public (unless private targets are allowed), and the connection goes to
   the checked address, so DNS rebinding cannot swap it. Connect, every read and the whole
   request share one deadline; the body is capped; redirects (a few registries use them) are
@@ -15,7 +15,6 @@ No Django imports: the caller passes the settings.
 
 from __future__ import annotations
 
-import json
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,13 +23,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from keychest import safehttp
+from keychest import jsonsafe, safehttp
 
 BUNDLED_BOOTSTRAP = Path(__file__).resolve().parent / "data" / "rdap_dns.json"
 MAX_BODY_BYTES = 256 * 1024
 MAX_REDIRECTS = 3
 USER_AGENT = "KeyChest-RDAP/1.0 (+domain registration expiry monitor)"
 MAX_STATUSES = 20
+# Entities nest inside entities, each with a vCard array: deeper than API bodies, still bounded.
+OUTSIDE_JSON_DEPTH = 64
 
 # Error codes stored in DomainRegistration.last_error_code (short, stable, shown to users).
 NOT_FOUND = "not_found"
@@ -85,7 +86,7 @@ class Bootstrap:
 
 def parse_bootstrap(data: bytes | str) -> Bootstrap:
     try:
-        doc = json.loads(data)
+        doc = jsonsafe.loads(data, max_depth=OUTSIDE_JSON_DEPTH, strict_constants=False)
     except ValueError as exc:
         raise BootstrapError(f"RDAP bootstrap is not JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), list):
@@ -228,8 +229,8 @@ def _registrar(entities: Any) -> str:
 def parse_domain(data: bytes, domain: str) -> RdapRecord:
     """The registration facts of an RDAP domain object; RdapError(MALFORMED) when it is not one."""
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        doc = jsonsafe.loads(data, max_depth=OUTSIDE_JSON_DEPTH, strict_constants=False)
+    except ValueError:  # malformed, not UTF-8, or nested deeper than any RDAP object
         raise RdapError(MALFORMED, "RDAP answer is not JSON") from None
     if not isinstance(doc, dict):
         raise RdapError(MALFORMED, "RDAP answer is not a JSON object")

@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from certificates.names import InvalidName, normalise_name, registered_domain
+from kcproto.names import InvalidName, normalise_name, registered_domain
 from monitors import rdap
 from monitors.models import (
     REGISTRATION_THRESHOLDS_DAYS,

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from certificates.issuance import caa_identifiers
-from certificates.names import registered_domain
-from certificates.x509 import ParsedCertificate
-from keychest import netguard
-from monitors import checks
-from monitors.checks import DOWN_CODES, FindingSpec
+from kcproto import checks, netguard
+from kcproto.checks import DOWN_CODES, FindingSpec
+from kcproto.issuance import caa_identifiers
+from kcproto.names import registered_domain
+from kcproto.x509 import ParsedCertificate
 from monitors.models import Finding, ScanResult, Server, TimelineEntry
 from notifications.events import NewEvent
 from notifications.models import EventKind
@@ -168,7 +167,7 @@ def newest_certificates(hosts: list[str], now: datetime) -> dict[tuple[str, str]
     restricted to valid, non-CA certificates issued more than the grace period ago.
     """
     from certificates.models import CertificateName
-    from certificates.names import parent_wildcard
+    from kcproto.names import parent_wildcard
 
     names: dict[str, list[str]] = {}
     for host in set(hosts):

@@ -27,10 +27,10 @@ from django.utils import timezone
 
 from certificates.ari import windows_for
 from certificates.services import StoreItem, certificates_store_bulk
-from certificates.x509 import ParsedCertificate
-from keychest import netguard
-from monitors import checks, tlsprobe
-from monitors.checks import FindingSpec
+from kcproto import checks, netguard, tlsprobe
+from kcproto.checks import FindingSpec
+from kcproto.validation import TrustStore, Validation, hostname_matches, trust_store, validate
+from kcproto.x509 import ParsedCertificate
 from monitors.models import (
     DNS_REFRESH_SECONDS,
     Finding,
@@ -48,7 +48,6 @@ from monitors.scan_findings import (
     store_checks,
     timeline_entry,
 )
-from monitors.validation import TrustStore, Validation, hostname_matches, trust_store, validate
 from notifications.events import NewEvent, events_record_bulk
 
 JITTER = 0.15

@@ -15,15 +15,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from keychest.sqlrows import insert_or_find
-from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle
-from monitors.targets import (
+from kcproto.targets import (
     PROTOCOL_PORT_DEFAULTS,
     InvalidTarget,
     parse_port,
     parse_protocol,
     parse_target,
 )
+from keychest.sqlrows import insert_or_find
+from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User

@@ -14,12 +14,11 @@ from typing import Any
 from django.utils import timezone
 
 from certificates.ari import windows_for
-from keychest import netguard
-from monitors import checks, hsts, tlsprobe
-from monitors.checks import FindingSpec
+from kcproto import checks, hsts, netguard, tlsprobe
+from kcproto.checks import FindingSpec
+from kcproto.targets import PROTOCOL_PORT_DEFAULTS, InvalidTarget, parse_protocol, parse_target
+from kcproto.validation import trust_store, validate
 from monitors.scanning import ScanConfig
-from monitors.targets import PROTOCOL_PORT_DEFAULTS, InvalidTarget, parse_protocol, parse_target
-from monitors.validation import trust_store, validate
 
 SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 

@@ -15,15 +15,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from certificates.models import Certificate
+from kcproto.checks import CODES
+from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
 from keychest.ratelimit import Limit, client_ip, hit
 from keychest.tenancy import get_for_team_or_404
-from monitors.checks import CODES
 from monitors.models import Protocol, ScanResult, Server, SpotCheck
 from monitors.services import server_scan_soon
 from monitors.spotcheck import spotcheck
-from monitors.targets import InvalidTarget
 
 log = logging.getLogger(__name__)
 

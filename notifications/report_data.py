@@ -14,8 +14,8 @@ from typing import Any
 
 from django.db.models import Count, Q
 
-from monitors import renewal
-from monitors.checks import CODES
+from kcproto import renewal
+from kcproto.checks import CODES
 from monitors.models import Finding, ScanResult, Server, TeamScanPolicy, WatchedDomain
 from monitors.registrations import registrations_expiring_for_teams
 from notifications.models import Event, EventKind
@@ -94,7 +94,7 @@ def _parse_dt(value: Any) -> datetime | None:
 EXPIRY_CODES = {"expired", "renewal_due", "renewal_overdue", "not_yet_valid"}
 # Informational findings: news, not problems.
 INFO_CODES = {"certificate_changed", "issuer_changed"}
-# The scanner's own words for its codes (monitors.checks.CODES), with a few of ours on top.
+# The scanner's own words for its codes (kcproto.checks.CODES), with a few of ours on top.
 PROBLEM_LABELS = {code: meaning for code, (_severity, meaning) in CODES.items()}
 
 

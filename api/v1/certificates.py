@@ -28,9 +28,9 @@ from api.v1.serializers import (
     certificate_sources,
 )
 from certificates.models import Certificate, CertificateName
-from certificates.names import InvalidName, reversed_name
 from certificates.services import certificates_for
-from certificates.x509 import CertificateParseError
+from kcproto.names import InvalidName, reversed_name
+from kcproto.x509 import CertificateParseError
 from keychest.accounts.models import Team
 from monitors.models import ScanResult, WatchedDomain
 

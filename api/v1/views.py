@@ -46,15 +46,15 @@ from api.v1.serializers import (
     WatchedDomainUpdateSerializer,
 )
 from api.views_v10 import ExpirationSerializer
-from certificates.names import InvalidName
 from certificates.services import certificates_for
+from kcproto.names import InvalidName
+from kcproto.targets import InvalidTarget
 from keychest.accounts.models import Membership, Team
 from keychest.accounts.services import invitation_create
 from keychest.ratelimit import client_ip
 from keychest.tenancy import get_for_team_or_404
 from monitors.domains import domain_unwatch, domain_watch
 from monitors.models import Finding, WatchedDomain
-from monitors.targets import InvalidTarget
 from notifications import services as notify_services
 from notifications.models import Channel, Event
 

@@ -25,10 +25,10 @@ from api.v1.serializers import (
     ServerUpdateSerializer,
     TimelineSerializer,
 )
+from kcproto.targets import InvalidTarget
 from keychest.tenancy import get_for_team_or_404
 from monitors import services as monitor_services
 from monitors.models import Server
-from monitors.targets import InvalidTarget
 
 
 def _conflict(server: Server) -> Response:

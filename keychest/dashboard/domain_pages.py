@@ -19,7 +19,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from certificates.models import Certificate, CertificateName
-from certificates.names import InvalidName, reversed_name
+from kcproto.names import InvalidName, reversed_name
+from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
 from keychest.tenancy import get_for_team_or_404
@@ -27,7 +28,6 @@ from monitors import services
 from monitors.domains import domain_unwatch, domain_watch
 from monitors.models import DiscoveredHost, Server, WatchedDomain
 from monitors.registrations import registered_domain_of, registrations_for_names
-from monitors.targets import InvalidTarget
 
 PAGE_SIZE = 50
 

@@ -16,10 +16,10 @@ from django.db.models import Case, CharField, Count, F, Max, Q, QuerySet, Value,
 from django.db.models.functions import RowNumber, TruncMonth
 
 from certificates.models import Certificate, CertificateName
-from certificates.names import reversed_name
+from kcproto.checks import DOWN_CODES
+from kcproto.names import reversed_name
 from keychest.dashboard.issuers import KIND_LABELS, KINDS, issuer_kind
 from keychest.health.checks import SCAN_GRACE
-from monitors.checks import DOWN_CODES
 from monitors.models import Finding, ScanResult, Server, WatchedDomain
 
 if TYPE_CHECKING:

@@ -10,10 +10,10 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from kcproto.targets import InvalidTarget
 from keychest.health.checks import CANARY, PIPELINE
 from keychest.health.models import Heartbeat
 from monitors.spotcheck import spotcheck
-from monitors.targets import InvalidTarget
 
 BAD_SEVERITIES = {"error", "critical"}
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from certificates.ctformat import (
+from kcproto.ctformat import (
     PRECERT_ENTRY,
     X509_ENTRY,
     encode_asn1_chain,
@@ -34,8 +34,8 @@ from certificates.ctformat import (
     sign_digitally_signed,
     sth_signature_input,
 )
-from certificates.merkle import MerkleTree, leaf_hash
-from certificates.x509 import strip_ct_extensions
+from kcproto.merkle import MerkleTree, leaf_hash
+from kcproto.x509 import strip_ct_extensions
 from lab.ctlog.certgen import Issuance, Issuer, issue, make_ca, random_names
 
 RFC6962 = "rfc6962"

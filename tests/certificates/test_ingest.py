@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from certificates.models import Certificate, CertificateName, CertificateSource, CTLog, CTMalformedEntry
 from certificates.services import certificates_for
-from certificates.x509 import parse_certificate
+from kcproto.x509 import parse_certificate
 from tests.certificates.helpers import db_log, ingest, ingest_until_caught_up
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from certificates.matching import Watch, WatchIndex
-from certificates.x509 import ParsedCertificate
+from kcproto.x509 import ParsedCertificate
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

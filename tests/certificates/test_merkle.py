@@ -7,9 +7,9 @@ import hashlib
 
 import pytest
 
-from certificates.ctformat import SignatureError, verify_sth_json
 from certificates.loglist import load_log_list
-from certificates.merkle import (
+from kcproto.ctformat import SignatureError, verify_sth_json
+from kcproto.merkle import (
     CompactRange,
     MerkleTree,
     ProofError,

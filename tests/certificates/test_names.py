@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from certificates.names import (
+from kcproto.names import (
     InvalidName,
     name_matches,
     normalise_certificate_name,
@@ -101,7 +101,7 @@ def test_ip_literal_skips_parsing_only_where_it_cannot_match(name: str) -> None:
     # The early "ends in a letter, no colon" answer must be what the full check answers.
     import ipaddress
 
-    from certificates.names import ip_literal
+    from kcproto.names import ip_literal
 
     candidate = name.strip()
     if candidate.startswith("[") and candidate.endswith("]"):
@@ -145,7 +145,7 @@ def test_the_registered_domain_cache_by_suffix_agrees_with_the_public_suffix_lis
     # rule: exact, wildcard and exception rules, one to four labels deeper.
     from publicsuffixlist import PublicSuffixList
 
-    from certificates.names import _psl_key, _psl_rules
+    from kcproto.names import _psl_key, _psl_rules
 
     psl = PublicSuffixList()
     rules = _psl_rules()

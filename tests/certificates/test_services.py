@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
-from certificates.names import InvalidName
 from certificates.services import (
     StoreItem,
     certificate_duplicates_count,
@@ -16,7 +15,8 @@ from certificates.services import (
     newest_certificate_for_name,
     rate_limit_usage,
 )
-from certificates.x509 import CertificateParseError, parse_certificate
+from kcproto.names import InvalidName
+from kcproto.x509 import CertificateParseError, parse_certificate
 from lab.ctlog.certgen import Issuer, issue
 
 pytestmark = pytest.mark.django_db

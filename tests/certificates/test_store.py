@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from certificates import pgstore
 from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
 from certificates.services import StoreItem, certificate_store_der, certificates_for, certificates_store_bulk
-from certificates.x509 import parse_certificate
+from kcproto.x509 import parse_certificate
 from lab.ctlog.certgen import Issuer, issue
 
 

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.utils import timezone
 
-from certificates.issuance import spki_sha256
+from kcproto.issuance import spki_sha256
 from monitors.domains import domain_watch
 from monitors.issuance import issuance_policy_set
 from monitors.models import WatchedDomain

@@ -6,7 +6,7 @@ import pytest
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certificates.x509 import CertificateParseError, parse_certificate, pem_to_der_list, strip_ct_extensions
+from kcproto.x509 import CertificateParseError, parse_certificate, pem_to_der_list, strip_ct_extensions
 from lab.ctlog.certgen import Issuer, issue
 
 
@@ -133,7 +133,7 @@ def _leaf(lab_ca: Issuer, san: list[cx509.GeneralName], *extra: cx509.ExtensionT
 def test_extensions_read_from_the_der_equal_what_cryptography_decodes(lab_root: Issuer, lab_ca: Issuer) -> None:
     import ipaddress
 
-    from certificates import x509 as kx
+    from kcproto import x509 as kx
 
     issuance = issue(
         lab_ca, ["a.example.com", "*.example.com", "xn--bcher-kva.example"], ips=["192.0.2.1", "2001:db8::1"]
@@ -149,7 +149,7 @@ def test_extensions_read_from_the_der_equal_what_cryptography_decodes(lab_root: 
 
 
 def test_unusual_san_entries_go_through_cryptography(lab_ca: Issuer) -> None:
-    from certificates import x509 as kx
+    from kcproto import x509 as kx
 
     der = _leaf(lab_ca, [cx509.UniformResourceIdentifier("https://example.com/"), cx509.DNSName("uri.example.com")])
     assert kx._read_extensions(kx._walk_tbs(kx._tbs_of(der)).extensions) is None

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from keychest import netguard
+from kcproto import netguard
 from lab.dns import LabDNS
 
 

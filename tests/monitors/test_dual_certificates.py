@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from certificates.models import Certificate
+from kcproto import tlsprobe
 from lab.pki import now
-from monitors import tlsprobe
 from monitors.models import Finding, ScanResult, Server, TimelineEntry
 from monitors.scanning import scan_servers
 from monitors.services import ca_bundle_create, server_enrol

@@ -10,10 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from monitors.hsts import hsts_check, parse_header
+from kcproto.hsts import hsts_check, parse_header
+from kcproto.tlsprobe import run_sync
 from monitors.models import SpotCheck
 from monitors.spotcheck import spotcheck
-from monitors.tlsprobe import run_sync
 
 pytestmark = pytest.mark.django_db
 FULL = "max-age=31536000; includeSubDomains; preload"

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.urls import reverse
 from django.utils import timezone
 
-from certificates.issuance import Caa, Policy, caa_identifiers, normalise_pin, spki_sha256, unexpected_reasons
+from kcproto.issuance import Caa, Policy, caa_identifiers, normalise_pin, spki_sha256, unexpected_reasons
 from lab.ctlog.certgen import issue, make_ca
 from monitors.domains import domain_watch
 from monitors.issuance import caa_lookup, caa_refresh, issuance_policy_set

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from kcproto import tlsprobe
 from lab.__main__ import DOMAIN, scenarios
 from lab.tls import Lab
-from monitors import tlsprobe
 
 
 def test_the_demo_lab_serves_each_scenario() -> None:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitors import renewal
+from kcproto import renewal
+from kcproto.targets import InvalidTarget, normalise_host, parse_target
 from monitors.models import Finding, ScanResult, Server
 from monitors.services import (
     AlreadyWatched,
@@ -17,7 +18,6 @@ from monitors.services import (
     server_update,
     servers_enrol_bulk,
 )
-from monitors.targets import InvalidTarget, normalise_host, parse_target
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from certificates.names import InvalidName
 from certificates.services import certificate_names, certificates_for
+from kcproto.names import InvalidName
 
 
 class Command(BaseCommand):

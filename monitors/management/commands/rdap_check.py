@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from certificates.names import InvalidName
+from kcproto.names import InvalidName
 from monitors import rdap
 from monitors.registrations import (
     CheckRun,

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from kcproto.targets import PROTOCOLS, InvalidTarget
 from monitors.spotcheck import spotcheck
-from monitors.targets import PROTOCOLS, InvalidTarget
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 A second, short connection after the certificate probe (the probe's memory-BIO handshake is
 built to read certificates, not to carry HTTP). It goes to exactly the checked address through
-`keychest.netguard`, with one deadline and a byte cap on the response head, and never follows
+`kcproto.netguard`, with one deadline and a byte cap on the response head, and never follows
 redirects: only the first answer's `Strict-Transport-Security` header counts (RFC 6797 §8.1).
 """
 
@@ -13,7 +13,7 @@ import ssl
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from keychest import netguard
+from kcproto import netguard
 
 # Implicit-TLS ports where HTTPS is the expected service; other ports are checked on request.
 HTTP_PORTS = frozenset({443, 8443})

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from certificates.names import normalise_certificate_name
+from kcproto.names import normalise_certificate_name
 
 # DER of the OIDs (tag, length, value) of the two extensions that differ between a precertificate
 # and its certificate.

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 from OpenSSL import SSL
 
-from keychest import netguard
-from monitors.starttls import StartTLSRefused, starttls
+from kcproto import netguard
+from kcproto.starttls import StartTLSRefused, starttls
 
 T = TypeVar("T")
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certificates.names import name_matches
-from certificates.x509 import CertificateParseError, ParsedCertificate, parse_certificate
+from kcproto.names import name_matches
+from kcproto.x509 import CertificateParseError, ParsedCertificate, parse_certificate
 
 MAX_PATH = 10
 MAX_NAMES = 1000

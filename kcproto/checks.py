@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitors import renewal
-from monitors.tlsprobe import Probe
-from monitors.validation import Validation
+from kcproto import renewal
+from kcproto.tlsprobe import Probe
+from kcproto.validation import Validation
 
 # code -> (severity, what it means). The order is the order of the check sequence.
 CODES: dict[str, tuple[str, str]] = {
@@ -44,7 +44,7 @@ CODES: dict[str, tuple[str, str]] = {
     "issuer_changed": ("info", "The new certificate comes from a different issuer"),
     "newer_certificate_not_deployed": ("warning", "A newer certificate exists but is not deployed"),
     "rate_limit_risk": ("warning", "The registered domain nears Let's Encrypt's weekly limit"),
-    # Spot check only (monitors/hsts.py): an HTTPS answer without Strict-Transport-Security.
+    # Spot check only (kcproto/hsts.py): an HTTPS answer without Strict-Transport-Security.
     "hsts_missing": ("info", "The HTTPS answer has no Strict-Transport-Security header"),
 }
 

@@ -10,8 +10,8 @@ import ipaddress
 
 import idna
 
-from certificates.names import label_is_plain
-from keychest import netguard
+from kcproto import netguard
+from kcproto.names import label_is_plain
 
 PROTOCOLS = ("tls", "smtp", "imap", "pop3", "ftp", "ldap", "xmpp", "postgres")
 
