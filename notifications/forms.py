@@ -13,7 +13,7 @@ class ChannelForm(forms.Form):
     name = forms.CharField(max_length=100, required=False)
     url = forms.URLField(max_length=2000, required=False, assume_scheme="https", help_text="Webhook or Slack URL.")
     apprise_url = forms.CharField(
-        max_length=2000, required=False, strip=True, label="Apprise URL", widget=forms.PasswordInput(render_value=True)
+        max_length=2000, required=False, strip=True, label="Apprise URL", widget=forms.PasswordInput(render_value=False)
     )
     email_all_members = forms.BooleanField(required=False, initial=True, label="Every member of the team")
     email_members = forms.MultipleChoiceField(required=False, choices=(), label="Or these members")

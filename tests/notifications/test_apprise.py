@@ -218,3 +218,15 @@ def test_only_urls_of_network_services_apprise_knows_are_accepted(people) -> Non
     )
     assert made.status_code == 201 and made.json()["apprise_url"].startswith("ntfys://")
     assert Channel.objects.get(name="ntfy").apprise_url() == f"ntfys://ntfy.sh/{NTFY_TOPIC}"
+
+
+def test_an_admin_adds_an_apprise_channel_on_the_channels_page(people, alice_client) -> None:
+    page = "/notifications/channels/"
+    form = {"kind": "apprise", "name": "phone", "rate_limit_per_hour": 20, "grouping_seconds": 60}
+    refused = alice_client.post(page, {**form, "apprise_url": "foo://bar"})
+    assert refused.status_code == 200 and "Apprise does not know" in refused.content.decode()
+    assert not Channel.objects.exists()
+    added = alice_client.post(page, {**form, "apprise_url": f"ntfys://ntfy.sh/{NTFY_TOPIC}"}, follow=True)
+    channel = Channel.objects.get(name="phone")
+    assert channel.kind == ChannelKind.APPRISE and channel.apprise_url() == f"ntfys://ntfy.sh/{NTFY_TOPIC}"
+    assert escape(channel.apprise_url_masked) in added.content.decode()
