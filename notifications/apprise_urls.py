@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import apprise
-
 # Apprise services that are not network services (desktop notifications of the machine itself).
 LOCAL_SCHEMAS = frozenset({"dbus", "kde", "qt", "glib", "gnome", "macosx", "windows"})
 
@@ -28,6 +26,10 @@ def apprise_plugin(url: str) -> Any:
         raise InvalidAppriseUrl("An Apprise URL looks like service://…, e.g. tgram://bottoken/chat_id.")
     if scheme in LOCAL_SCHEMAS:
         raise InvalidAppriseUrl(f"{scheme}:// notifies the server's own desktop, not a service.")
+    # Imported here, not at module level: Apprise loads its 100+ service modules (about 1 s of
+    # CPU), which a web process should pay only when someone adds an Apprise channel.
+    import apprise
+
     plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     if plugin is None or not getattr(plugin, "enabled", True):
         raise InvalidAppriseUrl(f"Apprise does not know or cannot use {scheme}:// URLs like this one.")

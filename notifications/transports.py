@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import apprise
 from django.conf import settings
 from django.urls import reverse
 
@@ -303,11 +302,11 @@ def apprise_message(channel: Channel, delivery: Delivery, events: Sequence[Event
         lines.append(f"… and {len(events) - MAX_LISTED} more")
     lines.append(f"{settings.SITE_URL}{reverse('dashboard')}")
     severities = {e.severity for e in events}
-    kind = apprise.NotifyType.INFO
+    kind = "info"  # Apprise's NotifyType values
     if severities & {Severity.ERROR, Severity.CRITICAL}:
-        kind = apprise.NotifyType.FAILURE
+        kind = "failure"
     elif Severity.WARNING in severities:
-        kind = apprise.NotifyType.WARNING
+        kind = "warning"
     return title, "\n".join(lines), kind
 
 
