@@ -51,12 +51,12 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "keychest.accounts",
-    "keychest.dashboard",
+    "dashboard",
     "certificates",
     "monitors",
     "notifications",
     "api",
-    "keychest.health",
+    "health",
 ]
 
 MIDDLEWARE = [
@@ -71,7 +71,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "keychest.accounts.middleware.CurrentTeamMiddleware",
-    "keychest.dashboard.middleware.UserTimezoneMiddleware",
+    "dashboard.middleware.UserTimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "keychest.urls"
@@ -298,7 +298,7 @@ CELERY_BEAT_SCHEDULE["certificates-thin-expired"] = {
     "schedule": 86400.0,
 }
 
-# --- Monitoring health (keychest/health/) -------------------------------------------------
+# --- Monitoring health (health/) -------------------------------------------------
 # `/status.json` answers to staff sessions and to `Authorization: Bearer <this token>` (probes).
 KEYCHEST_STATUS_TOKEN = env_str("KEYCHEST_STATUS_TOKEN") or ""
 # A host[:port] known to serve a valid certificate, scanned through the real scanner every

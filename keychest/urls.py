@@ -3,21 +3,21 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from dashboard import views as dashboard_views
 from keychest import views
-from keychest.dashboard import views as dashboard_views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
-    path("", include("keychest.health.urls")),
+    path("", include("health.urls")),
     # First among the includes: scripts call the API far more often than people load pages, and
     # Django tries patterns in order (no other app has a pattern under api/ or settings/api-keys/).
     path("", include("api.urls")),
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),
     path("", include("monitors.pages_urls")),
-    path("", include("keychest.dashboard.urls")),
+    path("", include("dashboard.urls")),
     path("", include("notifications.urls")),
     path("", include("monitors.urls")),
     path("admin/", admin.site.urls),

@@ -1,4 +1,4 @@
-"""Site-wide pages: home and the health check (the dashboard lives in keychest/dashboard/)."""
+"""Site-wide pages: home and the health check (the dashboard lives in dashboard/)."""
 
 from __future__ import annotations
 

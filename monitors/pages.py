@@ -51,7 +51,7 @@ SORTS = {
     "status": ("-worst", "expires_at", "host", "id"),
 }
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
-# The columns the list's rows and `server_status` read (keychest/dashboard/server_rows.py); the
+# The columns the list's rows and `server_status` read (dashboard/server_rows.py); the
 # annotations come with them. Reading any other field of a listed server would cost a query.
 ROW_FIELDS = ("uuid", "host", "port", "protocol", "paused", "last_scan_at", "tags")
 

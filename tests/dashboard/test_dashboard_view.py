@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from keychest.dashboard.selectors import dashboard_for
+from dashboard.selectors import dashboard_for
 from tests.dashboard.factories import CLOUDFLARE, DIGICERT, finding, server_with_certificate
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ import time_machine
 from django.template import Context, Template
 from django.utils import timezone
 
-from keychest.dashboard.server_rows import server_rows
+from dashboard.server_rows import server_rows
 from monitors.models import Server
 from monitors.pages import server_status, servers_annotated
 from tests.dashboard.factories import CLOUDFLARE, DIGICERT, finding, server_with_certificate

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from keychest.dashboard import certificate_pages as pages
-from keychest.dashboard import domain_pages as pages_domains
-from keychest.dashboard import policy_pages
+from dashboard import certificate_pages as pages
+from dashboard import domain_pages as pages_domains
+from dashboard import policy_pages
 
 
 class Sha256Converter:

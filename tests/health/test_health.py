@@ -13,10 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from certificates.models import CTLog, CTLogKind
-from keychest.health import checks
-from keychest.health.checks import Status
-from keychest.health.models import Heartbeat
-from keychest.health.tasks import canary_scan, heartbeat_task
+from health import checks
+from health.checks import Status
+from health.models import Heartbeat
+from health.tasks import canary_scan, heartbeat_task
 from lab.pki import now as lab_now
 from monitors.models import Server
 from monitors.services import server_enrol

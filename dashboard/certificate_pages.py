@@ -22,8 +22,8 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from certificates.models import Certificate, CertificateName, RenewalInfo
+from dashboard.selectors import watched_names_query
 from keychest.accounts.decorators import team_required
-from keychest.dashboard.selectors import watched_names_query
 from monitors.models import ScanResult
 
 PAGE_SIZE = 50

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from keychest.health import views
+from health import views
 
 urlpatterns = [
     path("status.json", views.status_json, name="status_json"),

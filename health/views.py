@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from keychest.health.checks import Status, system_status, worst
+from health.checks import Status, system_status, worst
 
 
 def _token_ok(request: HttpRequest) -> bool:

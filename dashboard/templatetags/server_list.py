@@ -9,8 +9,8 @@ from typing import Any
 from django import template
 from django.template.defaulttags import CsrfTokenNode
 
-from keychest.dashboard.server_rows import ServerRow
-from keychest.dashboard.server_rows import server_rows as build_rows
+from dashboard.server_rows import ServerRow
+from dashboard.server_rows import server_rows as build_rows
 
 register = template.Library()
 

@@ -4,6 +4,6 @@ from django.apps import AppConfig
 
 
 class DashboardConfig(AppConfig):
-    name = "keychest.dashboard"
+    name = "dashboard"
     label = "dashboard"
     verbose_name = "Dashboard"

@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class HealthConfig(AppConfig):
-    name = "keychest.health"
+    name = "health"
     label = "health"
     verbose_name = "Monitoring health"
     default_auto_field = "django.db.models.BigAutoField"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keychest.dashboard.issuers import KINDS
-from keychest.dashboard.selectors import CalendarMonth
+from dashboard.issuers import KINDS
+from dashboard.selectors import CalendarMonth
 
 WIDTH = 720
 HEIGHT = 220

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 
 from certificates.models import CTLog
+from health.models import Heartbeat
 from keychest.accounts.models import Team
-from keychest.health.models import Heartbeat
 from monitors.models import DomainRegistration, RegistrationWatch, Server
 from notifications.models import Delivery, DeliveryStatus, ReportSend, ReportStatus
 

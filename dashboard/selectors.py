@@ -16,10 +16,10 @@ from django.db.models import Case, CharField, Count, F, Max, Q, QuerySet, Value,
 from django.db.models.functions import RowNumber, TruncMonth
 
 from certificates.models import Certificate, CertificateName
+from dashboard.issuers import KIND_LABELS, KINDS, issuer_kind
+from health.checks import SCAN_GRACE
 from kcproto.checks import DOWN_CODES
 from kcproto.names import reversed_name
-from keychest.dashboard.issuers import KIND_LABELS, KINDS, issuer_kind
-from keychest.health.checks import SCAN_GRACE
 from monitors.models import Finding, ScanResult, Server, WatchedDomain
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Tiles:
     servers_down: int = 0
     servers_paused: int = 0
     servers_pending: int = 0
-    # Freshness of the team's own scans (the line under the title; keychest/health).
+    # Freshness of the team's own scans (the line under the title; health).
     scans_overdue: int = 0
     last_scan_at: datetime | None = None
 

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from keychest.health.checks import Status, system_status, worst
+from health.checks import Status, system_status, worst
 
 EXIT_CODES = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2}
 

@@ -6,10 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from dashboard.charts import HEIGHT, WIDTH, calendar_columns
+from dashboard.selectors import dashboard_for
+from health.checks import team_freshness_from
 from keychest.accounts.decorators import team_required
-from keychest.dashboard.charts import HEIGHT, WIDTH, calendar_columns
-from keychest.dashboard.selectors import dashboard_for
-from keychest.health.checks import team_freshness_from
 
 
 @team_required()
