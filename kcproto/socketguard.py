@@ -5,7 +5,7 @@
 1. **HTTP is resolved once and pinned.** urllib3 (under requests, which Apprise's HTTP services
    use) opens its TCP connections through `urllib3.util.connection.create_connection`; inside a
    guarded call that function is ours: it resolves the host once through
-   `keychest.netguard.resolve` (refusing the name if any address is not public, unless private
+   `kcproto.netguard.resolve` (refusing the name if any address is not public, unless private
    targets are allowed) and connects with `netguard.connect` to exactly the checked address.
    The name is never resolved again, so a DNS answer that changes between check and use
    (rebinding) changes nothing. TLS is layered on top by urllib3 as usual, so SNI and
