@@ -29,5 +29,6 @@ ensure_db kc_bench_ct
 run scanner env DATABASE_URL="$PG/kc_bench_scanner" .venv/bin/python bench/scan_throughput.py
 run api env DATABASE_URL="$PG/kc_api_bench" .venv/bin/python bench/api.py
 run dashboard env DATABASE_URL="$PG/kc_bench_dashboard" .venv/bin/python bench/dashboard.py
+run metrics env DATABASE_URL="$PG/kc_bench_dashboard" .venv/bin/python bench/metrics.py
 run weekly_reports env DATABASE_URL="$PG/kc_bench_reports" .venv/bin/python bench/weekly_reports.py $FULL
 run ct_ingest env DATABASE_URL="$PG/kc_bench_ct" .venv/bin/python bench/ct_ingest.py $FULL

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from kcproto import renewal
-from kcproto.tlsprobe import Probe
+from kcproto.tlsprobe import LEGACY_VERSIONS, Probe
 from kcproto.validation import Validation
 
 # code -> (severity, what it means). The order is the order of the check sequence.
@@ -25,20 +25,25 @@ CODES: dict[str, tuple[str, str]] = {
     "not_tls": ("error", "The server does not speak TLS (or refuses STARTTLS)"),
     "tls_handshake_failed": ("error", "The TLS handshake failed"),
     "no_certificate": ("error", "The server presented no certificate"),
-    "malformed_certificate": ("error", "The presented certificate cannot be parsed"),
+    "malformed_certificate": ("error", "The presented certificate cannot be parsed (or one of its extensions)"),
     "expired": ("critical", "The certificate has expired"),
     "not_yet_valid": ("error", "The certificate is not valid yet"),
     "renewal_overdue": ("error", "Less than a sixth of the certificate's lifetime is left"),
     "renewal_due": ("warning", "Less than a third of the certificate's lifetime is left"),
     "hostname_mismatch": ("error", "The certificate does not name the host"),
     "self_signed": ("error", "The certificate is self-signed"),
-    "untrusted": ("error", "No path to a trusted root"),
-    "incomplete_chain": ("warning", "The server does not send every intermediate certificate"),
-    "ca_leaf": ("warning", "The server certificate has the CA flag set"),
-    "weak_key": ("warning", "The key is too small or of a weak type"),
-    "weak_signature": ("warning", "A certificate is signed with a weak hash (SHA-1, MD5)"),
+    "untrusted": ("error", "The chain is not trusted (no path to a trusted root, or refused by the web profile)"),
+    "issuer_not_ca": ("error", "An issuing certificate is not a CA (no basicConstraints cA, or no keyCertSign)"),
+    "expired_intermediate": ("error", "An intermediate or root certificate on the path is outside its validity"),
+    "not_for_server_auth": ("error", "The certificate's extended key usage does not allow TLS servers"),
+    "path_length_exceeded": ("error", "A CA's path length constraint is exceeded"),
+    "name_constraints_violated": ("error", "The certificate names a host its CA may not issue for"),
+    "incomplete_chain": ("error", "The server does not send every intermediate certificate"),
+    "ca_leaf": ("error", "The server certificate has the CA flag set"),
+    "weak_key": ("error", "The key is too small or of a weak type"),
+    "weak_signature": ("error", "A certificate is signed with a weak hash (SHA-1, MD5)"),
     "chain_too_long": ("warning", "The server sends more certificates than any path needs"),
-    "legacy_tls": ("warning", "The server also accepts TLS 1.0 or 1.1"),
+    "legacy_tls": ("warning", "The server also accepts TLS 1.0 or 1.1 (an error when it accepts nothing newer)"),
     "ips_disagree": ("warning", "Addresses of one name serve different certificates"),
     "certificate_changed": ("info", "A new certificate is being served"),
     "issuer_changed": ("info", "The new certificate comes from a different issuer"),
@@ -46,7 +51,31 @@ CODES: dict[str, tuple[str, str]] = {
     "rate_limit_risk": ("warning", "The registered domain nears Let's Encrypt's weekly limit"),
     # Spot check only (kcproto/hsts.py): an HTTPS answer without Strict-Transport-Security.
     "hsts_missing": ("info", "The HTTPS answer has no Strict-Transport-Security header"),
+    # KeyChest itself failed on this address (the error is logged); the rest of the scan stands.
+    "scan_error": ("error", "KeyChest could not judge this address"),
 }
+
+# Error-severity codes that are advice rather than a refusal: clients still connect.
+ADVISORY_ERRORS = frozenset({"renewal_overdue", "rate_limit_risk", "scan_error"})
+# Codes that explain why cryptography's verifier refuses a chain (else `untrusted` says so).
+_EXPLAINS_REFUSAL = frozenset(
+    {
+        "expired",
+        "not_yet_valid",
+        "self_signed",
+        "untrusted",
+        "issuer_not_ca",
+        "expired_intermediate",
+        "not_for_server_auth",
+        "path_length_exceeded",
+        "name_constraints_violated",
+        "incomplete_chain",
+        "ca_leaf",
+        "weak_key",
+        "weak_signature",
+        "malformed_certificate",
+    }
+)
 
 # Open findings that mean clients cannot use the server at all: the dashboard's "down", the
 # server_down / server_recovered alerts and the servers list's status all use this one set.
@@ -76,10 +105,18 @@ class FindingSpec:
     message: str
     address: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # This finding's severity when it differs from the code's (legacy_tls on a server that speaks
+    # nothing newer is an error; a certificate read but for one broken extension, a warning).
+    level: str = ""
 
     @property
     def severity(self) -> str:
-        return CODES[self.code][0]
+        return self.level or CODES[self.code][0]
+
+
+def clients_refuse(specs: Sequence[FindingSpec]) -> bool:
+    """Whether current clients (browsers, OpenSSL) refuse the connection, by these findings."""
+    return any(s.severity in ("error", "critical") and s.code not in ADVISORY_ERRORS for s in specs)
 
 
 def address_checks(
@@ -155,27 +192,47 @@ def address_checks(
             )
         )
     if not validation.hostname_ok:
-        names = ", ".join((leaf.names + leaf.ip_addresses)[:10]) or "no names"
-        out.append(FindingSpec("hostname_mismatch", f"The certificate names {names}, not {host}", address))
-    if validation.self_signed:
-        out.append(FindingSpec("self_signed", "The certificate is self-signed", address))
-    elif not validation.trusted and not validation.incomplete_chain:
-        out.append(FindingSpec("untrusted", f"Untrusted: {validation.untrusted_reason}", address))
-    if validation.incomplete_chain:
-        if not validation.trusted and validation.untrusted_reason:
-            out.append(FindingSpec("untrusted", f"Untrusted: {validation.untrusted_reason}", address))
-        out.append(FindingSpec("incomplete_chain", "The server does not send the intermediate certificate(s)", address))
+        out.append(
+            FindingSpec(
+                "hostname_mismatch", validation.hostname_reason or f"The certificate does not name {host}", address
+            )
+        )
+    out.extend(FindingSpec(r.code, r.message, address) for r in validation.reasons)
     if validation.ca_leaf:
         out.append(FindingSpec("ca_leaf", "The server certificate is marked as a CA certificate", address))
     if validation.weak_key:
         out.append(FindingSpec("weak_key", f"Weak key: {validation.weak_key}", address))
     if validation.weak_signature:
         out.append(FindingSpec("weak_signature", f"Weak signature: {validation.weak_signature}", address))
+    if validation.extension_error:
+        out.append(
+            FindingSpec(
+                "malformed_certificate",
+                f"An extension of the certificate cannot be decoded ({validation.extension_error})",
+                address,
+                level="" if not validation.trusted else "warning",
+            )
+        )
+    codes = {spec.code for spec in out}
+    if not validation.trusted and validation.verifier_error and not codes & _EXPLAINS_REFUSAL:
+        out.append(
+            FindingSpec("untrusted", f"Untrusted: refused by the web PKI profile: {validation.verifier_error}", address)
+        )
     if probe.chain_truncated:
         out.append(FindingSpec("chain_too_long", "The server sends more certificates than KeyChest reads", address))
     if probe.legacy_versions:
-        versions = ", ".join(v.replace("TLSv", "TLS ") for v in probe.legacy_versions)
-        out.append(FindingSpec("legacy_tls", f"The server accepts {versions}", address))
+        versions = ", ".join(probe.legacy_versions)
+        only = probe.tls_version in LEGACY_VERSIONS
+        message = (
+            f"The server speaks only {versions}: current browsers and OpenSSL refuse to connect"
+            if only
+            else f"The server also accepts {versions}"
+        )
+        out.append(
+            FindingSpec(
+                "legacy_tls", message, address, {"versions": list(probe.legacy_versions)}, "error" if only else ""
+            )
+        )
     return out
 
 
@@ -189,10 +246,16 @@ _CERTIFICATE_CODES = {
     "hostname_mismatch",
     "self_signed",
     "untrusted",
+    "issuer_not_ca",
+    "expired_intermediate",
+    "not_for_server_auth",
+    "path_length_exceeded",
+    "name_constraints_violated",
     "incomplete_chain",
     "ca_leaf",
     "weak_key",
     "weak_signature",
+    "malformed_certificate",
 }
 
 
@@ -211,13 +274,26 @@ def merge_alternate(primary: list[FindingSpec], alternate: list[FindingSpec], ke
         at = index.get((spec.code, spec.address))
         if at is None:
             index[(spec.code, spec.address)] = len(merged)
-            merged.append(FindingSpec(spec.code, text, spec.address, {**spec.details, "key_type": key_type}))
+            merged.append(
+                FindingSpec(spec.code, text, spec.address, {**spec.details, "key_type": key_type}, spec.level)
+            )
         else:
             first = merged[at]
             merged[at] = FindingSpec(
-                first.code, f"{first.message}; {text}", first.address, {**first.details, "alternate": spec.details}
+                first.code,
+                f"{first.message}; {text}",
+                first.address,
+                {**first.details, "alternate": spec.details},
+                _graver(first.severity, spec.severity),
             )
     return merged
+
+
+_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def _graver(a: str, b: str) -> str:
+    return a if _RANK[a] <= _RANK[b] else b
 
 
 def ips_disagree(leaf_by_address: dict[str, str]) -> FindingSpec | None:

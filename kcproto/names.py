@@ -134,6 +134,8 @@ def normalise_certificate_name(name: str) -> str | None:
     labels = body.split(".")
     if len(labels) < 2 or not all(_LENIENT_LABEL.fullmatch(label) for label in labels):
         return None
+    if body.replace(".", "").isdigit():
+        return None  # IP-like ("01.2.3.4"), yet no valid address: not a host name either
     return text
 
 

@@ -30,6 +30,8 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 MAX_HANDSHAKE_BYTES = 256 * 1024
 MAX_CHAIN = 16
 LEGACY_VERSIONS = ("TLSv1", "TLSv1.1")
+# How `Probe.legacy_versions` names them (OpenSSL says "TLSv1" for TLS 1.0).
+LEGACY_NAMES = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1"}
 # A server may hold an RSA and an ECDSA certificate side by side and pick by what the client
 # offers. The second handshake offers only the other family (signature algorithms for TLS 1.3,
 # authentication in the cipher list for TLS 1.2), so it sees the other certificate if there is one.
@@ -58,6 +60,7 @@ class Probe:
     chain_truncated: bool = False
     tls_version: str = ""
     cipher: str = ""
+    # Every legacy version the server accepts ("TLS 1.0", "TLS 1.1"), oldest first.
     legacy_versions: list[str] = field(default_factory=list)
     # The other certificate (RSA beside ECDSA, or the reverse) the same address serves, if any.
     alt_chain_der: list[bytes] = field(default_factory=list)
@@ -69,7 +72,7 @@ class Probe:
         return not self.error_code
 
 
-def _context(*, legacy_only: bool, family: str = "") -> SSL.Context:
+def _context(*, legacy_only: bool, family: str = "", tls10: bool = False) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_verify(SSL.VERIFY_NONE)
     # We inspect whatever the server presents (weak keys, SHA-1, old versions): validation
@@ -77,7 +80,7 @@ def _context(*, legacy_only: bool, family: str = "") -> SSL.Context:
     ctx.set_cipher_list(b"ALL:@SECLEVEL=0")
     ctx.set_min_proto_version(SSL.TLS1_VERSION)
     if legacy_only:
-        ctx.set_max_proto_version(SSL.TLS1_1_VERSION)
+        ctx.set_max_proto_version(SSL.TLS1_VERSION if tls10 else SSL.TLS1_1_VERSION)
     if family:
         sigalgs, ciphers = ALTERNATE_OFFER[family]
         ctx.set_cipher_list(ciphers)
@@ -90,7 +93,7 @@ def _context(*, legacy_only: bool, family: str = "") -> SSL.Context:
     return ctx
 
 
-_CONTEXTS: dict[tuple[bool, str], SSL.Context] = {}
+_CONTEXTS: dict[tuple[bool, str, bool], SSL.Context] = {}
 
 
 def alternate_supported() -> bool:
@@ -99,10 +102,10 @@ def alternate_supported() -> bool:
     return bool(getattr(lib, "Cryptography_HAS_SIGALGS", 0)) and hasattr(lib, "SSL_CTX_set1_sigalgs_list")
 
 
-def context(*, legacy_only: bool = False, family: str = "") -> SSL.Context:
-    key = (legacy_only, family)
+def context(*, legacy_only: bool = False, family: str = "", tls10: bool = False) -> SSL.Context:
+    key = (legacy_only, family, tls10)
     if key not in _CONTEXTS:
-        _CONTEXTS[key] = _context(legacy_only=legacy_only, family=family)
+        _CONTEXTS[key] = _context(legacy_only=legacy_only, family=family, tls10=tls10)
     return _CONTEXTS[key]
 
 
@@ -126,10 +129,17 @@ def _remaining(deadline: float) -> float:
 
 
 async def _handshake(
-    sock: socket.socket, sni: str, deadline: float, *, legacy_only: bool, pending: bytes = b"", family: str = ""
+    sock: socket.socket,
+    sni: str,
+    deadline: float,
+    *,
+    legacy_only: bool,
+    pending: bytes = b"",
+    family: str = "",
+    tls10: bool = False,
 ) -> SSL.Connection:
     loop = asyncio.get_running_loop()
-    conn = SSL.Connection(context(legacy_only=legacy_only, family=family), None)
+    conn = SSL.Connection(context(legacy_only=legacy_only, family=family, tls10=tls10), None)
     if sni and not _is_ip(sni):
         conn.set_tlsext_host_name(sni.encode("ascii"))
     conn.set_connect_state()
@@ -272,11 +282,11 @@ async def probe(
     finally:
         if sock is not None:
             sock.close()
-    if result.ok and result.tls_version in LEGACY_VERSIONS:
-        result.legacy_versions = [result.tls_version]
-    elif result.ok and legacy_probe:
+    if result.ok and (legacy_probe or result.tls_version in LEGACY_VERSIONS):
+        # A server that speaks nothing newer is probed every time: it is why clients fail.
+        highest = result.tls_version if result.tls_version in LEGACY_VERSIONS else ""
         result.legacy_versions = await _legacy(
-            address, port, sni=sni, protocol=protocol, deadline=deadline, allow_private=allow_private
+            address, port, sni=sni, protocol=protocol, deadline=deadline, allow_private=allow_private, highest=highest
         )
     if result.ok and alternate_key and alternate_supported():
         result.alternate_probed = True
@@ -303,6 +313,7 @@ async def _second_handshake(
     allow_private: bool,
     legacy_only: bool = False,
     family: str = "",
+    tls10: bool = False,
 ) -> SSL.Connection | None:
     """Another connection to the same address with a narrower offer; None when it fails."""
     sock: socket.socket | None = None
@@ -316,7 +327,9 @@ async def _second_handshake(
             allow_private=allow_private,
             connect_timeout=DEFAULT_CONNECT_TIMEOUT,
         )
-        return await _handshake(sock, sni, deadline, legacy_only=legacy_only, pending=pending, family=family)
+        return await _handshake(
+            sock, sni, deadline, legacy_only=legacy_only, pending=pending, family=family, tls10=tls10
+        )
     except _Failure:
         return None
     finally:
@@ -325,13 +338,24 @@ async def _second_handshake(
 
 
 async def _legacy(
-    address: str, port: int, *, sni: str, protocol: str, deadline: float, allow_private: bool
+    address: str, port: int, *, sni: str, protocol: str, deadline: float, allow_private: bool, highest: str = ""
 ) -> list[str]:
-    """The legacy version (TLS 1.0/1.1) the server also accepts, if any; [] when none or unknown."""
-    conn = await _second_handshake(
-        address, port, sni=sni, protocol=protocol, deadline=deadline, allow_private=allow_private, legacy_only=True
-    )
-    return [conn.get_protocol_version_name()] if conn is not None else []
+    """Every legacy version (TLS 1.0, 1.1) the server accepts; [] when none or unknown.
+
+    One handshake capped at TLS 1.1 finds the highest (skipped when the first handshake already
+    ended there: `highest`); only a server that takes TLS 1.1 is asked about TLS 1.0 as well."""
+    common = {"sni": sni, "protocol": protocol, "deadline": deadline, "allow_private": allow_private}
+    if not highest:
+        conn = await _second_handshake(address, port, legacy_only=True, **common)  # type: ignore[arg-type]
+        highest = conn.get_protocol_version_name() if conn is not None else ""
+    if highest not in LEGACY_NAMES:
+        return []
+    found = [LEGACY_NAMES[highest]]
+    if highest == "TLSv1.1":
+        conn = await _second_handshake(address, port, legacy_only=True, tls10=True, **common)  # type: ignore[arg-type]
+        if conn is not None and conn.get_protocol_version_name() == "TLSv1":
+            found.insert(0, LEGACY_NAMES["TLSv1"])
+    return found
 
 
 def key_family(der: bytes) -> str:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from kcproto.names import normalise_certificate_name
+from kcproto.names import ip_literal, normalise_certificate_name
 
 # DER of the OIDs (tag, length, value) of the two extensions that differ between a precertificate
 # and its certificate.
@@ -51,9 +54,18 @@ class ParsedCertificate:
     is_ca: bool
     is_precertificate: bool
     issuance_key: str
-    # Normalised host names (wildcards kept as "*.x") and IP addresses, in certificate order.
+    # Normalised host names (wildcards kept as "*.x") and IP addresses, in certificate order; from
+    # the subjectAltName, or (certificates without usable SAN names) from a host-like subject CN.
     names: tuple[str, ...] = field(default=())
     ip_addresses: tuple[str, ...] = field(default=())
+    # The subjectAltName as clients match it (RFC 9525, kcproto.identity): dNSName values as
+    # written ("example.com." keeps its dot), iPAddress values; has_san is False without one.
+    san_dns: tuple[str, ...] = field(default=())
+    san_ips: tuple[str, ...] = field(default=())
+    has_san: bool = False
+    # Why an extension could not be decoded ("" when every one could). Such a certificate is
+    # still read (dates, names, key): only what the broken extension held is missing.
+    extension_error: str = ""
 
     @property
     def lifetime(self) -> timedelta:
@@ -112,6 +124,7 @@ class _TBSParts:
     stripped: bytes  # the TBSCertificate without the poison and SCT-list extensions
     # extnValue contents (inside the OCTET STRING) of the extensions KeyChest reads, by OID TLV.
     extensions: dict[bytes, bytes]
+    duplicate: bool = False  # an extension appears twice (RFC 5280 4.2 forbids it; the first counts)
 
 
 def _walk_tbs(tbs: bytes) -> _TBSParts:
@@ -124,6 +137,7 @@ def _walk_tbs(tbs: bytes) -> _TBSParts:
     plain: list[tuple[int, int]] = []  # top-level elements that are not [0] or [3]
     found: dict[bytes, bytes] = {}
     stripped = b""
+    duplicate = False
     pos = start
     while pos < end:
         el_tag, v_start, v_end = _header(tbs, pos)
@@ -141,10 +155,9 @@ def _walk_tbs(tbs: bytes) -> _TBSParts:
                 oid = tbs[e_start:o_end]
                 if o_tag != 0x06:
                     raise CertificateParseError("extension without an OID")
-                if oid in seen:  # RFC 5280 4.2: at most one instance of an extension
-                    raise CertificateParseError("duplicate extension")
+                duplicate = duplicate or oid in seen  # RFC 5280 4.2: at most one instance of each
                 seen.add(oid)
-                if oid in _READ_OIDS:
+                if oid in _READ_OIDS and oid not in found:
                     n_tag, n_start, n_end = _header(tbs, o_end)
                     if n_tag == 0x01:  # critical
                         n_tag, n_start, n_end = _header(tbs, n_end)
@@ -171,6 +184,7 @@ def _walk_tbs(tbs: bytes) -> _TBSParts:
         spki=tbs[plain[5][0] : plain[5][1]],
         stripped=stripped or tbs[:end],
         extensions=found,
+        duplicate=duplicate,
     )
 
 
@@ -199,8 +213,9 @@ def pem_to_der_list(data: bytes | str) -> list[bytes]:
     raw = data.encode("ascii", "replace") if isinstance(data, str) else data
     try:
         return [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(raw)]
-    except ValueError as exc:
-        raise CertificateParseError(f"not a PEM certificate: {exc}") from None
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
+        # InvalidVersion ("7 is not a valid X509 version") is no ValueError: it made uploads 500.
+        raise CertificateParseError(f"not a PEM certificate cryptography can read: {exc}") from None
 
 
 def to_der(data: bytes | str) -> bytes:
@@ -253,7 +268,7 @@ def _key(cert: x509.Certificate, spki: bytes) -> tuple[str, int]:
         return quick
     try:
         key = cert.public_key()
-    except (ValueError, TypeError, NotImplementedError):
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         # Unknown or broken key algorithms still leave a usable certificate record.
         return "unknown", 0
     if isinstance(key, rsa.RSAPublicKey):
@@ -279,6 +294,7 @@ class _Extensions:
     is_precertificate: bool
     issuer_key_id: str
     subject_key_id: str
+    has_san: bool = False
 
 
 def _whole(value: bytes, tag: int) -> tuple[int, int]:
@@ -289,60 +305,100 @@ def _whole(value: bytes, tag: int) -> tuple[int, int]:
     return start, end
 
 
-def _read_extensions(found: dict[bytes, bytes]) -> _Extensions | None:
-    """The extensions from their DER, for the shapes CAs use; None for anything else.
-
-    None sends the certificate through cryptography's decoder (`_decode_extensions`), which has
-    the last word on unusual or malformed values.
-    """
-    try:
-        dns: list[str] = []
-        ips: list[str] = []
-        value = found.get(_SAN_OID)
-        if value is not None:
-            pos, end = _whole(value, 0x30)
-            while pos < end:
-                tag, v_start, pos = _header(value, pos)
-                if tag == 0x82:  # dNSName, IA5String
-                    dns.append(value[v_start:pos].decode("ascii"))
-                elif tag == 0x87 and pos - v_start == 4:  # iPAddress
-                    ips.append(str(ipaddress.IPv4Address(value[v_start:pos])))
-                elif tag == 0x87 and pos - v_start == 16:
-                    ips.append(ipaddress.IPv6Address(value[v_start:pos]).compressed)
-                else:  # other GeneralName forms: let cryptography read (and vet) them
-                    return None
-        is_ca = False
-        value = found.get(_BASIC_CONSTRAINTS_OID)
-        if value is not None:
-            pos, end = _whole(value, 0x30)
-            if pos < end:
-                tag, v_start, v_end = _header(value, pos)
-                if tag == 0x01:  # cA BOOLEAN (DER: 0x00 or 0xff)
-                    if value[v_start:v_end] not in (b"\x00", b"\xff"):
-                        return None
-                    is_ca = value[v_start] == 0xFF
-                elif tag != 0x02:  # only pathLenConstraint: cA defaults to FALSE
-                    return None
-        aki = ""
-        value = found.get(_AKI_OID)
-        if value is not None:
-            pos, end = _whole(value, 0x30)
-            if pos < end:
-                tag, v_start, v_end = _header(value, pos)
-                if tag != 0x80:  # keyIdentifier [0]; the issuer/serial form is rare
-                    return None
-                aki = value[v_start:v_end].hex()
-        ski = ""
-        value = found.get(_SKI_OID)
-        if value is not None:
-            v_start, v_end = _whole(value, 0x04)
-            ski = value[v_start:v_end].hex()
-        poison = found.get(_POISON_OID)
-        if poison is not None and poison != b"\x05\x00":  # the poison is an ASN.1 NULL
+def _san(value: bytes, tolerant: bool) -> tuple[list[str], list[str]] | None:
+    """dNSName and iPAddress values of a SAN; None (strict) at any other form, which
+    cryptography then reads and vets; tolerant: other forms and unreadable entries skipped."""
+    dns: list[str] = []
+    ips: list[str] = []
+    pos, end = _whole(value, 0x30)
+    while pos < end:
+        tag, v_start, pos = _header(value, pos)
+        size = pos - v_start
+        if tag == 0x82 and (value[v_start:pos].isascii() or not tolerant):  # dNSName, IA5String
+            dns.append(value[v_start:pos].decode("ascii"))
+        elif tag == 0x87 and size == 4:  # iPAddress
+            ips.append(str(ipaddress.IPv4Address(value[v_start:pos])))
+        elif tag == 0x87 and size == 16:
+            ips.append(ipaddress.IPv6Address(value[v_start:pos]).compressed)
+        elif not tolerant:
             return None
+    return dns, ips
+
+
+def _basic_constraints(value: bytes) -> bool | None:
+    """cA of a basicConstraints value; None for a shape CAs do not use."""
+    pos, end = _whole(value, 0x30)
+    if pos < end:
+        tag, v_start, v_end = _header(value, pos)
+        if tag == 0x01:  # cA BOOLEAN (DER: 0x00 or 0xff)
+            if value[v_start:v_end] not in (b"\x00", b"\xff"):
+                return None
+            return value[v_start] == 0xFF
+        if tag != 0x02:  # only pathLenConstraint: cA defaults to FALSE
+            return None
+    return False
+
+
+def _key_identifier(value: bytes) -> str | None:
+    """keyIdentifier [0] of an authority key identifier; None for the rare issuer/serial form."""
+    pos, end = _whole(value, 0x30)
+    if pos < end:
+        tag, v_start, v_end = _header(value, pos)
+        if tag != 0x80:
+            return None
+        return value[v_start:v_end].hex()
+    return ""
+
+
+def _subject_key_identifier(value: bytes) -> str:
+    start, end = _whole(value, 0x04)
+    return value[start:end].hex()
+
+
+T = TypeVar("T")
+
+
+def _read(reader: Callable[[bytes], T | None], value: bytes) -> T | None:
+    try:
+        return reader(value)
     except (CertificateParseError, UnicodeDecodeError, ValueError):
         return None
-    return _Extensions(dns, ips, is_ca, poison is not None, aki, ski)
+
+
+class _Unusual(Exception):
+    """An extension in a shape `_read_extensions` leaves to cryptography."""
+
+
+def _read_extensions(found: dict[bytes, bytes], *, tolerant: bool = False) -> _Extensions | None:
+    """The extensions from their DER, for the shapes CAs use; None (strict) for anything else.
+
+    None sends the certificate through cryptography's decoder (`_decode_extensions`), which has
+    the last word on unusual or malformed values. `tolerant` is for a certificate cryptography
+    cannot decode every extension of: what can be read is, the rest keeps its default.
+    """
+
+    def get(oid: bytes, reader: Callable[[bytes], T | None], default: T) -> T:
+        value = found.get(oid)
+        if value is None:
+            return default
+        got = _read(reader, value)
+        if got is None:
+            if not tolerant:
+                raise _Unusual
+            return default
+        return got
+
+    try:
+        empty: tuple[list[str], list[str]] = ([], [])
+        dns, ips = get(_SAN_OID, lambda v: _san(v, tolerant), empty)
+        is_ca = get(_BASIC_CONSTRAINTS_OID, _basic_constraints, False)
+        aki = get(_AKI_OID, _key_identifier, "")
+        ski = get(_SKI_OID, _subject_key_identifier, "")
+        # The poison is an ASN.1 NULL.
+        poison = get(_POISON_OID, lambda v: True if v == b"\x05\x00" else None, _POISON_OID in found)
+    except _Unusual:
+        return None
+    return _Extensions(dns, ips, is_ca, poison, aki, ski, _SAN_OID in found)
 
 
 def _decode_extensions(cert: x509.Certificate) -> _Extensions:
@@ -369,7 +425,16 @@ def _decode_extensions(cert: x509.Certificate) -> _Extensions:
         is_precertificate=ExtensionOID.PRECERT_POISON in by_oid,
         issuer_key_id=aki_bytes.hex() if aki_bytes else "",
         subject_key_id=ski.digest.hex() if isinstance(ski, x509.SubjectKeyIdentifier) else "",
+        has_san=san is not None,
     )
+
+
+def _common_names(cert: x509.Certificate) -> list[str]:
+    try:
+        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:  # an unreadable subject (invalid UTF-8, an unknown string type)
+        return []
+    return [a.value if isinstance(a.value, str) else a.value.decode("utf-8", "replace") for a in attrs]
 
 
 def _names(cert: x509.Certificate, ext: _Extensions) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -380,17 +445,37 @@ def _names(cert: x509.Certificate, ext: _Extensions) -> tuple[tuple[str, ...], t
             dns[name] = None
     ips = dict.fromkeys(ext.ips)
     if not dns and not ips:
-        # Old certificates (and some private CAs) name the host only in the subject CN.
-        for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
-            value = attr.value if isinstance(attr.value, str) else attr.value.decode("utf-8", "replace")
-            name = normalise_certificate_name(value)
-            if name is None:
+        # Old certificates (and some private CAs) name the host only in the subject CN: kept for
+        # search and display (clients do not match it: kcproto.identity). Only a valid IP
+        # address or a host name of two labels or more ("configuration" is not a host).
+        for value in _common_names(cert):
+            ip = ip_literal(value) if value else None
+            if ip is not None:
+                ips[ip] = None
                 continue
-            if ":" in name or name.replace(".", "").isdigit():
-                ips[name] = None
-            else:
+            name = normalise_certificate_name(value) if value else None
+            if name is not None and "." in name and ip_literal(name) is None:
                 dns[name] = None
     return tuple(dns), tuple(ips)
+
+
+# Signature algorithms cryptography has no name for; stored by name so weak ones read as such.
+_SIGNATURE_NAMES = {
+    "1.2.840.113549.1.1.2": "md2WithRSAEncryption",
+    "1.2.840.113549.1.1.3": "md4WithRSAEncryption",
+    "1.2.840.113549.2.5": "md5WithRSAEncryption",  # the bare MD5 digest OID, used so by old CAs
+    "1.3.14.3.2.3": "md5WithRSA",  # OIW
+    "1.3.14.3.2.15": "shaWithRSASignature",  # OIW, SHA-0
+    "1.3.14.3.2.27": "dsaWithSHA1",  # OIW
+    "1.3.14.3.2.29": "sha1WithRSASignature",  # OIW: the alternate SHA-1 with RSA OID
+}
+
+
+def signature_name(oid: x509.ObjectIdentifier) -> str:
+    name = getattr(oid, "_name", "") or ""
+    if name and name != "Unknown OID":
+        return name
+    return _SIGNATURE_NAMES.get(oid.dotted_string, oid.dotted_string)
 
 
 # Issuer names repeat across millions of certificates: render each once.
@@ -400,56 +485,69 @@ _issuer_text: dict[bytes, str] = {}
 def parse_certificate(data: bytes | str) -> ParsedCertificate:
     """Parse one certificate (DER, or PEM text/bytes). Raises CertificateParseError if malformed.
 
-    cryptography checks the whole structure and decodes every extension (a certificate with a
-    broken one is malformed: the scanner reports it, CT ingestion records the entry as such); the
-    values KeyChest stores are then read in one walk over the TBSCertificate, which also gives the
-    issuance key, instead of through cryptography's Python objects.
+    Every certificate cryptography can load and whose validity can be read is accepted: a key
+    type cryptography does not know is stored as "unknown", an unreadable subject or issuer as
+    "(unreadable name)", and an extension cryptography cannot decode (a broken SCT list, a
+    duplicate extension, an unsupported name form) leaves `extension_error` set while the rest
+    is read from the DER (the scanner reports it as malformed_certificate). The values KeyChest
+    stores are read in one walk over the TBSCertificate, which also gives the issuance key,
+    instead of through cryptography's Python objects.
     """
     der = to_der(data)
     try:
         cert = x509.load_der_x509_certificate(der)
-        cert.extensions  # noqa: B018 - decoding them is the check (cryptography caches the result)
+        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
         tbs = _walk_tbs(_tbs_of(der))
-        ext = _read_extensions(tbs.extensions) or _decode_extensions(cert)
-        dns, ips = _names(cert, ext)
-        key_type, key_size = _key(cert, tbs.spki)
-        issuer = _issuer_text.get(tbs.issuer)
-        if issuer is None:
-            if len(_issuer_text) > 20000:
-                _issuer_text.clear()
-            issuer = _issuer_text[tbs.issuer] = _name_text(cert.issuer)
-        sig_oid = cert.signature_algorithm_oid
-        sig = getattr(sig_oid, "_name", "") or ""
-        serial = cert.serial_number
-        return ParsedCertificate(
-            der=der,
-            sha256=hashlib.sha256(der).hexdigest(),
-            serial=format(serial, "x") if serial >= 0 else "-" + format(-serial, "x"),
-            issuer=issuer,
-            subject=_name_text(cert.subject),
-            issuer_key_id=ext.issuer_key_id,
-            subject_key_id=ext.subject_key_id,
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            key_type=key_type,
-            key_size=key_size,
-            signature_algorithm=sig if sig and sig != "Unknown OID" else sig_oid.dotted_string,
-            is_ca=ext.is_ca,
-            is_precertificate=ext.is_precertificate,
-            issuance_key=hashlib.sha256(tbs.stripped).hexdigest(),
-            names=dns,
-            ip_addresses=ips,
-        )
     except CertificateParseError:
         raise
     except Exception as exc:  # noqa: BLE001
-        # Certificates are attacker-controlled; whatever the parser trips on (ValueError,
-        # DuplicateExtension, UnsupportedGeneralNameType, ...) is one kind of error to the caller.
+        # Certificates are attacker-controlled: whatever cryptography trips on is one kind of error.
         raise CertificateParseError(f"malformed certificate: {exc.__class__.__name__}: {exc}") from None
-
-
-def _name_text(name: x509.Name) -> str:
     try:
+        cert.extensions  # noqa: B018 - decoding them all is the check (cryptography caches the result)
+        extension_error = ""
+    except Exception as exc:  # noqa: BLE001 - ValueError, DuplicateExtension, UnsupportedGeneralNameType, ...
+        extension_error = f"{exc.__class__.__name__}: {exc}"[:300]
+    if extension_error:
+        ext = _read_extensions(tbs.extensions, tolerant=True) or _Extensions([], [], False, False, "", "")
+    else:
+        ext = _read_extensions(tbs.extensions) or _decode_extensions(cert)
+    dns, ips = _names(cert, ext)
+    key_type, key_size = _key(cert, tbs.spki)
+    issuer = _issuer_text.get(tbs.issuer)
+    if issuer is None:
+        if len(_issuer_text) > 20000:
+            _issuer_text.clear()
+        issuer = _issuer_text[tbs.issuer] = _name_text(cert, "issuer")
+    serial = cert.serial_number
+    return ParsedCertificate(
+        der=der,
+        sha256=hashlib.sha256(der).hexdigest(),
+        serial=format(serial, "x") if serial >= 0 else "-" + format(-serial, "x"),
+        issuer=issuer,
+        subject=_name_text(cert, "subject"),
+        issuer_key_id=ext.issuer_key_id,
+        subject_key_id=ext.subject_key_id,
+        not_before=not_before,
+        not_after=not_after,
+        key_type=key_type,
+        key_size=key_size,
+        signature_algorithm=signature_name(cert.signature_algorithm_oid),
+        is_ca=ext.is_ca,
+        is_precertificate=ext.is_precertificate,
+        issuance_key=hashlib.sha256(tbs.stripped).hexdigest(),
+        names=dns,
+        ip_addresses=ips,
+        san_dns=tuple(ext.dns),
+        san_ips=tuple(ext.ips),
+        has_san=ext.has_san,
+        extension_error=extension_error,
+    )
+
+
+def _name_text(cert: x509.Certificate, which: str) -> str:
+    try:
+        name: x509.Name = getattr(cert, which)
         return name.rfc4514_string()[:1000]
     except (ValueError, UnicodeError):
         return "(unreadable name)"

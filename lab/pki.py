@@ -105,7 +105,16 @@ class CA:
         key_kind: str = "ec",
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
+        ca_flag: bool = True,
+        key_cert_sign: bool = True,
+        path_length: int | None = None,
+        permitted_names: list[str] | None = None,
+        key_usage: bool = True,
     ) -> None:
+        """A CA; the flaws a chain-validation scenario needs are switches: `ca_flag=False` (an
+        issuer without basicConstraints cA), `key_cert_sign=False` (keyUsage without
+        keyCertSign), `path_length`, `permitted_names` (a dNSName name constraint), and
+        `key_usage=False` (no keyUsage at all, as `openssl req -x509` makes private CAs)."""
         self.key: PrivateKey = make_key(key_kind)
         self.parent = parent
         self.cert: x509.Certificate
@@ -120,23 +129,36 @@ class CA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
+                x509.BasicConstraints(ca=ca_flag, path_length=path_length if ca_flag else None), critical=True
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
+        )
+        if key_usage:
+            builder = builder.add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
                     content_commitment=False,
                     key_encipherment=False,
                     data_encipherment=False,
                     key_agreement=False,
-                    key_cert_sign=True,
+                    key_cert_sign=key_cert_sign,
                     crl_sign=True,
                     encipher_only=False,
                     decipher_only=False,
                 ),
                 critical=True,
             )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
-        )
+        if parent is not None:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+        if permitted_names:
+            constraint = x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName(n) for n in permitted_names], excluded_subtrees=None
+            )
+            builder = builder.add_extension(constraint, critical=True)
         signer = parent.key if parent else self.key
         self.cert = builder.sign(signer, hashes.SHA256())
         self.chain: list[x509.Certificate] = [self.cert, *(parent.chain if parent else [])]
@@ -160,9 +182,14 @@ class CA:
         sha1: bool = False,
         common_name: str | None = None,
         broken_extension: bool = False,
+        eku: list[x509.ObjectIdentifier] | None = None,
+        key_identifier: bool = True,
     ) -> Issued:
-        """A leaf for `names`; `broken_extension` adds an SCT-list extension with garbage inside,
-        which OpenSSL serves (it never parses SCTs) but a strict parser refuses."""
+        """A leaf for `names` (its subjectAltName; none at all when `names` is empty, so only the
+        subject CN names the host); `broken_extension` adds an SCT-list extension with garbage
+        inside, which OpenSSL serves (it never parses SCTs) but a strict parser refuses; `eku`
+        replaces the serverAuth extended key usage (e.g. clientAuth only); `key_identifier=False`
+        leaves out the authority key identifier (private CAs often do)."""
         key = make_key(key_kind, key_size)
         start = not_before or now() - dt.timedelta(days=1)
         end = not_after or start + dt.timedelta(days=90)
@@ -181,12 +208,16 @@ class CA:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=ca_flag, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),  # type: ignore[arg-type]
+                x509.ExtendedKeyUsage(eku if eku is not None else [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                 critical=False,
             )
         )
+        if key_identifier:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         if broken_extension:

@@ -29,14 +29,20 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 LDAP_STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
 
 
-def server_context(issued: Issued, folder: Any, stem: str, *, legacy: bool = False, **chain: bool) -> ssl.SSLContext:
+def server_context(
+    issued: Issued, folder: Any, stem: str, *, legacy: bool = False, max_version: str = "", **chain: bool
+) -> ssl.SSLContext:
+    """`legacy` also accepts TLS 1.0 and 1.1; `max_version` ("TLSv1", "TLSv1_1") accepts nothing
+    newer (a server only current clients can no longer reach)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # Weak keys and SHA-1 signatures are lab scenarios: let OpenSSL load and serve them.
     ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    if legacy:
+    if legacy or max_version:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             ctx.minimum_version = ssl.TLSVersion.TLSv1
+            if max_version:
+                ctx.maximum_version = ssl.TLSVersion[max_version]
     cert_path, key_path = issued.write(folder, stem, **chain)
     ctx.load_cert_chain(cert_path, key_path)
     return ctx
@@ -62,11 +68,18 @@ class Endpoint:
     def host(self) -> str:
         return self.hosts[0]
 
-    def serve(self, issued: Issued, *, host: str | None = None, legacy: bool = False, **chain: bool) -> None:
+    def serve(
+        self, issued: Issued, *, host: str | None = None, legacy: bool = False, max_version: str = "", **chain: bool
+    ) -> None:
         """Serve another certificate from now on (new connections only), on one address or all."""
         assert self.lab is not None
         context = server_context(
-            issued, self.lab.folder, f"{self.kind}-{self.port}-{id(issued)}", legacy=legacy, **chain
+            issued,
+            self.lab.folder,
+            f"{self.kind}-{self.port}-{id(issued)}",
+            legacy=legacy,
+            max_version=max_version,
+            **chain,
         )
         if host is None:
             self.issued = issued
@@ -182,6 +195,7 @@ class Lab:
         *,
         hosts: list[str] | None = None,
         legacy: bool = False,
+        max_version: str = "",
         include_intermediates: bool = True,
         include_root: bool = False,
         extra: list[Issued] | None = None,
@@ -207,6 +221,7 @@ class Lab:
             self.folder,
             f"tls-{endpoint.port}",
             legacy=legacy,
+            max_version=max_version,
             include_intermediates=include_intermediates,
             include_root=include_root,
         )

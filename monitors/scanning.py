@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import random
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from certificates.ari import windows_for
 from certificates.services import StoreItem, certificates_store_bulk
 from kcproto import checks, netguard, tlsprobe
 from kcproto.checks import FindingSpec
-from kcproto.validation import TrustStore, Validation, hostname_matches, trust_store, validate
+from kcproto.validation import TrustStore, Validation, trust_store, validate, with_host
 from kcproto.x509 import ParsedCertificate
 from monitors.models import (
     DNS_REFRESH_SECONDS,
@@ -49,6 +50,8 @@ from monitors.scan_findings import (
     timeline_entry,
 )
 from notifications.events import NewEvent, events_record_bulk
+
+logger = logging.getLogger(__name__)
 
 JITTER = 0.15
 CLAIM_LEASE = timedelta(minutes=15)
@@ -160,17 +163,20 @@ async def _observe_all(
             observed[server.pk].alternate_probed or known is None or (server.pk, address) in previous_alternate
         )
         async with gate:
-            probe = await tlsprobe.probe(
-                address,
-                server.port,
-                sni=server.host,
-                protocol=server.protocol,
-                allow_private=config.allow_private,
-                deadline_seconds=config.deadline,
-                connect_timeout=config.connect_timeout,
-                legacy_probe=legacy,
-                alternate_key=alternate,
-            )
+            try:
+                probe = await tlsprobe.probe(
+                    address,
+                    server.port,
+                    sni=server.host,
+                    protocol=server.protocol,
+                    allow_private=config.allow_private,
+                    deadline_seconds=config.deadline,
+                    connect_timeout=config.connect_timeout,
+                    legacy_probe=legacy,
+                    alternate_key=alternate,
+                )
+            except Exception as exc:  # noqa: BLE001 - one address's failure must not cost the batch
+                return _failed_probe(server, address, "probing", exc)
         if not legacy and probe.ok and not probe.legacy_versions and known:
             probe.legacy_versions = list(known)  # not probed this time: the last answer stands
         return probe
@@ -199,9 +205,26 @@ async def _observe_all(
     return observed
 
 
+def _failed_probe(server: Server, address: str, step: str, exc: Exception) -> tlsprobe.Probe:
+    """KeyChest's own failure on one address, as that address's result (`scan_error`), logged."""
+    logger.exception("scan of %s:%s at %s failed while %s", server.host, server.port, address, step, exc_info=exc)
+    return tlsprobe.Probe(
+        address=address,
+        port=server.port,
+        error_code="scan_error",
+        error_message=f"KeyChest failed while {step} this address ({type(exc).__name__}); the error is logged",
+    )
+
+
 # --- storing phase -----------------------------------------------------------------------------
+# The digest keeps OpenSSL's spelling of legacy versions, so rows stored before they were named
+# "TLS 1.0"/"TLS 1.1" still match an unchanged server.
+_DIGEST_NAMES = {name: openssl for openssl, name in tlsprobe.LEGACY_NAMES.items()}
+
+
 def _digest(probe: tlsprobe.Probe, chain: list[str]) -> str:
-    state = [probe.error_code, chain, probe.tls_version, probe.cipher, sorted(probe.legacy_versions)]
+    legacy = sorted(_DIGEST_NAMES.get(v, v) for v in probe.legacy_versions)
+    state = [probe.error_code, chain, probe.tls_version, probe.cipher, legacy]
     return hashlib.sha256(json.dumps(state).encode()).hexdigest()
 
 
@@ -274,17 +297,15 @@ class ScanPass:
         """Trust and strength are per chain (cached across servers); the host name is per server."""
         key = (tuple(chain_der), "", store.key)
         if key not in self.validations:
-            result = validate(chain_der, host, store)
+            result = validate(chain_der, host, store, now=self.now)
             if result.incomplete_chain and not result.trusted and result.chain:
                 # Intermediates the certificate store already knows may complete the path.
                 known = _known_issuers(result.chain[-1].issuer)
                 if known:
-                    result = validate(chain_der, host, trust_store(self.bundles.get(store.key, ""), known))
+                    bundle = trust_store(self.bundles.get(store.key, ""), known)
+                    result = validate(chain_der, host, bundle, now=self.now)
             self.validations[key] = result
-        base = self.validations[key]
-        if base.leaf is None:
-            return base
-        return dataclasses.replace(base, hostname_ok=hostname_matches(host, base.leaf))
+        return with_host(dataclasses.replace(self.validations[key]), host)
 
     def ari_window(self, sha256: str) -> tuple[datetime, datetime] | None:
         """The CA's suggested renewal window of a leaf seen in this pass (one query per pass)."""
@@ -373,16 +394,20 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
         rows: list[tuple[tlsprobe.Probe, Validation | None]] = []
         for probe in seen.probes:
             validation = None
-            if probe.ok and probe.chain_der:
-                validation = run.validate(probe.chain_der, server.host, run.store_for(server))
-                for parsed in validation.chain:
-                    run.parsed.setdefault(parsed.sha256, (parsed, f"{server.host}:{server.port}"))
-            if probe.ok and probe.alt_chain_der:
-                second = run.validate(probe.alt_chain_der, server.host, run.store_for(server))
-                if second.leaf is not None:
-                    alternates[(server.pk, probe.address)] = second
-                    for parsed in second.chain:
+            try:
+                if probe.ok and probe.chain_der:
+                    validation = run.validate(probe.chain_der, server.host, run.store_for(server))
+                    for parsed in validation.chain:
                         run.parsed.setdefault(parsed.sha256, (parsed, f"{server.host}:{server.port}"))
+                if probe.ok and probe.alt_chain_der:
+                    second = run.validate(probe.alt_chain_der, server.host, run.store_for(server))
+                    if second.leaf is not None:
+                        alternates[(server.pk, probe.address)] = second
+                        for parsed in second.chain:
+                            run.parsed.setdefault(parsed.sha256, (parsed, f"{server.host}:{server.port}"))
+            except Exception as exc:  # noqa: BLE001 - one address's failure must not cost the batch
+                probe, validation = _failed_probe(server, probe.address, "validating", exc), None
+                alternates.pop((server.pk, probe.address), None)
             rows.append((probe, validation))
         per_server[server.pk] = rows
         summary.addresses += len(rows)
@@ -408,28 +433,33 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
             leaf_by_address: dict[str, str] = {}
             served: list[tuple[str, ParsedCertificate]] = []
             for probe, validation in per_server[server.pk]:
-                address_specs = checks.address_checks(
-                    probe,
-                    validation,
-                    host=server.host,
-                    now=now,
-                    due_fraction=due,
-                    overdue_fraction=overdue,
-                    ari_window=run.ari_window(validation.leaf.sha256) if validation and validation.leaf else None,
-                )
                 alternate = alternates.get((server.pk, probe.address))
                 alt_leaf = alternate.leaf if alternate else None
-                if alternate is not None and alt_leaf is not None:
-                    alt_specs = checks.address_checks(
-                        dataclasses.replace(probe, legacy_versions=[], chain_truncated=False),
-                        alternate,
+                try:
+                    address_specs = checks.address_checks(
+                        probe,
+                        validation,
                         host=server.host,
                         now=now,
                         due_fraction=due,
                         overdue_fraction=overdue,
-                        ari_window=run.ari_window(alt_leaf.sha256),
+                        ari_window=run.ari_window(validation.leaf.sha256) if validation and validation.leaf else None,
                     )
-                    address_specs = checks.merge_alternate(address_specs, alt_specs, alt_leaf.key_type)
+                    if alternate is not None and alt_leaf is not None:
+                        alt_specs = checks.address_checks(
+                            dataclasses.replace(probe, legacy_versions=[], chain_truncated=False),
+                            alternate,
+                            host=server.host,
+                            now=now,
+                            due_fraction=due,
+                            overdue_fraction=overdue,
+                            ari_window=run.ari_window(alt_leaf.sha256),
+                        )
+                        address_specs = checks.merge_alternate(address_specs, alt_specs, alt_leaf.key_type)
+                except Exception as exc:  # noqa: BLE001 - one address's failure must not cost the batch
+                    failed = _failed_probe(server, probe.address, "judging", exc)
+                    address_specs = [FindingSpec("scan_error", failed.error_message, probe.address)]
+                if alternate is not None and alt_leaf is not None:
                     served.append((probe.address, alt_leaf))
                 specs.extend(address_specs)
                 chain = [p.sha256 for p in validation.chain] if validation else []

@@ -120,7 +120,7 @@ def spotcheck(
     per_address: list[dict[str, Any]] = []
     leaf_by_address: dict[str, str] = {}
     for probe in probes:
-        validation = validate(probe.chain_der, host, store) if probe.ok and probe.chain_der else None
+        validation = validate(probe.chain_der, host, store, now=now) if probe.ok and probe.chain_der else None
         # The CA's renewal window (ARI), when the store knows it for this certificate.
         ari = windows_for([validation.leaf.sha256]) if validation and validation.leaf else {}
         found = checks.address_checks(
@@ -131,7 +131,7 @@ def spotcheck(
             ari_window=ari.get(validation.leaf.sha256) if validation and validation.leaf else None,
         )
         # The other key family's certificate, when the address serves one side by side.
-        second = validate(probe.alt_chain_der, host, store) if probe.ok and probe.alt_chain_der else None
+        second = validate(probe.alt_chain_der, host, store, now=now) if probe.ok and probe.alt_chain_der else None
         if second is not None and second.leaf is not None:
             alt_found = checks.address_checks(
                 dataclasses.replace(probe, legacy_versions=[], chain_truncated=False), second, host=host, now=now
@@ -156,6 +156,8 @@ def spotcheck(
                 "chain": [_cert(p) for p in validation.chain] if validation else [],
                 "alternate_chain": [_cert(p) for p in second.chain] if second is not None and second.leaf else [],
                 "findings": [_finding(s) for s in found],
+                # Whether current browsers and OpenSSL refuse this address (docs/scanner.md).
+                "clients_refuse": checks.clients_refuse(found),
                 "hsts": header.as_dict() if header is not None else None,
                 "elapsed_ms": probe.elapsed_ms,
             }

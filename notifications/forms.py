@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 
+from notifications.apprise_urls import InvalidAppriseUrl, apprise_url_check
 from notifications.models import ChannelKind, DigestMode, EventKind, Weekday
 
 
@@ -11,6 +12,9 @@ class ChannelForm(forms.Form):
     kind = forms.ChoiceField(choices=ChannelKind.choices)
     name = forms.CharField(max_length=100, required=False)
     url = forms.URLField(max_length=2000, required=False, assume_scheme="https", help_text="Webhook or Slack URL.")
+    apprise_url = forms.CharField(
+        max_length=2000, required=False, strip=True, label="Apprise URL", widget=forms.PasswordInput(render_value=False)
+    )
     email_all_members = forms.BooleanField(required=False, initial=True, label="Every member of the team")
     email_members = forms.MultipleChoiceField(required=False, choices=(), label="Or these members")
     email_addresses = forms.CharField(
@@ -36,6 +40,11 @@ class ChannelForm(forms.Form):
             url = data.get("url") or ""
             if not url.lower().startswith(("https://", "http://")):
                 self.add_error("url", "A webhook needs an http(s) URL.")
+        if kind == ChannelKind.APPRISE:
+            try:
+                apprise_url_check(data.get("apprise_url") or "")
+            except InvalidAppriseUrl as error:
+                self.add_error("apprise_url", str(error))
         if kind == ChannelKind.EMAIL:
             for line in (data.get("email_addresses") or "").splitlines():
                 if line.strip():

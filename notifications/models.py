@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from keychest.secretbox import unseal
 from keychest.tenancy import TeamOwnedModel
 
 
@@ -86,6 +87,7 @@ class ChannelKind(models.TextChoices):
     EMAIL = "email", "Email"
     WEBHOOK = "webhook", "Webhook (signed JSON)"
     SLACK = "slack", "Slack-compatible incoming webhook"
+    APPRISE = "apprise", "Apprise (Teams, Telegram, Discord, ntfy, Gotify, PagerDuty, …)"
 
 
 def new_channel_secret() -> str:
@@ -93,12 +95,16 @@ def new_channel_secret() -> str:
 
 
 class Channel(TeamOwnedModel):
-    """Where a team's alerts go: email to members or addresses, a signed webhook, or Slack."""
+    """Where a team's alerts go: email to members or addresses, a signed webhook, Slack or Apprise."""
 
     kind = models.CharField(max_length=10, choices=ChannelKind.choices)
     name = models.CharField(max_length=100)
     # Webhook and Slack: the target URL (checked against private addresses when sending).
     url = models.URLField(max_length=2000, blank=True)
+    # Apprise: the service URL (it holds the service's tokens), sealed with keychest.secretbox,
+    # and the form shown back (Apprise's own privacy mode: tokens cut to their ends).
+    apprise_url_sealed = models.TextField(blank=True)
+    apprise_url_masked = models.CharField(max_length=500, blank=True)
     # Webhook: the HMAC-SHA256 key the receiver verifies the body with.
     secret = models.CharField(max_length=64, default=new_channel_secret)
     # Email: every member of the team, or the chosen ones, plus extra addresses.
@@ -128,6 +134,10 @@ class Channel(TeamOwnedModel):
 
     def extra_addresses(self) -> list[str]:
         return [line.strip().lower() for line in self.email_addresses.splitlines() if line.strip()]
+
+    def apprise_url(self) -> str:
+        """The Apprise URL in clear (for sending only; never shown, never logged)."""
+        return unseal(self.apprise_url_sealed)
 
 
 class DeliveryStatus(models.TextChoices):

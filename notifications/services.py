@@ -26,6 +26,8 @@ from django.utils import timezone
 
 from keychest import ratelimit
 from keychest.accounts.models import Membership, Role
+from keychest.secretbox import seal
+from notifications.apprise_urls import apprise_url_check
 from notifications.models import (
     Channel,
     ChannelKind,
@@ -86,8 +88,14 @@ def channel_create(
     event_kinds: Iterable[str] = (),
     rate_limit_per_hour: int = 20,
     grouping_seconds: int = 60,
+    apprise_url: str = "",
 ) -> Channel:
+    """A new channel; an Apprise channel's URL is checked (InvalidAppriseUrl), sealed and masked."""
     kinds = sorted(set(event_kinds) & set(EventKind.values))
+    sealed = masked = ""
+    if kind == ChannelKind.APPRISE:
+        masked = apprise_url_check(apprise_url)
+        sealed = seal(apprise_url.strip())
     with transaction.atomic():
         channel = Channel.objects.create(
             team=team,
@@ -99,6 +107,8 @@ def channel_create(
             event_kinds=kinds,
             rate_limit_per_hour=max(1, rate_limit_per_hour),
             grouping_seconds=max(0, grouping_seconds),
+            apprise_url_sealed=sealed,
+            apprise_url_masked=masked,
         )
         members = list(email_members)
         if members:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,9 +19,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.conf import settings
 from django.urls import reverse
 
+from kcproto import netguard, socketguard
 from keychest.safehttp import FetchError, TargetRefused, post_json
+from keychest.secretbox import SecretUnreadable
 from notifications import emails
-from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences
+from notifications.apprise_urls import InvalidAppriseUrl, apprise_plugin, apprise_secrets
+from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences, Severity
 from notifications.unsubscribe import address_unsubscribe_url, unsubscribe_url
 
 if TYPE_CHECKING:
@@ -280,7 +284,72 @@ class EmailTransport(Transport):
         return Outcome(ok=True)
 
 
-TRANSPORTS: dict[str, Transport] = {t.kind: t for t in (EmailTransport(), WebhookTransport(), SlackTransport())}
+# --- Apprise ------------------------------------------------------------------------------
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _apprise_line(text: str) -> str:
+    return _CONTROL_CHARS.sub("", text)
+
+
+def apprise_message(channel: Channel, delivery: Delivery, events: Sequence[Event]) -> tuple[str, str, str]:
+    """(title, body, Apprise notify type) in plain text; Apprise converts it for each service
+    (escaping it for HTML or Markdown ones). Subjects come from certificates: no control characters."""
+    title = summary_line(channel.team.name, events, test=delivery.is_test)
+    lines = ["KeyChest can reach this channel."] if delivery.is_test else []
+    lines += [f"- {event_label(e)}: {_apprise_line(e.subject)[:300]}" for e in events[:MAX_LISTED]]
+    if len(events) > MAX_LISTED:
+        lines.append(f"… and {len(events) - MAX_LISTED} more")
+    lines.append(f"{settings.SITE_URL}{reverse('dashboard')}")
+    severities = {e.severity for e in events}
+    kind = "info"  # Apprise's NotifyType values
+    if severities & {Severity.ERROR, Severity.CRITICAL}:
+        kind = "failure"
+    elif Severity.WARNING in severities:
+        kind = "warning"
+    return title, "\n".join(lines), kind
+
+
+class AppriseTransport(Transport):
+    """Sends through the Apprise service named by the channel's sealed URL, under the socket guard."""
+
+    kind = ChannelKind.APPRISE
+
+    def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:
+        try:
+            url = channel.apprise_url()
+            plugin = apprise_plugin(url)
+        except (SecretUnreadable, InvalidAppriseUrl) as error:
+            return Outcome(ok=False, permanent=True, error=str(error))
+        timeout = float(settings.KEYCHEST_WEBHOOK_TIMEOUT)
+        # The URL may ask for long timeouts (?cto=, ?rto=); the deployment's bound wins.
+        plugin.socket_connect_timeout = min(float(plugin.socket_connect_timeout or timeout), timeout)
+        plugin.socket_read_timeout = min(float(plugin.socket_read_timeout or timeout), timeout)
+        title, body, notify_type = apprise_message(channel, delivery, events)
+        policy = socketguard.Policy(
+            allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
+            timeout=timeout,
+            nameservers=netguard.parse_nameservers(settings.KEYCHEST_DNS_NAMESERVERS),
+            secrets=apprise_secrets(url),
+        )
+        result = socketguard.guarded_call(
+            lambda: plugin.notify(title=title, body=body, notify_type=notify_type, body_format="text"), policy
+        )
+        if policy.refused:
+            return Outcome(ok=False, permanent=True, error=policy.redact(f"refused: {policy.refused[0]}")[:500])
+        if result.timed_out:
+            return Outcome(ok=False, error=f"no answer within {timeout:g} s")
+        if result.error is not None:
+            return Outcome(ok=False, error=policy.redact(f"{type(result.error).__name__}: {result.error}")[:500])
+        if result.value:
+            return Outcome(ok=True)
+        why = policy.warnings[-1] if policy.warnings else "the service did not accept the message"
+        return Outcome(ok=False, error=why[:500])
+
+
+TRANSPORTS: dict[str, Transport] = {
+    t.kind: t for t in (EmailTransport(), WebhookTransport(), SlackTransport(), AppriseTransport())
+}
 
 
 def transport_for(channel: Channel) -> Transport:

@@ -56,6 +56,7 @@ def channel_list(request: HttpRequest) -> HttpResponse:
                 event_kinds=data["event_kinds"],
                 rate_limit_per_hour=data["rate_limit_per_hour"],
                 grouping_seconds=data["grouping_seconds"],
+                apprise_url=data["apprise_url"],
             )
             messages.success(request, f"Channel “{channel.name}” added. Send a test to check it.")
             return redirect("channel_detail", channel_id=channel.uuid)

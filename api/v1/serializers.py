@@ -23,6 +23,7 @@ from monitors.models import (
     TimelineEntry,
     WatchedDomain,
 )
+from notifications.apprise_urls import InvalidAppriseUrl, apprise_url_check
 from notifications.models import Channel, ChannelKind, Event, EventKind
 
 
@@ -329,6 +330,9 @@ class EventSerializer(serializers.ModelSerializer):
 
 class ChannelSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="uuid", read_only=True)
+    apprise_url = serializers.CharField(
+        source="apprise_url_masked", read_only=True, help_text="Apprise channels: the URL with its tokens shortened"
+    )
 
     class Meta:
         model = Channel
@@ -337,6 +341,7 @@ class ChannelSerializer(serializers.ModelSerializer):
             "kind",
             "name",
             "url",
+            "apprise_url",
             "email_all_members",
             "email_addresses",
             "event_kinds",
@@ -353,6 +358,10 @@ class ChannelCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ChannelKind.choices)
     name = serializers.CharField(max_length=100)
     url = serializers.URLField(max_length=2000, required=False, allow_blank=True, default="")
+    apprise_url = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default="", write_only=True,
+        help_text="Apprise channels: the service URL (tgram://…, msteams://…, ntfys://…); stored encrypted",
+    )  # fmt: skip
     email_all_members = serializers.BooleanField(default=True)
     email_addresses = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
     event_kinds = serializers.ListField(
@@ -364,6 +373,11 @@ class ChannelCreateSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["kind"] in (ChannelKind.WEBHOOK, ChannelKind.SLACK) and not attrs.get("url"):
             raise serializers.ValidationError({"url": "a webhook or Slack channel needs a URL"})
+        if attrs["kind"] == ChannelKind.APPRISE:
+            try:
+                apprise_url_check(attrs.get("apprise_url") or "")
+            except InvalidAppriseUrl as error:
+                raise serializers.ValidationError({"apprise_url": str(error)}) from None
         return attrs
 
 

@@ -12,6 +12,7 @@ from rest_framework.routers import SimpleRouter
 
 from api.v1 import views
 from api.v1.certificates import CertificateViewSet
+from api.v1.metrics import MetricsView
 from api.v1.policy import IssuancePolicyView
 from api.v1.views_servers import ServerViewSet
 from keychest.middleware import CONTENT_SECURITY_POLICY
@@ -44,6 +45,7 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
     path("docs/", SwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
     path("expiry", views.ExpiryView.as_view(), name="v1-expiry"),
+    path("metrics", MetricsView.as_view(), name="v1-metrics"),
     path("issuance-policy/", IssuancePolicyView.as_view(), name="v1-issuance-policy"),
     path("exports/servers.csv", views.ServersCsvView.as_view(), name="v1-export-servers"),
     path("exports/certificates.csv", views.CertificatesCsvView.as_view(), name="v1-export-certificates"),

@@ -156,23 +156,27 @@ def test_unusual_san_entries_go_through_cryptography(lab_ca: Issuer) -> None:
     assert parse_certificate(der).names == ("uri.example.com",)
 
 
-def test_a_broken_extension_keychest_does_not_store_still_makes_the_certificate_malformed(lab_ca: Issuer) -> None:
+def test_a_broken_extension_leaves_the_certificate_readable_with_the_error_noted(lab_ca: Issuer) -> None:
     from cryptography.x509.oid import ExtensionOID
 
-    # Certificate policies that are not a SEQUENCE: strict parsers refuse the certificate, so do we
-    # (the scanner's malformed_certificate finding depends on it).
+    # Certificate policies that are not a SEQUENCE: cryptography loads the certificate but cannot
+    # decode that extension. Its dates, names and key are still read (and monitored); the
+    # scanner reports the broken extension as malformed_certificate.
     broken = cx509.UnrecognizedExtension(ExtensionOID.CERTIFICATE_POLICIES, b"\x05\x00")
     der = _leaf(lab_ca, [cx509.DNSName("policy.example.com")], broken)
-    with pytest.raises(CertificateParseError):
-        parse_certificate(der)
+    parsed = parse_certificate(der)
+    assert parsed.names == ("policy.example.com",) and parsed.san_dns == ("policy.example.com",)
+    assert parsed.extension_error.startswith("ValueError")
+    assert parse_certificate(_leaf(lab_ca, [cx509.DNSName("fine.example.com")])).extension_error == ""
 
 
-def test_a_malformed_san_is_still_refused(lab_ca: Issuer) -> None:
+def test_a_malformed_san_is_read_as_far_as_it_goes(lab_ca: Issuer) -> None:
     der = _leaf(lab_ca, [cx509.DNSName("ok.example.com")])
-    # Turn the SAN's dNSName into a 3-byte "IP address": cryptography refuses it, and so do we.
+    # Turn the SAN's dNSName into a 3-byte "IP address": cryptography cannot decode the SAN.
     marker = b"\x82\x0eok.example.com"
     assert marker in der
     bad = der.replace(marker, b"\x87\x03abc" + b"\x82\x09x.example", 1)
     assert len(bad) == len(der)
-    with pytest.raises(CertificateParseError):
-        parse_certificate(bad)
+    parsed = parse_certificate(bad)
+    assert parsed.extension_error
+    assert parsed.names == ("x.example",) and parsed.has_san

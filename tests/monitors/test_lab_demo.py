@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from kcproto import tlsprobe
-from lab.__main__ import DOMAIN, scenarios
+from lab.__main__ import host_of, scenarios
 from lab.tls import Lab
 
 
@@ -19,7 +19,7 @@ def test_the_demo_lab_serves_each_scenario() -> None:
                     tlsprobe.probe(
                         e.host,
                         e.port,
-                        sni=f"{label}.{DOMAIN}",
+                        sni=host_of(label),
                         protocol=e.kind if e.kind in ("smtp", "imap") else "tls",
                         allow_private=True,
                         deadline_seconds=1.5,
@@ -32,6 +32,8 @@ def test_the_demo_lab_serves_each_scenario() -> None:
         probes = asyncio.run(probe_all())
     assert probes["silent"].error_code == probes["trickle"].error_code == "timeout"
     assert probes["banner"].error_code == "not_tls"
+    assert probes["anonymous"].error_code == "no_certificate"
     assert probes["legacy"].legacy_versions
+    assert probes["tls10-only"].tls_version == "TLSv1"
     ok = {label for label, p in probes.items() if p.ok and p.chain_der}
-    assert ok == set(endpoints) - {"silent", "trickle", "banner"}
+    assert ok == set(endpoints) - {"silent", "trickle", "banner", "anonymous"}

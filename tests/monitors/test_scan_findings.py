@@ -195,7 +195,10 @@ def test_legacy_tls(lab, lab_name, watch) -> None:
     endpoint = lab.tls(lab.leaf([name]), legacy=True)
     server = watch(name, endpoint.port)
     assert scan(server) == {"legacy_tls"}
-    assert ScanResult.objects.get(server=server, current=True).legacy_tls == ["TLSv1.1"]
+    # Every legacy version accepted, by its name; clients still connect with TLS 1.3: a warning.
+    assert ScanResult.objects.get(server=server, current=True).legacy_tls == ["TLS 1.0", "TLS 1.1"]
+    finding = Finding.objects.get(server=server, code="legacy_tls")
+    assert finding.severity == "warning" and finding.message == "The server also accepts TLS 1.0, TLS 1.1"
     endpoint.serve(lab.leaf([name]))
     assert "legacy_tls" not in scan(server, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=25))
 
@@ -213,12 +216,18 @@ def test_the_legacy_probe_runs_once_a_day_and_its_answer_stands_meanwhile(lab, l
     assert scan(server, now=later) == set()
 
 
-def test_a_malformed_certificate(lab, lab_name, watch) -> None:
+def test_a_certificate_with_a_broken_extension_is_monitored_and_reported(lab, lab_name, watch) -> None:
     name = lab_name("malformed")
     endpoint = lab.tls(lab.leaf([name], broken_extension=True))
     server = watch(name, endpoint.port)
     assert scan(server) == {"malformed_certificate"}
+    # The verifier (and OpenSSL) accept the chain: a warning, and the certificate is watched.
+    finding = Finding.objects.get(server=server, code="malformed_certificate")
+    assert finding.severity == "warning" and "Invalid SCT length" in finding.message
+    result = ScanResult.objects.get(server=server, current=True)
+    assert result.leaf_sha256 and result.not_after is not None and result.trusted is True
     endpoint.serve(lab.leaf([name]))
+    assert scan(server) == {"certificate_changed"}
     assert scan(server) == set()
 
 
