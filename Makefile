@@ -41,6 +41,7 @@ test: dev-venv
 	$(BIN)/python scripts/test_services.py tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 	DEBUG=0 $(BIN)/python scripts/test_services.py run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 # `make test` runs every slow test now; kept as a name for it.
@@ -53,6 +54,7 @@ lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 format: dev-venv
 	$(BIN)/ruff format .
