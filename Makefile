@@ -38,6 +38,7 @@ demo: venv
 test: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 	DEBUG=0 $(BIN)/pytest $(PYTEST_ARGS)
 
 # Every slow test, not a sample.
@@ -51,6 +52,7 @@ lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 format: dev-venv
 	$(BIN)/ruff format .
