@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from certificates import pgstore
 from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
+from kcproto.issuance import lets_encrypt_issued
 from kcproto.names import (
     is_wildcard,
     normalise_name,
@@ -214,17 +215,20 @@ def newest_certificate_for_name(
     return qs.order_by("-not_before", "is_precertificate", "-id").first()
 
 
-def certificate_issuances_count(*, registered_domain: str, since: datetime, until: datetime | None = None) -> int:
-    """Issuances (precertificate and certificate counted once) for a registered domain since `since`."""
+def certificate_issuances_count(
+    *, registered_domain: str, since: datetime, until: datetime | None = None, lets_encrypt_only: bool = False
+) -> int:
+    """Issuances (precertificate and certificate counted once) for a registered domain since `since`.
+
+    With `lets_encrypt_only`, only certificates Let's Encrypt issued (its limits count no others)."""
     names = CertificateName.objects.filter(registered_domain=registered_domain, not_before__gte=since)
     if until is not None:
         names = names.filter(not_before__lt=until)
-    return (
-        Certificate.objects.filter(id__in=names.values("certificate_id"), is_ca=False)
-        .values("issuance_key")
-        .distinct()
-        .count()
-    )
+    issued = Certificate.objects.filter(id__in=names.values("certificate_id"), is_ca=False)
+    if not lets_encrypt_only:
+        return issued.values("issuance_key").distinct().count()
+    rows = issued.values_list("issuance_key", "issuer").distinct()
+    return len({key for key, issuer in rows if lets_encrypt_issued(issuer)})
 
 
 def certificate_duplicates_count(*, names: Iterable[str], since: datetime) -> int:
@@ -248,19 +252,21 @@ def certificate_duplicates_count(*, names: Iterable[str], since: datetime) -> in
     return len({cert_keys[cid] for cid, s in sets.items() if s == wanted})
 
 
-def duplicate_issuances(*, registered_domain: str, since: datetime) -> dict[frozenset[str], int]:
+def duplicate_issuances(
+    *, registered_domain: str, since: datetime, lets_encrypt_only: bool = False
+) -> dict[frozenset[str], int]:
     """Issuances since `since` per exact set of names, for certificates naming `registered_domain`.
 
     Let's Encrypt allows 5 certificates with the same set of names per 7 days; a renewal job
-    that runs too often meets this limit first. Two queries for the whole registered domain."""
-    keys = dict(
-        Certificate.objects.filter(
-            id__in=CertificateName.objects.filter(registered_domain=registered_domain, not_before__gte=since).values(
-                "certificate_id"
-            ),
-            is_ca=False,
-        ).values_list("id", "issuance_key")
-    )
+    that runs too often meets this limit first. Two queries for the whole registered domain.
+    With `lets_encrypt_only`, only certificates Let's Encrypt issued count."""
+    rows = Certificate.objects.filter(
+        id__in=CertificateName.objects.filter(registered_domain=registered_domain, not_before__gte=since).values(
+            "certificate_id"
+        ),
+        is_ca=False,
+    ).values_list("id", "issuance_key", "issuer")
+    keys = {cid: key for cid, key, issuer in rows if not lets_encrypt_only or lets_encrypt_issued(issuer)}
     if not keys:
         return {}
     sets: dict[int, set[str]] = {cid: set() for cid in keys}
@@ -293,10 +299,17 @@ class RateLimitUsage:
 
 
 def rate_limit_usage(*, name: str, now: datetime | None = None) -> RateLimitUsage:
-    """Issuances in the last 7 days for the registered domain of `name` against the limit of 50."""
+    """Let's Encrypt issuances in the last 7 days for the registered domain of `name` against its limit of 50.
+
+    Certificates of other CAs (a company's own CA, a commercial CA) do not count: the limit is
+    Let's Encrypt's alone."""
     now = now or timezone.now()
     domain = registered_domain(normalise_name(name))
-    issued = certificate_issuances_count(registered_domain=domain, since=now - RATE_LIMIT_WINDOW) if domain else 0
+    issued = (
+        certificate_issuances_count(registered_domain=domain, since=now - RATE_LIMIT_WINDOW, lets_encrypt_only=True)
+        if domain
+        else 0
+    )
     return RateLimitUsage(
         registered_domain=domain,
         issued=issued,
