@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -35,8 +36,15 @@ from certificates.models import Certificate, CertificateName, CertificateSource,
 from kcproto.names import is_wildcard, registered_domain, reversed_name
 from kcproto.x509 import ParsedCertificate
 
-if TYPE_CHECKING:
-    from certificates.services import StoreItem
+
+@dataclass(frozen=True)
+class StoreItem:
+    """One certificate to store and where it was seen (`certificates.services.certificates_store_bulk`)."""
+
+    parsed: ParsedCertificate
+    source: str
+    source_ref: str = ""
+
 
 _CERT = Certificate._meta.db_table
 _NAME = CertificateName._meta.db_table

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from certificates import pgstore
 from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
+from certificates.pgstore import StoreItem
 from kcproto.issuance import lets_encrypt_issued
 from kcproto.names import (
     is_wildcard,
@@ -31,15 +32,6 @@ from kcproto.x509 import ParsedCertificate, parse_certificate
 RATE_LIMIT_WINDOW = timedelta(days=7)
 RATE_LIMIT_CERTIFICATES_PER_DOMAIN = 50
 RATE_LIMIT_DUPLICATE_CERTIFICATES = 5
-
-
-@dataclass(frozen=True)
-class StoreItem:
-    """One certificate to store and where it was seen."""
-
-    parsed: ParsedCertificate
-    source: str
-    source_ref: str = ""
 
 
 @dataclass
