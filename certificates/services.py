@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from certificates import pgstore
 from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
+from certificates.pgstore import StoreItem
+from kcproto.issuance import lets_encrypt_issued
 from kcproto.names import (
     is_wildcard,
     normalise_name,
@@ -32,15 +34,6 @@ RATE_LIMIT_CERTIFICATES_PER_DOMAIN = 50
 RATE_LIMIT_DUPLICATE_CERTIFICATES = 5
 
 
-@dataclass(frozen=True)
-class StoreItem:
-    """One certificate to store and where it was seen."""
-
-    parsed: ParsedCertificate
-    source: str
-    source_ref: str = ""
-
-
 @dataclass
 class StoreResult:
     """What a bulk store did: the id of every certificate, and which of them are new."""
@@ -49,8 +42,9 @@ class StoreResult:
     new: list[ParsedCertificate]
 
 
-def _certificate_row(p: ParsedCertificate) -> Certificate:
+def _certificate_row(p: ParsedCertificate, *, ct_logged: bool) -> Certificate:
     return Certificate(
+        ct_logged=ct_logged,
         sha256=p.sha256,
         der=p.der,
         serial=p.serial[:80],
@@ -119,10 +113,13 @@ def _store_portable(items: Sequence[StoreItem], by_sha: dict[str, ParsedCertific
             Certificate.objects.filter(sha256__in=list(by_sha)).values_list("sha256", "id")  # type: ignore[arg-type]
         )
         missing = [p for sha, p in by_sha.items() if sha not in ids]
+        logged = {i.parsed.sha256 for i in items if i.source == SourceKind.CT}
         new: list[ParsedCertificate] = []
         if missing:
             Certificate.objects.bulk_create(
-                [_certificate_row(p) for p in missing], ignore_conflicts=True, batch_size=500
+                [_certificate_row(p, ct_logged=p.sha256 in logged) for p in missing],
+                ignore_conflicts=True,
+                batch_size=500,
             )
             # bulk_create(ignore_conflicts=True) returns no ids: read them back. SQLite serialises
             # writers (IMMEDIATE transactions), so every missing row found now is ours.
@@ -138,6 +135,9 @@ def _store_portable(items: Sequence[StoreItem], by_sha: dict[str, ParsedCertific
             [CertificateSource(certificate_id=c, kind=k, ref=r) for c, k, r in sorted(sources)],
             ignore_conflicts=True,
             batch_size=2000,
+        )
+        Certificate.objects.filter(id__in=[ids[sha] for sha in logged if sha in ids], ct_logged=False).update(
+            ct_logged=True
         )
     return StoreResult(ids=ids, new=new)
 
@@ -207,17 +207,20 @@ def newest_certificate_for_name(
     return qs.order_by("-not_before", "is_precertificate", "-id").first()
 
 
-def certificate_issuances_count(*, registered_domain: str, since: datetime, until: datetime | None = None) -> int:
-    """Issuances (precertificate and certificate counted once) for a registered domain since `since`."""
+def certificate_issuances_count(
+    *, registered_domain: str, since: datetime, until: datetime | None = None, lets_encrypt_only: bool = False
+) -> int:
+    """Issuances (precertificate and certificate counted once) for a registered domain since `since`.
+
+    With `lets_encrypt_only`, only certificates Let's Encrypt issued (its limits count no others)."""
     names = CertificateName.objects.filter(registered_domain=registered_domain, not_before__gte=since)
     if until is not None:
         names = names.filter(not_before__lt=until)
-    return (
-        Certificate.objects.filter(id__in=names.values("certificate_id"), is_ca=False)
-        .values("issuance_key")
-        .distinct()
-        .count()
-    )
+    issued = Certificate.objects.filter(id__in=names.values("certificate_id"), is_ca=False)
+    if not lets_encrypt_only:
+        return issued.values("issuance_key").distinct().count()
+    rows = issued.values_list("issuance_key", "issuer").distinct()
+    return len({key for key, issuer in rows if lets_encrypt_issued(issuer)})
 
 
 def certificate_duplicates_count(*, names: Iterable[str], since: datetime) -> int:
@@ -241,19 +244,21 @@ def certificate_duplicates_count(*, names: Iterable[str], since: datetime) -> in
     return len({cert_keys[cid] for cid, s in sets.items() if s == wanted})
 
 
-def duplicate_issuances(*, registered_domain: str, since: datetime) -> dict[frozenset[str], int]:
+def duplicate_issuances(
+    *, registered_domain: str, since: datetime, lets_encrypt_only: bool = False
+) -> dict[frozenset[str], int]:
     """Issuances since `since` per exact set of names, for certificates naming `registered_domain`.
 
     Let's Encrypt allows 5 certificates with the same set of names per 7 days; a renewal job
-    that runs too often meets this limit first. Two queries for the whole registered domain."""
-    keys = dict(
-        Certificate.objects.filter(
-            id__in=CertificateName.objects.filter(registered_domain=registered_domain, not_before__gte=since).values(
-                "certificate_id"
-            ),
-            is_ca=False,
-        ).values_list("id", "issuance_key")
-    )
+    that runs too often meets this limit first. Two queries for the whole registered domain.
+    With `lets_encrypt_only`, only certificates Let's Encrypt issued count."""
+    rows = Certificate.objects.filter(
+        id__in=CertificateName.objects.filter(registered_domain=registered_domain, not_before__gte=since).values(
+            "certificate_id"
+        ),
+        is_ca=False,
+    ).values_list("id", "issuance_key", "issuer")
+    keys = {cid: key for cid, key, issuer in rows if not lets_encrypt_only or lets_encrypt_issued(issuer)}
     if not keys:
         return {}
     sets: dict[int, set[str]] = {cid: set() for cid in keys}
@@ -286,10 +291,17 @@ class RateLimitUsage:
 
 
 def rate_limit_usage(*, name: str, now: datetime | None = None) -> RateLimitUsage:
-    """Issuances in the last 7 days for the registered domain of `name` against the limit of 50."""
+    """Let's Encrypt issuances in the last 7 days for the registered domain of `name` against its limit of 50.
+
+    Certificates of other CAs (a company's own CA, a commercial CA) do not count: the limit is
+    Let's Encrypt's alone."""
     now = now or timezone.now()
     domain = registered_domain(normalise_name(name))
-    issued = certificate_issuances_count(registered_domain=domain, since=now - RATE_LIMIT_WINDOW) if domain else 0
+    issued = (
+        certificate_issuances_count(registered_domain=domain, since=now - RATE_LIMIT_WINDOW, lets_encrypt_only=True)
+        if domain
+        else 0
+    )
     return RateLimitUsage(
         registered_domain=domain,
         issued=issued,

@@ -1,4 +1,4 @@
-"""URLs of the team's certificate and domain pages."""
+"""URLs of the dashboard and the team's certificate and domain pages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.urls import path, register_converter
 
 from dashboard import certificate_pages as pages
 from dashboard import domain_pages as pages_domains
-from dashboard import policy_pages
+from dashboard import policy_pages, views
 
 
 class Sha256Converter:
@@ -22,6 +22,7 @@ class Sha256Converter:
 register_converter(Sha256Converter, "sha256")
 
 urlpatterns = [
+    path("dashboard/", views.dashboard, name="dashboard"),
     path("certificates/", pages.certificate_list, name="certificate_list"),
     path("certificates/<sha256:sha256>/", pages.certificate_detail, name="certificate_detail"),
     path("certificates/<sha256:sha256>/pem/", pages.certificate_pem, name="certificate_pem"),

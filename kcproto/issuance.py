@@ -49,6 +49,17 @@ _CA_IDENTIFIERS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 
 
+LETS_ENCRYPT = "letsencrypt.org"
+
+
+def lets_encrypt_issued(issuer: str) -> bool:
+    """Whether Let's Encrypt issued under `issuer`: its CAA identity and no other CA's.
+
+    Let's Encrypt's rate limits count only its own certificates. An issuer that answers to
+    several identities (Cloudflare's, which front several CAs) is not Let's Encrypt's."""
+    return caa_identifiers(issuer) == {LETS_ENCRYPT}
+
+
 def caa_identifiers(issuer: str) -> frozenset[str]:
     """The CAA issuer domains that cover certificates from `issuer` (an issuer name as text)."""
     text = issuer.lower()

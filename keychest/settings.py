@@ -35,7 +35,7 @@ SITE_URL = (env_str("SITE_URL") or "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "keychest.admin_apps.KeyChestAdminConfig",  # django.contrib.admin behind allauth + MFA
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -126,6 +126,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "keychest"}}
 
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) and env_str("KEYCHEST_BROKER_PREFIX"):
+    # Several deployments (or parallel test workers) sharing one Redis keep their queues apart.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": env_str("KEYCHEST_BROKER_PREFIX")}
 if not CELERY_BROKER_URL:
     # No broker server: kombu's filesystem transport needs only a folder shared by the
     # web server, the worker and beat, so `make run` works on a bare machine.

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from kcproto import renewal
+from kcproto.names import reversed_name
 from keychest.tenancy import TeamOwnedModel
 from notifications.models import Severity as EventSeverity
+
+if TYPE_CHECKING:
+    from keychest.accounts.models import Team
 
 
 class WatchedDomain(TeamOwnedModel):
@@ -47,6 +52,21 @@ class WatchedDomain(TeamOwnedModel):
 
     def __str__(self) -> str:
         return self.domain
+
+    @classmethod
+    def names_query(cls, team: Team) -> Q | None:
+        """A filter on `CertificateName` (its `reversed_name`) for every name under the team's
+        watched domains; None when the team watches none."""
+        query: Q | None = None
+        for domain, subdomains in (
+            cls.objects.for_team(team).filter(removed_at=None).values_list("domain", "include_subdomains")
+        ):
+            rev = reversed_name(domain)
+            one = Q(reversed_name=rev)
+            if subdomains:
+                one |= Q(reversed_name__startswith=rev + ".")
+            query = one if query is None else query | one
+        return query
 
 
 class IssuancePolicy(TeamOwnedModel):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from kcproto import checks, netguard
 from kcproto.checks import DOWN_CODES, FindingSpec
-from kcproto.issuance import caa_identifiers
+from kcproto.issuance import lets_encrypt_issued
 from kcproto.names import registered_domain
 from kcproto.x509 import ParsedCertificate
 from monitors.models import Finding, ScanResult, Server, TimelineEntry
@@ -234,11 +234,11 @@ def store_checks(
     # The duplicate limit is Let's Encrypt's: only its certificates, each served name set once,
     # and the store asked (once per registered domain and pass) only when one is served.
     notes: list[str] = []
-    served_sets = {frozenset(leaf.all_names) for _, leaf in served if "letsencrypt.org" in caa_identifiers(leaf.issuer)}
+    served_sets = {frozenset(leaf.all_names) for _, leaf in served if lets_encrypt_issued(leaf.issuer)}
     if served_sets and usage.registered_domain:
         if domain not in run.duplicates:
             run.duplicates[domain] = duplicate_issuances(
-                registered_domain=usage.registered_domain, since=now - RATE_LIMIT_WINDOW
+                registered_domain=usage.registered_domain, since=now - RATE_LIMIT_WINDOW, lets_encrypt_only=True
             )
         for names in served_sets:
             issued = run.duplicates[domain].get(names, 0)

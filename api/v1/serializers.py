@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.models import ApiKey, AuditEntry, Scope
+from api.selectors import certificate_sources
 from certificates.models import Certificate
 from keychest.accounts.models import Membership, Role
 from monitors.models import (
@@ -238,11 +239,6 @@ class DiscoveredHostSerializer(serializers.ModelSerializer):
     class Meta:
         model = DiscoveredHost
         fields = ["id", "name", "first_seen_at", "last_seen_at", "watched_at"]
-
-
-def certificate_sources(cert: Certificate) -> list[str]:
-    """How the team came to see it (annotations of `team_certificates`)."""
-    return [k for k in ("scan", "upload", "ct") if getattr(cert, f"from_{k}", False)]
 
 
 class CertificateSerializer(serializers.ModelSerializer):

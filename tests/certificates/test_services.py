@@ -12,12 +12,13 @@ from certificates.services import (
     certificate_store_der,
     certificates_for,
     certificates_store_bulk,
+    duplicate_issuances,
     newest_certificate_for_name,
     rate_limit_usage,
 )
 from kcproto.names import InvalidName
 from kcproto.x509 import CertificateParseError, parse_certificate
-from lab.ctlog.certgen import Issuer, issue
+from lab.ctlog.certgen import Issuer, issue, make_ca
 
 pytestmark = pytest.mark.django_db
 
@@ -137,9 +138,33 @@ def test_issuances_are_counted_per_registered_domain_once_per_issuance(lab_ca: I
     )
     certificate_store_der(der=issue(lab_ca, ["other.co.uk"], not_before=T0).certificate, source=SourceKind.CT)
     assert certificate_issuances_count(registered_domain="example.co.uk", since=now - timedelta(days=7)) == 3
-    usage = rate_limit_usage(name="www.example.co.uk", now=now)
-    assert (usage.registered_domain, usage.issued, usage.limit, usage.remaining) == ("example.co.uk", 3, 50, 47)
     assert rate_limit_usage(name="192.0.2.1", now=now).issued == 0
+
+
+def test_lets_encrypts_rate_limit_counts_only_its_own_certificates(lab_root: Issuer, lab_ca: Issuer) -> None:
+    now = T0 + timedelta(days=3)
+    lets_encrypt = make_ca("Let's Encrypt Lab R11", parent=lab_root)
+    for prefix, ca, count in (("le", lets_encrypt, 2), ("own", lab_ca, 4)):
+        for i in range(count):
+            issuance = issue(ca, [f"{prefix}{i}.example.co.uk"], not_before=T0)
+            certificate_store_der(der=issuance.precertificate, source=SourceKind.CT)
+            certificate_store_der(der=issuance.certificate, source=SourceKind.CT)
+    since = now - timedelta(days=7)
+    assert certificate_issuances_count(registered_domain="example.co.uk", since=since) == 6
+    assert certificate_issuances_count(registered_domain="example.co.uk", since=since, lets_encrypt_only=True) == 2
+    usage = rate_limit_usage(name="www.example.co.uk", now=now)
+    assert (usage.registered_domain, usage.issued, usage.limit, usage.remaining) == ("example.co.uk", 2, 50, 48)
+
+
+def test_lets_encrypts_duplicate_limit_counts_only_its_own_certificates(lab_root: Issuer, lab_ca: Issuer) -> None:
+    lets_encrypt = make_ca("Let's Encrypt Lab R11", parent=lab_root)
+    names = ["d.example.com", "www.d.example.com"]
+    for ca in (lets_encrypt, lets_encrypt, lab_ca, lab_ca, lab_ca):
+        certificate_store_der(der=issue(ca, names, not_before=T0).certificate, source=SourceKind.CT)
+    since = T0 - timedelta(days=1)
+    assert duplicate_issuances(registered_domain="example.com", since=since) == {frozenset(names): 5}
+    only = duplicate_issuances(registered_domain="example.com", since=since, lets_encrypt_only=True)
+    assert only == {frozenset(names): 2}
 
 
 def test_duplicate_certificates_need_exactly_the_same_names(lab_ca: Issuer) -> None:

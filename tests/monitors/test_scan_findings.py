@@ -287,18 +287,35 @@ def test_a_renewed_certificate_that_is_not_deployed(lab, lab_name, watch) -> Non
     assert scan(server) == {"certificate_changed"}
 
 
-def test_rate_limit_risk_from_the_certificate_store(lab, watch, lab_dns) -> None:
+def test_sixty_certificates_from_a_private_ca_give_no_rate_limit_risk(lab, watch, lab_dns) -> None:
+    # Let's Encrypt's weekly limit counts Let's Encrypt's certificates only: a company's own CA
+    # may issue as many as it likes for one registered domain.
+    name = "www.own-ca-keychest.test"
+    lab_dns.set(name, ["127.0.0.1"])
+    endpoint = lab.tls(lab.leaf([name]))
+    server = watch(name, endpoint.port)
+    for i in range(60):
+        certificate_store_der(
+            der=lab.leaf([f"h{i}.own-ca-keychest.test"], not_before=now() - dt.timedelta(hours=1)).der, source="ct"
+        )
+    assert scan(server) == set()
+
+
+def test_fifty_lets_encrypt_certificates_give_rate_limit_risk(lab, watch, lab_dns) -> None:
     name = "www.ratelimited-keychest.test"
     lab_dns.set(name, ["127.0.0.1"])
     endpoint = lab.tls(lab.leaf([name]))
     server = watch(name, endpoint.port)
-    for i in range(45):
+    # A lab CA whose issuer name carries Let's Encrypt's CAA identity.
+    lets_encrypt = CA("Let's Encrypt Lab R11")
+    for i in range(50):
         certificate_store_der(
-            der=lab.leaf([f"h{i}.ratelimited-keychest.test"], not_before=now() - dt.timedelta(hours=1)).der, source="ct"
+            der=lets_encrypt.issue([f"h{i}.ratelimited-keychest.test"], not_before=now() - dt.timedelta(hours=1)).der,
+            source="ct",
         )
     assert scan(server) == {"rate_limit_risk"}
     finding = Finding.objects.get(server=server, code="rate_limit_risk")
-    assert finding.address == "" and "ratelimited-keychest.test" in finding.message
+    assert finding.address == "" and "50 of 50 certificates issued for ratelimited-keychest.test" in finding.message
     # A week later the window has moved on.
     assert scan(server, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=8)) == set()
 
