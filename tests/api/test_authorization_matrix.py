@@ -22,6 +22,8 @@ from lab.ctlog.certgen import issue
 from tests.api.conftest import World, make_world, pem_of
 
 SAFE = {"get", "head", "options"}
+# Per-user (all teams) operations: a key acts for one team, so keys are refused (finding 3).
+SESSION_ONLY = {"v1_exports_calendar_url_retrieve"}
 ACTORS = ["anonymous", "revoked_key", "charlie", "bob_viewer", "read_key", "alice"]
 
 
@@ -152,6 +154,8 @@ def expected(actor: str, path: str, method: str, op: str) -> set[int]:
             return {404}
         # Charlie acts on his own team B: reads answer, writes succeed there.
         return ok
+    if actor == "read_key" and op in SESSION_ONLY:
+        return {403}
     if actor in ("bob_viewer", "read_key"):
         return {403} if unsafe else ok
     # alice: owner of team A, everything works.
