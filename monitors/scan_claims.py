@@ -82,7 +82,8 @@ class ScanClaim:
 
         With a token (beat's claim): the servers still held under it, and free servers that are
         due (their claim ran out, nobody took them yet). Without one (`manage.py scan`, a first
-        scan, "scan now"): every free server. Servers another live claim holds are left alone.
+        scan, "scan now"): every free server. Servers another live claim holds, and servers a team
+        agent scans, are left alone.
         """
         now = now or timezone.now()
         lease = lease or claim_lease()
@@ -91,7 +92,8 @@ class ScanClaim:
         until = now + lease
         with transaction.atomic():
             taken = list(
-                Server.objects.filter(pk__in=list(server_ids), removed_at=None)
+                # A server a team agent scans is never taken by the SaaS's workers (agents/).
+                Server.objects.filter(pk__in=list(server_ids), removed_at=None, agent=None)
                 .filter(ours)
                 .select_for_update(skip_locked=True)
                 .values_list("pk", flat=True)

@@ -23,7 +23,7 @@ from kcproto.targets import (
     parse_target,
 )
 from keychest.sqlrows import insert_or_find
-from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle
+from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle, WatchedDomain
 from monitors.scan_claims import scans_queue_after_commit
 
 if TYPE_CHECKING:
@@ -60,6 +60,19 @@ def _fraction(value: float | None, name: str) -> float | None:
     if not 0 < number < 1:
         raise InvalidTarget(f"{name} must be a fraction between 0 and 1")
     return number
+
+
+def domain_agent_id(*, team: Team, host: str) -> int | None:
+    """The agent of the closest watched domain above `host` that is assigned to one: servers under
+    it are scanned by that agent from the moment they are enrolled, never by the SaaS."""
+    candidates = {host, *(host.split(".", i)[-1] for i in range(1, host.count(".") + 1))}
+    found = (
+        WatchedDomain.objects.for_team(team)
+        .filter(removed_at=None, agent__isnull=False, domain__in=candidates)
+        .values_list("domain", "agent_id")
+    )
+    by_length = sorted(found, key=lambda row: len(row[0]), reverse=True)
+    return by_length[0][1] if by_length else None
 
 
 def server_enrol(
@@ -136,7 +149,13 @@ def server_enrol(
             outcome = (False, None)  # a concurrent enrolment of the same target won the race
     if outcome is not None and not outcome[0]:
         raise AlreadyWatched(outcome[1] or watched().get())
-    if scan_soon:
+    # Only a new row asks (enrolling again stays one statement). The first scan is queued on
+    # commit, after this update; a server an agent scans is not queued (and not taken by a batch).
+    agent_id = domain_agent_id(team=team, host=name)
+    if agent_id is not None:
+        Server.objects.filter(pk=server.pk).update(agent_id=agent_id)
+        server.agent_id = agent_id
+    elif scan_soon:
         scans_queue_after_commit([server.pk])
     return server
 
@@ -185,7 +204,7 @@ def servers_enrol_bulk(
             result.existing.append(exc.server)
         else:
             result.created.append(server)
-    scans_queue_after_commit([server.pk for server in result.created])
+    scans_queue_after_commit([server.pk for server in result.created if server.agent_id is None])
     return result
 
 
