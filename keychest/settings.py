@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "dashboard",
     "certificates",
     "monitors",
+    "agents",
     "notifications",
     "api",
     "health",
@@ -242,6 +243,8 @@ KEYCHEST_ARI_DIRECTORIES = env_list("KEYCHEST_ARI_DIRECTORIES", [])
 KEYCHEST_ARI_TIMEOUT = env_int("KEYCHEST_ARI_TIMEOUT", 10, minimum=1, maximum=60)
 CELERY_BEAT_SCHEDULE["monitors-ari-refresh"] = {"task": "monitors.tasks.ari_refresh_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["monitors-caa-refresh"] = {"task": "monitors.tasks.caa_refresh_task", "schedule": 600.0}
+# Scanning agents (agents/, docs/agent.md): `agent_silent` when one is silent for 2x its cadence.
+CELERY_BEAT_SCHEDULE["agents-silent-check"] = {"task": "agents.tasks.agents_silent_check_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["monitors-spotchecks-purge"] = {"task": "monitors.tasks.spotchecks_purge", "schedule": 86400.0}
 # Domain registration expiry (monitors/registrations.py, docs/domains.md): IANA RDAP bootstrap
 # (dns.json format; a path or an http(s) URL; empty = the snapshot in monitors/data/).

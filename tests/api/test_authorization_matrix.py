@@ -63,6 +63,9 @@ def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
         "v1_api_keys_create": {"name": "k", "scopes": ["read"]},
         "v1_members_invite_create": {"email": "newcomer@example.org", "role": "viewer"},
         "v1_issuance_policy_update": {"allowed_issuers": ["letsencrypt.org"], "known_keys": [], "check_caa": True},
+        "v1_agents_create": {"name": "dc1"},
+        "v1_agents_assign_create": {"servers": [str(world.server.uuid)]},
+        "v1_agents_unassign_create": {"servers": [str(world.server.uuid)]},
         "v1.0_servers_add_create": {"domain": "enrol.example.com"},
         "v1.0_certificate_add_create": {"certificate": pem_of(issue(issuer, ["enrol.example.com"]).certificate)},
     }
@@ -76,6 +79,7 @@ def _fill(path: str, world: World) -> str:
         "events": str(world.event.uuid),
         "channels": str(world.channel.uuid),
         "api-keys": str(world.key.uuid),
+        "agents": str(world.agent.uuid),  # type: ignore[attr-defined]
     }
 
     def one(match: re.Match[str]) -> str:
