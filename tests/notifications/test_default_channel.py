@@ -25,7 +25,7 @@ from notifications.services import (
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
-migration = importlib.import_module("notifications.migrations.0006_default_email_channel")
+migration = importlib.import_module("notifications.migrations.0007_default_email_channel")
 
 
 def test_a_new_team_emails_every_member_from_the_start(smtp) -> None:

@@ -33,7 +33,7 @@ def add_default_channels(apps, schema_editor) -> None:  # type: ignore[no-untype
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0001_initial"),
-        ("notifications", "0005_channel_apprise"),
+        ("notifications", "0006_alter_event_kind"),
     ]
 
     # Reversing keeps the channels: they may have deliveries by then, and a channel is data.
