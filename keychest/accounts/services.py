@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +17,17 @@ from keychest.accounts.models import Invitation, Membership, Role, Team, User, r
 
 INVITATION_SALT = "keychest.accounts.invitation"
 
+# What the apps above this platform layer set up for every new team (the notifications app adds
+# its "email every member" channel), run inside team_create's transaction. Apps register in
+# their AppConfig.ready(); the platform never imports them.
+TEAM_SETUP: list[Callable[..., object]] = []
+
+
+def team_setup_register(setup: Callable[..., object]) -> None:
+    """`setup(team=...)` runs for every team created from now on."""
+    if setup not in TEAM_SETUP:
+        TEAM_SETUP.append(setup)
+
 
 def team_create(*, name: str, owner: User, is_personal: bool = False) -> Team:
     name = name.strip()
@@ -24,6 +36,8 @@ def team_create(*, name: str, owner: User, is_personal: bool = False) -> Team:
     with transaction.atomic():
         team = Team.objects.create(name=name[:100], is_personal=is_personal)
         Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+        for setup in TEAM_SETUP:
+            setup(team=team)
     return team
 
 
