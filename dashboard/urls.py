@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from dashboard import agent_pages
+from dashboard import agent_pages, policy_pages, views
 from dashboard import certificate_pages as pages
 from dashboard import domain_pages as pages_domains
-from dashboard import policy_pages, views
 
 
 class Sha256Converter:
