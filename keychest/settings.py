@@ -249,7 +249,10 @@ KEYCHEST_SCAN_LEGACY_INTERVAL = env_int("KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 36
 # on the legacy cadence, on new addresses, and on every scan of addresses that have one.
 KEYCHEST_SCAN_ALTERNATE_KEY = env_bool("KEYCHEST_SCAN_ALTERNATE_KEY", True)
 KEYCHEST_SPOTCHECK_RATE = env_int("KEYCHEST_SPOTCHECK_RATE", 10, minimum=1)
-CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": 60.0}
+# Beat's pass over due servers (seconds): with the claim lease, the bound on rescanning a killed
+# worker's batch (docs/reliability.md).
+KEYCHEST_SCAN_DUE_SECONDS = env_float("KEYCHEST_SCAN_DUE_SECONDS", 60.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": KEYCHEST_SCAN_DUE_SECONDS}
 # ACME Renewal Information (certificates/ari.py): extra or replaced ACME directories as
 # "<CAA identifier or issuer-name text>=<directory URL>" (an empty URL switches one off).
 KEYCHEST_ARI_DIRECTORIES = env_list("KEYCHEST_ARI_DIRECTORIES", [])
