@@ -150,12 +150,14 @@ class World:
     key: object
     certificate_sha256: str
     uploaded_sha256: str
+    ct_sha256: str  # read from a CT log, names the discovered host
 
 
 def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     from django.utils import timezone
 
     from api.enrolment import certificate_upload
+    from certificates.services import certificate_store_der
     from lab.ctlog.certgen import issue
     from monitors.models import DiscoveredHost, Finding, Server, TimelineEntry, WatchedDomain
     from notifications.events import event_record
@@ -182,6 +184,8 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
         team=team, server=server, address="192.0.2.1", kind="certificate_changed", summary="new certificate", at=now
     )
     watched = WatchedDomain.objects.create(team=team, domain=domain, added_by=user)
+    # The discovered host comes from a certificate read from a CT log.
+    logged = certificate_store_der(der=issue(issuer, [f"api.{domain}"]).certificate, source="ct", source_ref="log:1")
     host = DiscoveredHost.objects.create(
         team=team, watched_domain=watched, name=f"api.{domain}", first_seen_at=now, last_seen_at=now
     )
@@ -190,7 +194,18 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     key = apikey_create(team=team, user=user, name="world key", scopes=["read"]).api_key
     uploaded = certificate_upload(team=team, der=issue(issuer, [f"upload.{domain}"]).certificate, user=user).certificate
     return World(
-        server, result, finding, timeline, watched, host, event, channel, key, result.leaf_sha256, uploaded.sha256
+        server,
+        result,
+        finding,
+        timeline,
+        watched,
+        host,
+        event,
+        channel,
+        key,
+        result.leaf_sha256,
+        uploaded.sha256,
+        logged.sha256,
     )
 
 
