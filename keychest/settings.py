@@ -409,6 +409,9 @@ KEYCHEST_CLAIM_UNCONFIRMED_KEYS_PER_USER = env_int("KEYCHEST_CLAIM_UNCONFIRMED_K
 KEYCHEST_CLAIM_EMAILS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_CLAIM_EMAILS_PER_ADDRESS_PER_DAY", 10, minimum=0)
 KEYCHEST_CLAIM_GLOBAL_PER_HOUR = env_int("KEYCHEST_CLAIM_GLOBAL_PER_HOUR", 1000, minimum=0)
 # Claims one client IP may make per hour (refused ones included), before the global cap counts them.
+# What one person's unconfirmed (claimed, not yet confirmed) keys may hold together.
+KEYCHEST_UNCONFIRMED_MAX_ITEMS = env_int("KEYCHEST_UNCONFIRMED_MAX_ITEMS", 100, minimum=1)
+KEYCHEST_UNCONFIRMED_MAX_BYTES = env_int("KEYCHEST_UNCONFIRMED_MAX_BYTES", 1024 * 1024, minimum=65536)
 KEYCHEST_CLAIM_PER_IP_PER_HOUR = env_int("KEYCHEST_CLAIM_PER_IP_PER_HOUR", 30, minimum=0)
 # Requests per minute through the API, per key (or signed-in user) and per client address.
 KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)
