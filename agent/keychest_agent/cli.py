@@ -115,12 +115,14 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
     return int(work.get("cadence") or 300)
 
 
-def run(state: State, options: ScanOptions, *, once: bool = False, max_sleep: float | None = None) -> int:
+def run(
+    state: State, options: ScanOptions, *, once: bool = False, max_sleep: float | None = None, attempts: int = 5
+) -> int:
     data = state.load()
     if data is None:
         logger.error("not enrolled: run `keychest-agent enrol --server URL --token TOKEN` first")
         return EXIT_NOT_ENROLLED
-    client = Client(server=data["server"], key=data["key"], ca_file=data.get("ca_file", ""))
+    client = Client(server=data["server"], key=data["key"], ca_file=data.get("ca_file", ""), attempts=attempts)
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
@@ -182,6 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--deadline", type=float, default=float(env("KEYCHEST_AGENT_DEADLINE") or 10.0))
     run_cmd.add_argument("--concurrency", type=int, default=int(env("KEYCHEST_AGENT_CONCURRENCY") or 50))
     run_cmd.add_argument(
+        "--attempts",
+        type=int,
+        default=int(env("KEYCHEST_AGENT_ATTEMPTS") or 5),
+        help="tries per request (exponential back-off between them)",
+    )
+    run_cmd.add_argument(
         "--max-sleep", type=float, default=None, help="cap the pause between passes (seconds; for tests)"
     )
     return parser
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency,
             nameservers=tuple(netguard.parse_nameservers(args.nameserver)),
         )
-        return run(state, options, once=args.once, max_sleep=args.max_sleep)
+        return run(state, options, once=args.once, max_sleep=args.max_sleep, attempts=max(1, args.attempts))
     except Refused as exc:
         logger.error("%s", exc)
         return 2
