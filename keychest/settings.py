@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "dashboard",
     "certificates",
     "monitors",
+    "agents",
     "notifications",
     "api",
     "health",
@@ -242,6 +243,8 @@ KEYCHEST_ARI_DIRECTORIES = env_list("KEYCHEST_ARI_DIRECTORIES", [])
 KEYCHEST_ARI_TIMEOUT = env_int("KEYCHEST_ARI_TIMEOUT", 10, minimum=1, maximum=60)
 CELERY_BEAT_SCHEDULE["monitors-ari-refresh"] = {"task": "monitors.tasks.ari_refresh_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["monitors-caa-refresh"] = {"task": "monitors.tasks.caa_refresh_task", "schedule": 600.0}
+# Scanning agents (agents/, docs/agent.md): `agent_silent` when one is silent for 2x its cadence.
+CELERY_BEAT_SCHEDULE["agents-silent-check"] = {"task": "agents.tasks.agents_silent_check_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["monitors-spotchecks-purge"] = {"task": "monitors.tasks.spotchecks_purge", "schedule": 86400.0}
 # Domain registration expiry (monitors/registrations.py, docs/domains.md): IANA RDAP bootstrap
 # (dns.json format; a path or an http(s) URL; empty = the snapshot in monitors/data/).
@@ -405,6 +408,8 @@ KEYCHEST_CLAIM_ACCOUNTS_PER_IP_PER_DAY = env_int("KEYCHEST_CLAIM_ACCOUNTS_PER_IP
 KEYCHEST_CLAIM_UNCONFIRMED_KEYS_PER_USER = env_int("KEYCHEST_CLAIM_UNCONFIRMED_KEYS_PER_USER", 100, minimum=0)
 KEYCHEST_CLAIM_EMAILS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_CLAIM_EMAILS_PER_ADDRESS_PER_DAY", 10, minimum=0)
 KEYCHEST_CLAIM_GLOBAL_PER_HOUR = env_int("KEYCHEST_CLAIM_GLOBAL_PER_HOUR", 1000, minimum=0)
+# Claims one client IP may make per hour (refused ones included), before the global cap counts them.
+KEYCHEST_CLAIM_PER_IP_PER_HOUR = env_int("KEYCHEST_CLAIM_PER_IP_PER_HOUR", 30, minimum=0)
 # Requests per minute through the API, per key (or signed-in user) and per client address.
 KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)
 KEYCHEST_API_RATE_PER_IP = env_int("KEYCHEST_API_RATE_PER_IP", 1200, minimum=1)

@@ -367,6 +367,17 @@ def scan_servers(
     return summary
 
 
+def scan_store(servers: Sequence[Server], observed: dict[int, Observed], *, now: datetime) -> ScanSummary:
+    """Judge and store observations made elsewhere (a team agent's report) through the same path as
+    a scan of our own: the chain is validated and the findings derived here, never taken on trust."""
+    started = time.monotonic()
+    summary = ScanSummary(servers=len(servers))
+    if servers:
+        _store(servers, observed, now, summary)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
 def _store(servers: Sequence[Server], observed: dict[int, Observed], now: datetime, summary: ScanSummary) -> None:
     run = ScanPass(servers, now)
     ids = [s.pk for s in servers]
@@ -569,7 +580,8 @@ def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: t
     now = now or timezone.now()
     with transaction.atomic():
         due = (
-            Server.objects.filter(removed_at=None, paused=False, next_scan_at__lte=now)
+            # A server assigned to a team agent is scanned by that agent only (agents/).
+            Server.objects.filter(removed_at=None, paused=False, agent=None, next_scan_at__lte=now)
             .filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
             .order_by("next_scan_at")
             .select_for_update(skip_locked=True)
@@ -584,6 +596,9 @@ def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: t
 
 
 def scan_server_ids(ids: Sequence[int], *, config: ScanConfig | None = None, force_dns: bool = False) -> ScanSummary:
-    """Scan the servers with these ids that are still watched (removed or paused ones are skipped)."""
-    servers = list(Server.objects.filter(pk__in=list(ids), removed_at=None).select_related("ca_bundle").order_by("pk"))
+    """Scan the servers with these ids that are still watched (removed or paused ones are skipped),
+    except those a team agent scans: the SaaS never connects to them."""
+    servers = list(
+        Server.objects.filter(pk__in=list(ids), removed_at=None, agent=None).select_related("ca_bundle").order_by("pk")
+    )
     return scan_servers(servers, config=config, force_dns=force_dns)

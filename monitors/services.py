@@ -23,7 +23,7 @@ from kcproto.targets import (
     parse_target,
 )
 from keychest.sqlrows import insert_or_find
-from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle
+from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle, WatchedDomain
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User
@@ -59,6 +59,19 @@ def _fraction(value: float | None, name: str) -> float | None:
     if not 0 < number < 1:
         raise InvalidTarget(f"{name} must be a fraction between 0 and 1")
     return number
+
+
+def domain_agent_id(*, team: Team, host: str) -> int | None:
+    """The agent of the closest watched domain above `host` that is assigned to one: servers under
+    it are scanned by that agent from the moment they are enrolled, never by the SaaS."""
+    candidates = {host, *(host.split(".", i)[-1] for i in range(1, host.count(".") + 1))}
+    found = (
+        WatchedDomain.objects.for_team(team)
+        .filter(removed_at=None, agent__isnull=False, domain__in=candidates)
+        .values_list("domain", "agent_id")
+    )
+    by_length = sorted(found, key=lambda row: len(row[0]), reverse=True)
+    return by_length[0][1] if by_length else None
 
 
 def server_enrol(
@@ -133,6 +146,12 @@ def server_enrol(
             outcome = (False, None)  # a concurrent enrolment of the same target won the race
     if outcome is not None and not outcome[0]:
         raise AlreadyWatched(outcome[1] or watched().get())
+    # Only a new row asks (enrolling again stays one statement). The SaaS scheduler reads a new
+    # server a minute later at the earliest, long after this update.
+    agent_id = domain_agent_id(team=team, host=name)
+    if agent_id is not None:
+        Server.objects.filter(pk=server.pk).update(agent_id=agent_id)
+        server.agent_id = agent_id
     return server
 
 

@@ -116,6 +116,15 @@ def channel_create(
     return channel
 
 
+DEFAULT_CHANNEL_NAME = "Email every member"
+
+
+def channel_default_create(*, team: Team) -> Channel:
+    """The channel every new team starts with: an email to every member, every alert kind
+    (each member's own preferences then choose kinds and immediate or daily)."""
+    return channel_create(team=team, kind=ChannelKind.EMAIL, name=DEFAULT_CHANNEL_NAME, email_all_members=True)
+
+
 def channel_delete(*, channel: Channel) -> None:
     """Soft delete: deliveries and attempts keep pointing at it; nothing more is sent."""
     Channel.objects.filter(pk=channel.pk).update(deleted_at=timezone.now(), enabled=False)
@@ -356,6 +365,19 @@ def deliveries_send_due(*, now: datetime | None = None) -> dict[str, int]:
 
 
 # --- per-user preferences -------------------------------------------------------------------
+def alert_email_reach(*, user: User) -> list[tuple[Team, list[Channel]]]:
+    """Per team of the user: the enabled email channels that would mail them. An empty list is
+    a team whose alerts never reach this user by email (the preferences page says so)."""
+    memberships = list(Membership.objects.filter(user=user).select_related("team").order_by("team__name", "id"))
+    channels = Channel.objects.filter(
+        team_id__in=[m.team_id for m in memberships], kind=ChannelKind.EMAIL, enabled=True, deleted_at=None
+    ).filter(Q(email_all_members=True) | Q(email_members=user))
+    by_team: dict[int, list[Channel]] = defaultdict(list)
+    for channel in channels.distinct().order_by("name", "id"):
+        by_team[channel.team_id].append(channel)
+    return [(m.team, by_team[m.team_id]) for m in memberships]
+
+
 def preferences_for(*, user: User) -> NotificationPreferences:
     prefs, _ = NotificationPreferences.objects.get_or_create(user=user)
     return prefs
