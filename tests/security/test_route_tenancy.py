@@ -26,6 +26,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.test import APIClient
 
+from agents.services import agent_create
 from api.models import Scope
 from api.services import apikey_create
 from keychest.accounts.models import Membership, Team, User
@@ -64,6 +65,7 @@ class Things:
     key: Any
     invitation: Any
     membership: Membership
+    agent: Any
     certificate_sha256: str
     api: APIClient  # the team owner's full key, for the routes that take keys only
 
@@ -110,6 +112,8 @@ ROUTES: dict[str, dict[str, Any]] = {
     "api/v1/channels/<id>/": {"id": "channel"},
     "api/v1/channels/<id>/test/": {"id": "channel"},
     "api/v1/api-keys/<id>/": {"id": "key"},
+    "api/v1/agents/<id>/": {"id": "agent"},
+    "api/v1/agents/<id>/assign/": {"id": "agent"},
     # /api/v1.0 (keys only): a host name team A watches
     "api/v1.0/servers/expiration/<domain>": {"domain": "server.host", "key": True},
 }
@@ -180,6 +184,7 @@ def _things(team: Team, user: User, issuer: Any, *, domain: str, member: User) -
         key=world.key,
         invitation=invitation_create(team=team, by=user, email=f"invitee@{domain}"),
         membership=Membership.objects.get(team=team, user=member),
+        agent=agent_create(team=team, name=f"agent {domain}")[0],
         certificate_sha256=world.certificate_sha256,
         api=api,
     )
