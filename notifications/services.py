@@ -66,7 +66,10 @@ def enqueue_after_commit(task: Any, *args: Any, countdown: float | None = None, 
 
     def _send() -> None:
         try:
-            task.apply_async(args=args, countdown=countdown, retry=False)
+            # Capped below the broker's visibility timeout (a longer wait would be handed out
+            # twice); a task that runs early finds its row not yet due, and the sweep sends it.
+            wait = None if countdown is None else min(countdown, settings.KEYCHEST_MAX_COUNTDOWN)
+            task.apply_async(args=args, countdown=wait, retry=False)
         except Exception:  # the sweep delivers what the queue could not
             log.warning("could not enqueue %s; the periodic sweep will pick it up", task.name, exc_info=True)
 
