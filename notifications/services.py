@@ -66,7 +66,10 @@ def enqueue_after_commit(task: Any, *args: Any, countdown: float | None = None, 
 
     def _send() -> None:
         try:
-            task.apply_async(args=args, countdown=countdown, retry=False)
+            # Capped below the broker's visibility timeout (a longer wait would be handed out
+            # twice); a task that runs early finds its row not yet due, and the sweep sends it.
+            wait = None if countdown is None else min(countdown, settings.KEYCHEST_MAX_COUNTDOWN)
+            task.apply_async(args=args, countdown=wait, retry=False)
         except Exception:  # the sweep delivers what the queue could not
             log.warning("could not enqueue %s; the periodic sweep will pick it up", task.name, exc_info=True)
 
@@ -114,6 +117,15 @@ def channel_create(
         if members:
             channel.email_members.set(members)
     return channel
+
+
+DEFAULT_CHANNEL_NAME = "Email every member"
+
+
+def channel_default_create(*, team: Team) -> Channel:
+    """The channel every new team starts with: an email to every member, every alert kind
+    (each member's own preferences then choose kinds and immediate or daily)."""
+    return channel_create(team=team, kind=ChannelKind.EMAIL, name=DEFAULT_CHANNEL_NAME, email_all_members=True)
 
 
 def channel_delete(*, channel: Channel) -> None:
@@ -178,8 +190,25 @@ def channel_disabled_notify_owners(*, channel_id: int) -> None:
         emails.channel_disabled(to=owners, channel=channel, reason=channel.disabled_reason)
 
 
+class ChannelRateLimited(Exception):
+    """The channel sent as many messages this hour as its rate limit allows."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"this channel's rate limit is spent; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+def _channel_limit(channel: Channel) -> ratelimit.Limit:
+    return ratelimit.Limit("notify-channel", channel.rate_limit_per_hour, 3600)
+
+
 def channel_send_test(*, channel: Channel) -> Delivery:
-    """A test delivery with no events, sent right away through the normal path."""
+    """A test delivery with no events, sent right away through the normal path. It counts
+    against the channel's rate limit like any message (security finding 7: test sends relayed
+    spam); raises ChannelRateLimited when the limit is spent."""
+    verdict = ratelimit.hit(_channel_limit(channel), str(channel.uuid))
+    if not verdict.allowed:
+        raise ChannelRateLimited(verdict.retry_after)
     with transaction.atomic():
         delivery = Delivery.objects.create(
             team_id=channel.team_id, channel=channel, is_test=True, collecting=False, send_after=timezone.now()
@@ -268,9 +297,8 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> str:
         )
         return "channel-disabled"
     if not delivery.is_test:
-        verdict = ratelimit.hit(
-            ratelimit.Limit("notify-channel", channel.rate_limit_per_hour, 3600), str(channel.uuid), now=now.timestamp()
-        )
+        # (A test send was counted when it was asked for.)
+        verdict = ratelimit.hit(_channel_limit(channel), str(channel.uuid), now=now.timestamp())
         if not verdict.allowed:
             # Not an attempt: give the claim back and wait for the next window.
             Delivery.objects.filter(pk=delivery.pk).update(
@@ -356,6 +384,19 @@ def deliveries_send_due(*, now: datetime | None = None) -> dict[str, int]:
 
 
 # --- per-user preferences -------------------------------------------------------------------
+def alert_email_reach(*, user: User) -> list[tuple[Team, list[Channel]]]:
+    """Per team of the user: the enabled email channels that would mail them. An empty list is
+    a team whose alerts never reach this user by email (the preferences page says so)."""
+    memberships = list(Membership.objects.filter(user=user).select_related("team").order_by("team__name", "id"))
+    channels = Channel.objects.filter(
+        team_id__in=[m.team_id for m in memberships], kind=ChannelKind.EMAIL, enabled=True, deleted_at=None
+    ).filter(Q(email_all_members=True) | Q(email_members=user))
+    by_team: dict[int, list[Channel]] = defaultdict(list)
+    for channel in channels.distinct().order_by("name", "id"):
+        by_team[channel.team_id].append(channel)
+    return [(m.team, by_team[m.team_id]) for m in memberships]
+
+
 def preferences_for(*, user: User) -> NotificationPreferences:
     prefs, _ = NotificationPreferences.objects.get_or_create(user=user)
     return prefs

@@ -151,11 +151,13 @@ class World:
     certificate_sha256: str
     uploaded_sha256: str
     ct_sha256: str  # read from a CT log, names the discovered host
+    agent: object = None
 
 
 def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     from django.utils import timezone
 
+    from agents.services import agent_create
     from api.enrolment import certificate_upload
     from certificates.services import certificate_store_der
     from lab.ctlog.certgen import issue
@@ -193,6 +195,7 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     channel = channel_create(team=team, kind="webhook", name="hook", url="https://hooks.example.com/x")
     key = apikey_create(team=team, user=user, name="world key", scopes=["read"]).api_key
     uploaded = certificate_upload(team=team, der=issue(issuer, [f"upload.{domain}"]).certificate, user=user).certificate
+    agent, _token = agent_create(team=team, name="world agent")
     return World(
         server,
         result,
@@ -206,6 +209,7 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
         result.leaf_sha256,
         uploaded.sha256,
         logged.sha256,
+        agent,
     )
 
 
