@@ -28,6 +28,9 @@ class EventKind(models.TextChoices):
     IPS_DISAGREE = "ips_disagree", "Addresses serve different certificates"
     HOST_DISCOVERED = "host_discovered", "New host discovered (CT)"
     DOMAIN_EXPIRING = "domain_expiring", "Domain registration expiring"
+    AGENT_SILENT = "agent_silent", "Scanning agent silent"
+    SERVICE_FOUND = "service_found", "New TLS service found in an IP range"
+    SERVICE_VANISHED = "service_vanished", "TLS service vanished from an IP range"
 
 
 class Severity(models.TextChoices):

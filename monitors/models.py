@@ -39,6 +39,8 @@ class WatchedDomain(TeamOwnedModel):
     caa_issuewild = models.JSONField(null=True, blank=True)  # None: no issuewild property
     caa_checked_at = models.DateTimeField(null=True, blank=True)
     caa_error = models.CharField(max_length=200, blank=True)
+    # Servers enrolled under this domain are scanned by this team agent (agents/).
+    agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="domains")
 
     class Meta:
         constraints = [
@@ -175,6 +177,8 @@ class Server(TeamOwnedModel):
     removed_at = models.DateTimeField(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
     ca_bundle = models.ForeignKey(TeamCABundle, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Scanned by this team agent inside the team's network, never by the SaaS itself (agents/).
+    agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="servers")
     # Per-server overrides of the renewal thresholds; None falls back to the team, then 1/3, 1/6.
     due_fraction = models.FloatField(null=True, blank=True)
     overdue_fraction = models.FloatField(null=True, blank=True)

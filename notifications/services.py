@@ -71,7 +71,10 @@ def task_send(name: str, *args: Any, countdown: float | None = None) -> None:
     because the state lives in the database, not in the queue.
     """
     try:
-        current_app.signature(name, args=args).apply_async(countdown=countdown, retry=False)
+        # Capped below the broker's visibility timeout (a longer wait would be handed out
+        # twice); a task that runs early finds its row not yet due, and the sweep sends it.
+        wait = None if countdown is None else min(countdown, settings.KEYCHEST_MAX_COUNTDOWN)
+        current_app.signature(name, args=args).apply_async(countdown=wait, retry=False)
     except Exception:  # the sweep delivers what the queue could not
         log.warning("could not enqueue %s; the periodic sweep will pick it up", name, exc_info=True)
 
@@ -125,6 +128,15 @@ def channel_create(
         if members:
             channel.email_members.set(members)
     return channel
+
+
+DEFAULT_CHANNEL_NAME = "Email every member"
+
+
+def channel_default_create(*, team: Team) -> Channel:
+    """The channel every new team starts with: an email to every member, every alert kind
+    (each member's own preferences then choose kinds and immediate or daily)."""
+    return channel_create(team=team, kind=ChannelKind.EMAIL, name=DEFAULT_CHANNEL_NAME, email_all_members=True)
 
 
 def channel_delete(*, channel: Channel) -> None:
@@ -357,6 +369,19 @@ def deliveries_send_due(*, now: datetime | None = None) -> dict[str, int]:
 
 
 # --- per-user preferences -------------------------------------------------------------------
+def alert_email_reach(*, user: User) -> list[tuple[Team, list[Channel]]]:
+    """Per team of the user: the enabled email channels that would mail them. An empty list is
+    a team whose alerts never reach this user by email (the preferences page says so)."""
+    memberships = list(Membership.objects.filter(user=user).select_related("team").order_by("team__name", "id"))
+    channels = Channel.objects.filter(
+        team_id__in=[m.team_id for m in memberships], kind=ChannelKind.EMAIL, enabled=True, deleted_at=None
+    ).filter(Q(email_all_members=True) | Q(email_members=user))
+    by_team: dict[int, list[Channel]] = defaultdict(list)
+    for channel in channels.distinct().order_by("name", "id"):
+        by_team[channel.team_id].append(channel)
+    return [(m.team, by_team[m.team_id]) for m in memberships]
+
+
 def preferences_for(*, user: User) -> NotificationPreferences:
     prefs, _ = NotificationPreferences.objects.get_or_create(user=user)
     return prefs

@@ -42,7 +42,7 @@ def deliveries_send_due_task() -> dict[str, int]:
     ignore_result=True,
     autoretry_for=(OSError,),
     retry_backoff=60,
-    retry_backoff_max=3600,
+    retry_backoff_max=600,  # within KEYCHEST_MAX_COUNTDOWN (the broker visibility timeout)
     max_retries=30,
 )
 def channel_disabled_email_task(channel_id: int) -> None:

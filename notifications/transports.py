@@ -169,7 +169,10 @@ class EmailTransport(Transport):
 
     kind = ChannelKind.EMAIL
 
-    def recipients(self, channel: Channel, events: Sequence[Event]) -> dict[str, Recipient]:
+    def recipients(self, channel: Channel, events: Sequence[Event], *, test: bool = False) -> dict[str, Recipient]:
+        """Who gets this message. A test reaches every member of the channel whatever their kinds
+        and digest mode (it checks the channel, not their filters); only members who switched
+        alert emails off (their one-click unsubscribe) are left out."""
         chosen: dict[str, Recipient] = {}
         members = (
             channel.team.memberships.select_related("user")
@@ -180,6 +183,10 @@ class EmailTransport(Transport):
         prefs = {p.user_id: p for p in NotificationPreferences.objects.filter(user__in=users)}
         for user in users:
             pref = prefs.get(user.pk)
+            if test:
+                if pref is None or pref.digest_mode != DigestMode.OFF:
+                    chosen.setdefault(user.notification_address().lower(), Recipient([], user))
+                continue
             if pref is not None and pref.digest_mode != DigestMode.IMMEDIATE:
                 continue  # the daily digest carries these, or the user wants no alert emails
             wanted = [e for e in events if pref is None or pref.wants(e.alert_kind)]
@@ -190,9 +197,13 @@ class EmailTransport(Transport):
         return chosen
 
     def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:
-        recipients = self.recipients(channel, events)
+        recipients = self.recipients(channel, events, test=delivery.is_test)
         if delivery.is_test and not recipients:
-            return Outcome(ok=False, permanent=False, error="no recipients: every member chose a digest or no kinds")
+            return Outcome(
+                ok=False,
+                error="nobody to send to: every member switched alert emails off and the channel has no extra "
+                "addresses; add an address or ask a member to switch alert emails on in their preferences",
+            )
         done = set(delivery.sent_to)
         for address, recipient in recipients.items():
             if address in done:

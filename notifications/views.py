@@ -157,7 +157,12 @@ def preferences(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "notifications/preferences.html",
-        {"form": form, "timezone": request.user.timezone},  # type: ignore[union-attr]
+        {
+            "form": form,
+            "timezone": request.user.timezone,  # type: ignore[union-attr]
+            "reach": services.alert_email_reach(user=request.user),  # type: ignore[arg-type]
+            "alerts_off": prefs.digest_mode == DigestMode.OFF,
+        },
     )
 
 

@@ -461,9 +461,16 @@ class CalendarUrlView(V1Mixin, APIView):
     @extend_schema(
         request=None,
         responses={200: OpenApiResponse(description='{"url": "..."}: the secret address calendar apps subscribe to')},
-        summary="Your secret calendar address (all your teams)",
+        summary="Your secret calendar address (all your teams; sessions only)",
     )
     def get(self, request: Request) -> Response:
+        # The feed covers every team of the user, and a key acts for one team only (security
+        # finding 3): keys get the team's own calendar instead.
+        if self.caller.api_key is not None:
+            raise exceptions.PermissionDenied(
+                "This address covers all your teams; a key reads its own team's /api/v1/exports/calendar.ics.",
+                code="session_only",
+            )
         return Response({"url": exports.calendar_feed_url(self.caller.user)})
 
 

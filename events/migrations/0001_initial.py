@@ -12,8 +12,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0001_initial'),
-        # The table exists (notifications 0001-0005 made it); this app takes over its state.
-        ('notifications', '0005_channel_apprise'),
+        # The table exists (notifications 0001-0007 made it); this app takes over its state.
+        ('notifications', '0007_default_email_channel'),
     ]
 
     operations = [
@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('uuid', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('kind', models.CharField(choices=[('certificate_issued', 'New certificate issued (CT)'), ('unexpected_issuance', 'Unexpected certificate issued (CT)'), ('certificate_expiring', 'Certificate expiring'), ('certificate_expired', 'Certificate expired'), ('certificate_changed', 'Certificate changed on a server'), ('issuer_changed', 'Issuer changed'), ('server_down', 'Server down or TLS failure'), ('server_recovered', 'Server recovered'), ('finding_opened', 'Problem found'), ('finding_resolved', 'Problem resolved'), ('newer_certificate_not_deployed', 'Renewed but not deployed'), ('ips_disagree', 'Addresses serve different certificates'), ('host_discovered', 'New host discovered (CT)'), ('domain_expiring', 'Domain registration expiring')], max_length=40)),
+                ('kind', models.CharField(choices=[('certificate_issued', 'New certificate issued (CT)'), ('unexpected_issuance', 'Unexpected certificate issued (CT)'), ('certificate_expiring', 'Certificate expiring'), ('certificate_expired', 'Certificate expired'), ('certificate_changed', 'Certificate changed on a server'), ('issuer_changed', 'Issuer changed'), ('server_down', 'Server down or TLS failure'), ('server_recovered', 'Server recovered'), ('finding_opened', 'Problem found'), ('finding_resolved', 'Problem resolved'), ('newer_certificate_not_deployed', 'Renewed but not deployed'), ('ips_disagree', 'Addresses serve different certificates'), ('host_discovered', 'New host discovered (CT)'), ('domain_expiring', 'Domain registration expiring'), ('agent_silent', 'Scanning agent silent'), ('service_found', 'New TLS service found in an IP range'), ('service_vanished', 'TLS service vanished from an IP range')], max_length=40)),
                 ('severity', models.CharField(choices=[('info', 'Info'), ('warning', 'Warning'), ('error', 'Error'), ('critical', 'Critical')], default='info', max_length=10)),
                 ('subject', models.CharField(max_length=300)),
                 ('dedup_key', models.CharField(max_length=300)),

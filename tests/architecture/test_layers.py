@@ -9,7 +9,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("kcproto", "keychest", "events", "certificates", "monitors", "notifications", "api", "dashboard", "health")
+PACKAGES = (
+    "kcproto",
+    "keychest",
+    "events",
+    "certificates",
+    "monitors",
+    "agents",
+    "notifications",
+    "api",
+    "dashboard",
+    "health",
+)
 
 
 def _lint(cwd: Path) -> subprocess.CompletedProcess[str]:

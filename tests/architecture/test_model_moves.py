@@ -11,9 +11,9 @@ from django.db.migrations.executor import MigrationExecutor
 from events.models import Event
 from notifications.models import DeliveryItem
 
-BEFORE_EVENTS_MOVE = [("events", None), ("notifications", "0005_channel_apprise")]
+BEFORE_EVENTS_MOVE = [("events", None), ("notifications", "0007_default_email_channel")]
 STATE_BEFORE_EVENTS_MOVE = [
-    ("notifications", "0005_channel_apprise"),
+    ("notifications", "0007_default_email_channel"),
     ("contenttypes", "0002_remove_content_type_name"),
 ]
 

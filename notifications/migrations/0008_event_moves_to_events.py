@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('contenttypes', '0002_remove_content_type_name'),
         ('events', '0001_initial'),
-        ('notifications', '0005_channel_apprise'),
+        ('notifications', '0007_default_email_channel'),
     ]
 
     operations = [
