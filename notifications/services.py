@@ -197,8 +197,25 @@ def channel_disabled_notify_owners(*, channel_id: int) -> None:
         emails.channel_disabled(to=owners, channel=channel, reason=channel.disabled_reason)
 
 
+class ChannelRateLimited(Exception):
+    """The channel sent as many messages this hour as its rate limit allows."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"this channel's rate limit is spent; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+def _channel_limit(channel: Channel) -> ratelimit.Limit:
+    return ratelimit.Limit("notify-channel", channel.rate_limit_per_hour, 3600)
+
+
 def channel_send_test(*, channel: Channel) -> Delivery:
-    """A test delivery with no events, sent right away through the normal path."""
+    """A test delivery with no events, sent right away through the normal path. It counts
+    against the channel's rate limit like any message (security finding 7: test sends relayed
+    spam); raises ChannelRateLimited when the limit is spent."""
+    verdict = ratelimit.hit(_channel_limit(channel), str(channel.uuid))
+    if not verdict.allowed:
+        raise ChannelRateLimited(verdict.retry_after)
     with transaction.atomic():
         delivery = Delivery.objects.create(
             team_id=channel.team_id, channel=channel, is_test=True, collecting=False, send_after=timezone.now()
@@ -283,9 +300,8 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> str:
         )
         return "channel-disabled"
     if not delivery.is_test:
-        verdict = ratelimit.hit(
-            ratelimit.Limit("notify-channel", channel.rate_limit_per_hour, 3600), str(channel.uuid), now=now.timestamp()
-        )
+        # (A test send was counted when it was asked for.)
+        verdict = ratelimit.hit(_channel_limit(channel), str(channel.uuid), now=now.timestamp())
         if not verdict.allowed:
             # Not an attempt: give the claim back and wait for the next window.
             Delivery.objects.filter(pk=delivery.pk).update(

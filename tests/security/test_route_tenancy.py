@@ -80,6 +80,7 @@ ROUTES: dict[str, dict[str, Any]] = {
     "teams/<team_id>/members/<member_id>/role/": {"team_id": "team", "member_id": "membership"},
     "teams/<team_id>/members/<member_id>/remove/": {"team_id": "team", "member_id": "membership"},
     "settings/api-keys/<key_id>/revoke/": {"key_id": "key"},
+    "agents/<agent_id>/revoke/": {"agent_id": "agent"},
     "servers/<server_id>/": {"server_id": "server"},
     "servers/<server_id>/scan/": {"server_id": "server"},
     "servers/<server_id>/pause/": {"server_id": "server"},
