@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "keychest.accounts",
     "dashboard",
+    "events",
     "certificates",
     "monitors",
     "agents",
@@ -425,6 +426,8 @@ KEYCHEST_CLAIM_GLOBAL_PER_HOUR = env_int("KEYCHEST_CLAIM_GLOBAL_PER_HOUR", 1000,
 # What one person's unconfirmed (claimed, not yet confirmed) keys may hold together.
 KEYCHEST_UNCONFIRMED_MAX_ITEMS = env_int("KEYCHEST_UNCONFIRMED_MAX_ITEMS", 100, minimum=1)
 KEYCHEST_UNCONFIRMED_MAX_BYTES = env_int("KEYCHEST_UNCONFIRMED_MAX_BYTES", 1024 * 1024, minimum=65536)
+# Invitation emails one address may receive per day (from every team together).
+KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY", 3, minimum=1)
 KEYCHEST_CLAIM_PER_IP_PER_HOUR = env_int("KEYCHEST_CLAIM_PER_IP_PER_HOUR", 30, minimum=0)
 # Requests per minute through the API, per key (or signed-in user) and per client address.
 KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)

@@ -277,12 +277,18 @@ class ChannelViewSet(
 
     @extend_schema(
         request=None,
-        responses={202: OpenApiResponse(description="a test message is on its way")},
-        summary="Send a test message",
+        responses={
+            202: OpenApiResponse(description="a test message is on its way"),
+            429: OpenApiResponse(description="the channel's rate limit is spent (Retry-After)"),
+        },
+        summary="Send a test message (counts against the channel's rate limit)",
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, id: str) -> Response:
-        delivery = notify_services.channel_send_test(channel=self.get_object())
+        try:
+            delivery = notify_services.channel_send_test(channel=self.get_object())
+        except notify_services.ChannelRateLimited as error:
+            raise exceptions.Throttled(wait=error.retry_after, detail=str(error)) from None
         return Response({"delivery": str(delivery.uuid)}, status=status.HTTP_202_ACCEPTED)
 
 

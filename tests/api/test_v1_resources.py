@@ -252,8 +252,8 @@ def make_world_extra(people, issuer) -> None:
     import uuid
 
     from api.services import apikey_create
+    from events.services import event_record
     from monitors.models import Finding, Server
-    from notifications.events import event_record
     from tests.api.conftest import scan_result_for
 
     name = f"s{uuid.uuid4().hex[:8]}.example.com"
