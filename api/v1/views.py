@@ -330,18 +330,17 @@ class ApiKeyViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        scopes = data.validated_data["scopes"]
-        key = self.caller.api_key
-        if key is not None and not all(key.has_scope(s) for s in scopes):
-            raise exceptions.PermissionDenied("A key cannot make a key with more scopes than its own.")
         try:
+            # ScopePermission already wants `manage` here; apikey_create keeps the rule that a key
+            # cannot make a key with more scopes than its own, whatever the scopes become.
             new = apikey_create(
                 team=self.caller.team,
                 user=self.caller.user,
                 name=data.validated_data["name"],
-                scopes=scopes,
+                scopes=data.validated_data["scopes"],
                 ip=client_ip(request),
                 source="api",
+                parent=self.caller.api_key,
             )
         except DjangoPermissionDenied as exc:
             raise exceptions.PermissionDenied(str(exc)) from None
