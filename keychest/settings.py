@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "keychest.accounts",
     "dashboard",
+    "events",
     "certificates",
     "monitors",
     "agents",

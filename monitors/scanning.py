@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from certificates.ari import windows_for
 from certificates.services import StoreItem, certificates_store_bulk
+from events.services import NewEvent, events_record_bulk
 from kcproto import checks, netguard, tlsprobe
 from kcproto.checks import FindingSpec
 from kcproto.validation import TrustStore, Validation, trust_store, validate, with_host
@@ -51,7 +52,6 @@ from monitors.scan_findings import (
     store_checks,
     timeline_entry,
 )
-from notifications.events import NewEvent, events_record_bulk
 
 logger = logging.getLogger(__name__)
 

@@ -259,11 +259,15 @@ class ChannelViewSet(
     def get_object(self) -> Channel:
         return get_for_team_or_404(self.get_queryset(), self.caller.team, self.kwargs["id"])
 
+    def get_serializer_context(self) -> dict[str, Any]:
+        # Channel URLs are credentials: admins (with a manage key) see them masked, others not.
+        return {**super().get_serializer_context(), "show_secrets": self.caller.is_admin()}
+
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = ChannelCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         channel = notify_services.channel_create(team=self.caller.team, **data.validated_data)
-        return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
+        return Response(self.get_serializer(channel).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         channel = self.get_object()
@@ -273,7 +277,7 @@ class ChannelViewSet(
             notify_services.channel_enable(channel=channel)
         else:
             notify_services.channel_disable(channel=channel, reason="disabled through the API")
-        return Response(ChannelSerializer(self.get_object()).data)
+        return Response(self.get_serializer(self.get_object()).data)
 
     def perform_destroy(self, instance: Channel) -> None:
         notify_services.channel_delete(channel=instance)
@@ -329,18 +333,17 @@ class ApiKeyViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        scopes = data.validated_data["scopes"]
-        key = self.caller.api_key
-        if key is not None and not all(key.has_scope(s) for s in scopes):
-            raise exceptions.PermissionDenied("A key cannot make a key with more scopes than its own.")
         try:
+            # ScopePermission already wants `manage` here; apikey_create keeps the rule that a key
+            # cannot make a key with more scopes than its own, whatever the scopes become.
             new = apikey_create(
                 team=self.caller.team,
                 user=self.caller.user,
                 name=data.validated_data["name"],
-                scopes=scopes,
+                scopes=data.validated_data["scopes"],
                 ip=client_ip(request),
                 source="api",
+                parent=self.caller.api_key,
             )
         except DjangoPermissionDenied as exc:
             raise exceptions.PermissionDenied(str(exc)) from None
