@@ -291,6 +291,7 @@ def child(count: int, certificates: int, concurrency: int) -> dict[str, Any]:
     report: dict[str, Any] = {"servers": count, "certificates": certificates, "concurrency": concurrency}
     try:
         bare = [run.bare()]
+        base = connection.settings_dict["NAME"]
         for label, path in (("manage_py_scan_sync", _path_sync), ("celery", _path_celery)):
             test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
             try:
@@ -302,7 +303,7 @@ def child(count: int, certificates: int, concurrency: int) -> dict[str, Any]:
                 )
                 report[label] = path(run, _env(database, run.info["nameserver"], concurrency))
             finally:
-                connection.creation.destroy_test_db(test_db, verbosity=0)
+                connection.creation.destroy_test_db(base, verbosity=0)
         bare.append(run.bare())
     finally:
         run.stop()

@@ -5,6 +5,7 @@ usage), each asked once per pass whatever the number of servers."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,8 +55,9 @@ class ScanPass:
         self.ari: dict[str, tuple[datetime, datetime]] | None = None
 
     def store_for(self, server: Server) -> TrustStore:
-        bundle = server.ca_bundle.pem if server.ca_bundle_id and server.ca_bundle else ""
-        key = str(server.ca_bundle_id or "")
+        # An unsaved bundle (the spot check's own CA file) is keyed by its text.
+        bundle = server.ca_bundle.pem if server.ca_bundle else ""
+        key = str(server.ca_bundle_id) if server.ca_bundle_id else hashlib.sha256(bundle.encode()).hexdigest()
         if key not in self.stores:
             self.stores[key] = trust_store(bundle)
             self.bundles[self.stores[key].key] = bundle

@@ -166,6 +166,14 @@ async def _observe_all(
     return observed
 
 
+def observe(
+    servers: Sequence[Server], *, config: ScanConfig, now: datetime, force_dns: bool = False
+) -> dict[int, Observed]:
+    """The network phase alone (DNS, every probe), for servers with no earlier results: the spot
+    check runs it on an unsaved server, then judges without storing."""
+    return tlsprobe.run_sync(_observe_all(servers, config, now, force_dns, {}, set()))
+
+
 def scan_servers(
     servers: Sequence[Server],
     *,
