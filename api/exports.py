@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from api.models import CalendarFeed
+from api.selectors import certificate_sources, team_certificates
 from keychest.accounts.models import Team, User
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -204,9 +205,6 @@ CERTIFICATE_COLUMNS = [
 
 def certificates_csv(team: Team) -> str:
     """The team's certificates: those its servers present and those it uploaded."""
-    from api.v1.certificates import team_certificates
-    from api.v1.serializers import certificate_sources
-
     rows = []
     for cert in team_certificates(team).prefetch_related("names").order_by("not_after", "id"):
         rows.append(

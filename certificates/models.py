@@ -1,7 +1,8 @@
 """Certificate store: certificates by SHA-256, the global name table, where each was seen.
 
-These rows are global (not team-owned): a certificate is a public fact. Teams reach it only
-through their own servers, uploads and watched domains.
+These rows are global (not team-owned), but only what was read from a CT log (`ct_logged`) is
+public knowledge. A team reaches a certificate through its own servers and uploads, or, when the
+certificate was read from a CT log, through a watched domain it names.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class Certificate(models.Model):
     first_seen_at = models.DateTimeField(auto_now_add=True)
     # Expired past the retention period: the DER was dropped, the facts above remain.
     thinned = models.BooleanField(default=False)
+    # Read from a Certificate Transparency log (not merely naming a watched domain): the public
+    # part of the store. A certificate only scanned or uploaded stays private to the teams that
+    # scanned (monitors.ScanResult) or uploaded (api.UploadedCertificate) it. Kept when thinned.
+    ct_logged = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         # Declared here rather than with unique=/db_index=, which on PostgreSQL also add a

@@ -13,7 +13,9 @@ sources, events and the log position together):
 3. the names and sources of the certificates this batch created go in with one COPY each: their
    certificate ids are new in this very transaction, so no other row can collide with them;
 4. sources of certificates that were already stored (a second log, a rescan) are upserted with
-   `ON CONFLICT DO NOTHING`.
+   `ON CONFLICT DO NOTHING`;
+5. a certificate stored before (scanned, uploaded) and now read from a CT log becomes
+   `ct_logged` (one UPDATE, only when the batch has such certificates).
 
 Rows are written in fingerprint order so two writers that share certificates wait for each
 other in the same order and never deadlock.
@@ -23,25 +25,34 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from certificates import pgcopy
-from certificates.models import Certificate, CertificateName, CertificateSource
+from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
 from kcproto.names import is_wildcard, registered_domain, reversed_name
 from kcproto.x509 import ParsedCertificate
 
-if TYPE_CHECKING:
-    from certificates.services import StoreItem
+
+@dataclass(frozen=True)
+class StoreItem:
+    """One certificate to store and where it was seen (`certificates.services.certificates_store_bulk`)."""
+
+    parsed: ParsedCertificate
+    source: str
+    source_ref: str = ""
+
 
 _CERT = Certificate._meta.db_table
 _NAME = CertificateName._meta.db_table
 _SOURCE = CertificateSource._meta.db_table
 _CERT_COLUMNS = (
     "id, sha256, der, serial, issuer, subject, issuer_key_id, subject_key_id, not_before, not_after, lifetime, "
-    "key_type, key_size, signature_algorithm, is_ca, is_precertificate, issuance_key, first_seen_at, thinned"
+    "key_type, key_size, signature_algorithm, is_ca, is_precertificate, issuance_key, first_seen_at, thinned, "
+    "ct_logged"
 )
 _NAME_COLUMNS = "certificate_id, name, reversed_name, registered_domain, is_wildcard, not_before, not_after"
 _SOURCE_COLUMNS = "certificate_id, kind, ref, seen_at"
@@ -64,11 +75,12 @@ def store(
         cursor.execute(f'SELECT sha256, id FROM "{_CERT}" WHERE sha256 = ANY(%s)', [list(by_sha)])  # noqa: S608
         ids: dict[str, int] = dict(cursor.fetchall())
         missing = sorted((p for sha, p in by_sha.items() if sha not in ids), key=lambda p: p.sha256)
+        logged = {item.parsed.sha256 for item in items if item.source == SourceKind.CT}
         created: dict[str, int] = {}
         if missing:
-            created = _copy_certificates(cursor, missing)
+            created = _copy_certificates(cursor, missing, logged)
             if not created:  # a concurrent writer got one of them in first
-                created = _insert_certificates(cursor, missing)
+                created = _insert_certificates(cursor, missing, logged)
             ids.update(created)
             lost = [p.sha256 for p in missing if p.sha256 not in ids]
             if lost:  # theirs, not new here: only their ids
@@ -93,10 +105,16 @@ def store(
         )
         if known:
             _insert_sources(cursor, sorted(known))
+        newly_logged = sorted(ids[sha] for sha in logged if sha in ids and sha not in created)
+        if newly_logged:
+            cursor.execute(
+                f'UPDATE "{_CERT}" SET ct_logged = true WHERE id = ANY(%s) AND NOT ct_logged',  # noqa: S608
+                [newly_logged],
+            )
     return ids, new
 
 
-def _certificate_row(cid: int, p: ParsedCertificate, now: bytes) -> bytes:
+def _certificate_row(cid: int, p: ParsedCertificate, now: bytes, ct_logged: bool) -> bytes:
     return pgcopy.row(
         (
             pgcopy.int8(cid),
@@ -118,6 +136,7 @@ def _certificate_row(cid: int, p: ParsedCertificate, now: bytes) -> bytes:
             pgcopy.text(p.issuance_key),
             now,
             pgcopy.FALSE,
+            pgcopy.TRUE if ct_logged else pgcopy.FALSE,
         )
     )
 
@@ -151,7 +170,7 @@ def _copy(cursor: Any, table: str, columns: str, rows: Iterable[bytes]) -> int:
     return cursor.rowcount
 
 
-def _copy_certificates(cursor: Any, missing: list[ParsedCertificate]) -> dict[str, int]:
+def _copy_certificates(cursor: Any, missing: list[ParsedCertificate], logged: set[str]) -> dict[str, int]:
     """COPY the certificates with ids drawn from the sequence; {} if one was stored meanwhile."""
     cursor.execute(
         "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [_CERT, len(missing)]
@@ -164,14 +183,14 @@ def _copy_certificates(cursor: Any, missing: list[ParsedCertificate]) -> dict[st
                 cursor,
                 _CERT,
                 _CERT_COLUMNS,
-                (_certificate_row(i, p, now) for i, p in zip(new_ids, missing, strict=True)),
+                (_certificate_row(i, p, now, p.sha256 in logged) for i, p in zip(new_ids, missing, strict=True)),
             )
     except IntegrityError:
         return {}
     return {p.sha256: i for i, p in zip(new_ids, missing, strict=True)}
 
 
-def _insert_certificates(cursor: Any, parsed: list[ParsedCertificate]) -> dict[str, int]:
+def _insert_certificates(cursor: Any, parsed: list[ParsedCertificate], logged: set[str]) -> dict[str, int]:
     """The conflict-tolerant path: one INSERT ... SELECT FROM unnest(arrays) ... ON CONFLICT DO NOTHING."""
     now = timezone.now()
     columns: list[tuple[str, str, list[Any]]] = [
@@ -193,6 +212,7 @@ def _insert_certificates(cursor: Any, parsed: list[ParsedCertificate]) -> dict[s
         ("issuance_key", "varchar", [p.issuance_key for p in parsed]),
         ("first_seen_at", "timestamptz", [now] * len(parsed)),
         ("thinned", "boolean", [False] * len(parsed)),
+        ("ct_logged", "boolean", [p.sha256 in logged for p in parsed]),
     ]
     cursor.execute(
         _unnest_insert(_CERT, columns) + " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id",

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from certificates import pgstore
 from certificates.models import Certificate, CertificateName, CertificateSource, SourceKind
+from certificates.pgstore import StoreItem
 from kcproto.issuance import lets_encrypt_issued
 from kcproto.names import (
     is_wildcard,
@@ -33,15 +34,6 @@ RATE_LIMIT_CERTIFICATES_PER_DOMAIN = 50
 RATE_LIMIT_DUPLICATE_CERTIFICATES = 5
 
 
-@dataclass(frozen=True)
-class StoreItem:
-    """One certificate to store and where it was seen."""
-
-    parsed: ParsedCertificate
-    source: str
-    source_ref: str = ""
-
-
 @dataclass
 class StoreResult:
     """What a bulk store did: the id of every certificate, and which of them are new."""
@@ -50,8 +42,9 @@ class StoreResult:
     new: list[ParsedCertificate]
 
 
-def _certificate_row(p: ParsedCertificate) -> Certificate:
+def _certificate_row(p: ParsedCertificate, *, ct_logged: bool) -> Certificate:
     return Certificate(
+        ct_logged=ct_logged,
         sha256=p.sha256,
         der=p.der,
         serial=p.serial[:80],
@@ -120,10 +113,13 @@ def _store_portable(items: Sequence[StoreItem], by_sha: dict[str, ParsedCertific
             Certificate.objects.filter(sha256__in=list(by_sha)).values_list("sha256", "id")  # type: ignore[arg-type]
         )
         missing = [p for sha, p in by_sha.items() if sha not in ids]
+        logged = {i.parsed.sha256 for i in items if i.source == SourceKind.CT}
         new: list[ParsedCertificate] = []
         if missing:
             Certificate.objects.bulk_create(
-                [_certificate_row(p) for p in missing], ignore_conflicts=True, batch_size=500
+                [_certificate_row(p, ct_logged=p.sha256 in logged) for p in missing],
+                ignore_conflicts=True,
+                batch_size=500,
             )
             # bulk_create(ignore_conflicts=True) returns no ids: read them back. SQLite serialises
             # writers (IMMEDIATE transactions), so every missing row found now is ours.
@@ -139,6 +135,9 @@ def _store_portable(items: Sequence[StoreItem], by_sha: dict[str, ParsedCertific
             [CertificateSource(certificate_id=c, kind=k, ref=r) for c, k, r in sorted(sources)],
             ignore_conflicts=True,
             batch_size=2000,
+        )
+        Certificate.objects.filter(id__in=[ids[sha] for sha in logged if sha in ids], ct_logged=False).update(
+            ct_logged=True
         )
     return StoreResult(ids=ids, new=new)
 

@@ -19,7 +19,6 @@ from certificates.models import Certificate, CertificateName
 from dashboard.issuers import KIND_LABELS, KINDS, issuer_kind
 from health.checks import SCAN_GRACE
 from kcproto.checks import DOWN_CODES
-from kcproto.names import reversed_name
 from monitors.models import Finding, ScanResult, Server, WatchedDomain
 
 if TYPE_CHECKING:
@@ -200,16 +199,7 @@ def _tiles(team: Team, now: datetime) -> tuple[Tiles, dict[str, int]]:
 
 def watched_names_query(team: Team) -> Q | None:
     """A filter on CertificateName for every name under the team's watched domains (None: none)."""
-    query: Q | None = None
-    for domain, subdomains in (
-        WatchedDomain.objects.for_team(team).filter(removed_at=None).values_list("domain", "include_subdomains")
-    ):
-        rev = reversed_name(domain)
-        one = Q(reversed_name=rev)
-        if subdomains:
-            one |= Q(reversed_name__startswith=rev + ".")
-        query = one if query is None else query | one
-    return query
+    return WatchedDomain.names_query(team)
 
 
 def _known_from_ct(team: Team, now: datetime) -> int:

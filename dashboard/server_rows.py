@@ -27,7 +27,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.utils.translation import get_language
 
-from dashboard.templatetags.kc import (
+from dashboard.formatting import (
     STATUS_BADGE_HTML,
     badge,
     format_html_fast,

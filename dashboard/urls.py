@@ -1,12 +1,12 @@
-"""URLs of the team's certificate and domain pages."""
+"""URLs of the dashboard and the team's certificate and domain pages."""
 
 from __future__ import annotations
 
 from django.urls import path, register_converter
 
+from dashboard import agent_pages, policy_pages, views
 from dashboard import certificate_pages as pages
 from dashboard import domain_pages as pages_domains
-from dashboard import policy_pages
 
 
 class Sha256Converter:
@@ -22,6 +22,10 @@ class Sha256Converter:
 register_converter(Sha256Converter, "sha256")
 
 urlpatterns = [
+    path("agents/", agent_pages.agent_list, name="agent_list"),
+    path("agents/assign/", agent_pages.agent_assign_view, name="agent_assign"),
+    path("agents/<uuid:agent_id>/revoke/", agent_pages.agent_revoke_view, name="agent_revoke"),
+    path("dashboard/", views.dashboard, name="dashboard"),
     path("certificates/", pages.certificate_list, name="certificate_list"),
     path("certificates/<sha256:sha256>/", pages.certificate_detail, name="certificate_detail"),
     path("certificates/<sha256:sha256>/pem/", pages.certificate_pem, name="certificate_pem"),

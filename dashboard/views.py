@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from agents.models import Agent
 from dashboard.charts import HEIGHT, WIDTH, calendar_columns
 from dashboard.selectors import dashboard_for
 from health.checks import team_freshness_from
@@ -29,6 +30,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 last_scan_at=data.tiles.last_scan_at,
                 now=now,
             ),
+            "silent_agents": [
+                a
+                for a in Agent.objects.for_team(team).filter(revoked_at=None, enrolled_at__isnull=False)
+                if a.is_silent(now)
+            ],
             "columns": calendar_columns(data.calendar),
             "chart": {"width": WIDTH, "height": HEIGHT, "baseline": HEIGHT - 28},
         },

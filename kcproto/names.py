@@ -223,6 +223,18 @@ def registered_domain(name: str) -> str:
     return _private_suffix(_psl_key(host))
 
 
+def is_public_suffix(name: str) -> bool:
+    """Whether a normalised host name is itself a public suffix ("com", "co.uk", "github.io"), or a
+    single label that no rule names (the list's default rule makes every unknown TLD one).
+
+    Names under such a suffix belong to many unrelated registrants: watching one would match
+    everybody's certificates. Uses the bundled Public Suffix List (no network)."""
+    if ip_literal(name) is not None:
+        return False
+    host = name[2:] if name.startswith("*.") else name
+    return registered_domain(host) == ""
+
+
 def parent_wildcard(name: str) -> str | None:
     """The wildcard name that would cover `name` ("www.example.com" -> "*.example.com")."""
     if ip_literal(name) is not None or name.startswith("*."):

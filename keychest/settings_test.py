@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdefghij")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+# Tests share one Redis with other runs and, under pytest-xdist, with the other workers: each
+# process gets its own Celery queues (a worker subprocess inherits the prefix) and cache keys.
+os.environ["KEYCHEST_BROKER_PREFIX"] = f"keychest-test-{os.getpid()}:"
 
 from keychest.settings import *  # noqa: F403
 from keychest.settings import CACHES, STORAGES
@@ -22,6 +25,5 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
-# Tests share one Redis with other runs: keep their keys apart.
 if "redis" in CACHES["default"]["BACKEND"].lower():
     CACHES["default"]["KEY_PREFIX"] = f"keychest-test-{os.getpid()}"

@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from certificates.matching import Match, Watch, watchers_changed
 from certificates.models import CertificateName
-from kcproto.names import InvalidName, ip_literal, normalise_name, reversed_name
+from events.services import NewEvent, events_record_bulk
+from kcproto.names import InvalidName, ip_literal, is_public_suffix, normalise_name, reversed_name
 from kcproto.targets import InvalidTarget
 from monitors.models import DiscoveredHost, WatchedDomain
 from monitors.services import AlreadyWatched, server_enrol
-from notifications.events import NewEvent, events_record_bulk
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User
@@ -43,13 +43,18 @@ def domain_watch(
     """Watch `domain` for `team` (idempotent); its known sub-domains are discovered from the table at once.
 
     Raises kcproto.names.InvalidName for a malformed domain (wildcards are refused: watch
-    the parent instead).
+    the parent instead) and for a public suffix ("com", "co.uk": everybody's names are under it).
     """
     name = normalise_name(domain)
     if name.startswith("*."):
         raise InvalidName("watch the domain itself; its sub-domains are included")
     if ip_literal(name) is not None:
         raise InvalidName("watch an IP address as a server, not as a domain")
+    if is_public_suffix(name):
+        raise InvalidName(
+            f"{name} is a public suffix: anyone can register names under it, so it cannot be watched."
+            " Watch your own domain instead, e.g. example.{name}"
+        )
     with transaction.atomic():
         watched = WatchedDomain.objects.for_team(team).filter(domain=name, removed_at=None).first()
         if watched is None:
@@ -186,6 +191,8 @@ class WatchedDomainProvider:
             "id", "team_id", "domain", "include_subdomains"
         )
         for watch_id, team_id, domain, subs in rows.iterator(chunk_size=5000):
+            if is_public_suffix(domain):  # watched before they were refused: match nobody's names
+                continue
             yield Watch(watch_id=watch_id, team_id=team_id, domain=domain, include_subdomains=subs)
 
     def hosts_discovered(self, matches: Sequence[Match], *, seen_at: datetime) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from events.models import Severity as EventSeverity
 from kcproto import renewal
+from kcproto.names import reversed_name
 from keychest.tenancy import TeamOwnedModel
-from notifications.models import Severity as EventSeverity
+
+if TYPE_CHECKING:
+    from keychest.accounts.models import Team
 
 
 class WatchedDomain(TeamOwnedModel):
@@ -34,6 +39,8 @@ class WatchedDomain(TeamOwnedModel):
     caa_issuewild = models.JSONField(null=True, blank=True)  # None: no issuewild property
     caa_checked_at = models.DateTimeField(null=True, blank=True)
     caa_error = models.CharField(max_length=200, blank=True)
+    # Servers enrolled under this domain are scanned by this team agent (agents/).
+    agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="domains")
 
     class Meta:
         constraints = [
@@ -45,6 +52,21 @@ class WatchedDomain(TeamOwnedModel):
 
     def __str__(self) -> str:
         return self.domain
+
+    @classmethod
+    def names_query(cls, team: Team) -> Q | None:
+        """A filter on `CertificateName` (its `reversed_name`) for every name under the team's
+        watched domains; None when the team watches none."""
+        query: Q | None = None
+        for domain, subdomains in (
+            cls.objects.for_team(team).filter(removed_at=None).values_list("domain", "include_subdomains")
+        ):
+            rev = reversed_name(domain)
+            one = Q(reversed_name=rev)
+            if subdomains:
+                one |= Q(reversed_name__startswith=rev + ".")
+            query = one if query is None else query | one
+        return query
 
 
 class IssuancePolicy(TeamOwnedModel):
@@ -155,6 +177,8 @@ class Server(TeamOwnedModel):
     removed_at = models.DateTimeField(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
     ca_bundle = models.ForeignKey(TeamCABundle, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Scanned by this team agent inside the team's network, never by the SaaS itself (agents/).
+    agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="servers")
     # Per-server overrides of the renewal thresholds; None falls back to the team, then 1/3, 1/6.
     due_fraction = models.FloatField(null=True, blank=True)
     overdue_fraction = models.FloatField(null=True, blank=True)

@@ -1,7 +1,7 @@
 """What a scan concludes beyond one address: changes over time (timeline, events), checks against
 the certificate store (renewed-not-deployed, rate limits) and the opening, refreshing and resolving
 of findings. Pure functions return what to write; `findings_apply` writes a plan inside the
-storing transaction of monitors/scan_store.py.
+storing transaction of monitors/scan_storing.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from certificates.services import RATE_LIMIT_DUPLICATE_CERTIFICATES
+from events.models import EventKind
+from events.services import NewEvent
 from kcproto import checks, netguard
 from kcproto.checks import DOWN_CODES, FindingSpec
 from kcproto.issuance import lets_encrypt_issued
@@ -19,8 +21,6 @@ from kcproto.x509 import ParsedCertificate
 from keychest.sqlrows import update_rows
 from monitors.models import Finding, ScanResult, Server, TimelineEntry
 from monitors.scan_pass import ScanPass
-from notifications.events import NewEvent
-from notifications.models import EventKind
 
 
 def dns_specs(server: Server) -> list[FindingSpec]:

@@ -2,7 +2,7 @@
 
 `scan_servers(servers)` is the one path every caller uses (the Celery task, `scan --sync`, the
 detail page's "scan now", the benchmark). Network work runs first, concurrently on one asyncio
-loop with a bound on open connections; then monitors/scan_store.py validates, judges and writes
+loop with a bound on open connections; then monitors/scan_storing.py validates, judges and writes
 everything in one transaction with a handful of set-based statements, whatever the number of
 servers.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,9 +24,12 @@ from django.utils import timezone
 
 from kcproto import netguard, tlsprobe
 from monitors.models import DNS_REFRESH_SECONDS, ScanResult, Server
-from monitors.scan_store import Observed, failed_probe, store_observed
+from monitors.scan_claims import CLAIM_LEASE as CLAIM_LEASE  # the default lease, named here since issue 21
+from monitors.scan_claims import ScanClaim, claim_lease
+from monitors.scan_storing import Observed, Stored, failed_probe, store_observed
 
-CLAIM_LEASE = timedelta(minutes=15)
+# The servers a scan may still store, locked for its storing transaction (`ScanClaim.held`).
+Keep = Callable[[Sequence[Server]], list[Server]]
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,13 @@ def scan_servers(
     config: ScanConfig | None = None,
     now: datetime | None = None,
     force_dns: bool = False,
+    keep: Keep | None = None,
 ) -> ScanSummary:
-    """Scan `servers` now (network first, then one transaction of bulk writes)."""
+    """Scan `servers` now (network first, then one transaction of bulk writes).
+
+    `keep`, called inside the storing transaction, narrows what is stored to the servers the
+    caller's claim still holds.
+    """
     config = config or ScanConfig.from_settings()
     started = time.monotonic()
     summary = ScanSummary(servers=len(servers))
@@ -199,18 +207,38 @@ def scan_servers(
             previous_legacy[(sid, address)] = legacy
     observed = tlsprobe.run_sync(_observe_all(servers, config, now, force_dns, previous_legacy, previous_alternate))
     summary.network_seconds = time.monotonic() - started
-    stored = store_observed(servers, observed, now)
-    summary.addresses, summary.findings = stored.addresses, stored.findings
+    _summarise(summary, store_observed(servers, observed, now, keep=keep))
     summary.seconds = time.monotonic() - started
     return summary
 
 
-def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: timedelta = CLAIM_LEASE) -> list[int]:
-    """Claim up to `limit` due servers atomically (skip rows another scheduler holds)."""
+def scan_store(servers: Sequence[Server], observed: dict[int, Observed], *, now: datetime) -> ScanSummary:
+    """Judge and store observations made elsewhere (a team agent's report) through the same path as
+    a scan of our own: the chain is validated and the findings derived here, never taken on trust."""
+    started = time.monotonic()
+    summary = ScanSummary(servers=len(servers))
+    if servers:
+        _summarise(summary, store_observed(servers, observed, now))
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _summarise(summary: ScanSummary, stored: Stored) -> None:
+    summary.addresses, summary.findings = stored.addresses, stored.findings
+
+
+def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: timedelta | None = None) -> list[int]:
+    """Claim up to `limit` due servers atomically (skip rows another scheduler holds).
+
+    The claim holds for `lease` (default `claim_lease()`); its end, `now + lease`, is the token
+    the batch message carries (`scan_claimed`).
+    """
     now = now or timezone.now()
+    lease = lease or claim_lease()
     with transaction.atomic():
         due = (
-            Server.objects.filter(removed_at=None, paused=False, next_scan_at__lte=now)
+            # A server assigned to a team agent is scanned by that agent only (agents/).
+            Server.objects.filter(removed_at=None, paused=False, agent=None, next_scan_at__lte=now)
             .filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
             .order_by("next_scan_at")
             .select_for_update(skip_locked=True)
@@ -225,6 +253,22 @@ def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: t
 
 
 def scan_server_ids(ids: Sequence[int], *, config: ScanConfig | None = None, force_dns: bool = False) -> ScanSummary:
-    """Scan the servers with these ids that are still watched (removed or paused ones are skipped)."""
-    servers = list(Server.objects.filter(pk__in=list(ids), removed_at=None).select_related("ca_bundle").order_by("pk"))
+    """Scan the servers with these ids that are still watched (removed or paused ones are skipped),
+    except those a team agent scans: the SaaS never connects to them."""
+    servers = list(
+        Server.objects.filter(pk__in=list(ids), removed_at=None, agent=None).select_related("ca_bundle").order_by("pk")
+    )
     return scan_servers(servers, config=config, force_dns=force_dns)
+
+
+def scan_claimed(
+    ids: Sequence[int], *, token: datetime | None = None, config: ScanConfig | None = None, force_dns: bool = False
+) -> ScanSummary:
+    """Scan a queued batch under a claim: take the servers it still may scan, renew the lease
+    while scanning, store only what the claim still holds (monitors/scan_claims.py)."""
+    claim = ScanClaim.take(ids, token=token)
+    if not claim.ids:
+        return ScanSummary()
+    with claim.renewing():
+        servers = list(Server.objects.filter(pk__in=claim.ids).select_related("ca_bundle").order_by("pk"))
+        return scan_servers(servers, config=config, force_dns=force_dns, keep=claim.held)

@@ -23,7 +23,8 @@ from kcproto.targets import (
     parse_target,
 )
 from keychest.sqlrows import insert_or_find
-from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle
+from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle, WatchedDomain
+from monitors.scan_claims import scans_queue_after_commit
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User
@@ -61,6 +62,19 @@ def _fraction(value: float | None, name: str) -> float | None:
     return number
 
 
+def domain_agent_id(*, team: Team, host: str) -> int | None:
+    """The agent of the closest watched domain above `host` that is assigned to one: servers under
+    it are scanned by that agent from the moment they are enrolled, never by the SaaS."""
+    candidates = {host, *(host.split(".", i)[-1] for i in range(1, host.count(".") + 1))}
+    found = (
+        WatchedDomain.objects.for_team(team)
+        .filter(removed_at=None, agent__isnull=False, domain__in=candidates)
+        .values_list("domain", "agent_id")
+    )
+    by_length = sorted(found, key=lambda row: len(row[0]), reverse=True)
+    return by_length[0][1] if by_length else None
+
+
 def server_enrol(
     *,
     team: Team,
@@ -74,8 +88,10 @@ def server_enrol(
     due_fraction: float | None = None,
     overdue_fraction: float | None = None,
     added_by: User | None = None,
+    scan_soon: bool = True,
 ) -> Server:
-    """Watch `host[:port]` for `team`; scanned by the next scheduler pass.
+    """Watch `host[:port]` for `team`; its first scan is queued when the enrolment commits
+    (`scan_soon=False`: left to beat's next pass, or to the caller).
 
     `host` may carry a port (`example.com:8443`); an explicit `port` wins. Without a port the
     protocol's usual port is used (443 for TLS). Raises InvalidTarget or AlreadyWatched.
@@ -133,6 +149,14 @@ def server_enrol(
             outcome = (False, None)  # a concurrent enrolment of the same target won the race
     if outcome is not None and not outcome[0]:
         raise AlreadyWatched(outcome[1] or watched().get())
+    # Only a new row asks (enrolling again stays one statement). The first scan is queued on
+    # commit, after this update; a server an agent scans is not queued (and not taken by a batch).
+    agent_id = domain_agent_id(team=team, host=name)
+    if agent_id is not None:
+        Server.objects.filter(pk=server.pk).update(agent_id=agent_id)
+        server.agent_id = agent_id
+    elif scan_soon:
+        scans_queue_after_commit([server.pk])
     return server
 
 
@@ -171,13 +195,16 @@ def servers_enrol_bulk(
         if not line:
             continue
         try:
-            server = server_enrol(team=team, host=line, protocol=protocol, tags=tags, added_by=added_by)
+            server = server_enrol(
+                team=team, host=line, protocol=protocol, tags=tags, added_by=added_by, scan_soon=False
+            )
         except InvalidTarget as exc:
             result.errors.append(BulkLineError(number, raw.strip()[:300], str(exc)))
         except AlreadyWatched as exc:
             result.existing.append(exc.server)
         else:
             result.created.append(server)
+    scans_queue_after_commit([server.pk for server in result.created if server.agent_id is None])
     return result
 
 

@@ -1,7 +1,7 @@
 """One-off checks of any host[:port] without storing anything into any team.
 
 The spot check is the scan pipeline without storing (issue 20): the same network phase
-(`monitors.scanning.observe`), validation and judging (`monitors.scan_store`) run on an unsaved
+(`monitors.scanning.observe`), validation and judging (`monitors.scan_storing`) run on an unsaved
 server, and the answer is a typed `SpotCheckResult`. Used by `manage.py spotcheck`, the public
 spot-check page (which keeps `as_dict()` with the check's shareable link) and the canary.
 """
@@ -23,7 +23,7 @@ from kcproto.x509 import ParsedCertificate
 from monitors.models import Server, TeamCABundle
 from monitors.scan_findings import dns_specs
 from monitors.scan_pass import ScanPass
-from monitors.scan_store import address_specs, check_address, resolution_apply
+from monitors.scan_storing import address_specs, check_address, resolution_apply
 from monitors.scanning import ScanConfig, observe
 
 SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}

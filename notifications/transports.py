@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,15 +23,14 @@ from keychest.safehttp import FetchError, TargetRefused, post_json
 from keychest.secretbox import SecretUnreadable
 from notifications import emails
 from notifications.apprise_urls import InvalidAppriseUrl, apprise_plugin, apprise_secrets
-from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences, Severity
+from notifications.models import Channel, ChannelKind, DigestMode, NotificationPreferences, Severity
 from notifications.unsubscribe import address_unsubscribe_url, unsubscribe_url
+from notifications.wording import MAX_LISTED, event_label, summary_line
 
 if TYPE_CHECKING:
     from keychest.accounts.models import User
     from notifications.models import Delivery, Event
 
-# A message lists at most this many events and counts the rest ("and 250 more").
-MAX_LISTED = 50
 SIGNATURE_HEADER = "X-KeyChest-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -45,74 +43,6 @@ class Outcome:
     permanent: bool = False
     status_code: int | None = None
     error: str = ""
-
-
-def kind_label(kind: str) -> str:
-    try:
-        return str(EventKind(kind).label)
-    except ValueError:
-        return kind.replace("_", " ")
-
-
-# A finding event and the specific event the scanner records next to it describe one thing.
-_SPECIFIC_FOR_FINDINGS = {
-    EventKind.IPS_DISAGREE,
-    EventKind.NEWER_CERTIFICATE_NOT_DEPLOYED,
-    EventKind.SERVER_DOWN,
-    EventKind.SERVER_RECOVERED,
-}
-
-
-def collapse(events: Sequence[Event]) -> list[Event]:
-    """Drop generic finding_opened/resolved events whose finding also has a specific event."""
-    specific = {
-        str(e.payload.get("finding"))
-        for e in events
-        if e.kind in _SPECIFIC_FOR_FINDINGS and isinstance(e.payload, dict) and e.payload.get("finding")
-    }
-    return [
-        e
-        for e in events
-        if not (
-            e.kind in (EventKind.FINDING_OPENED, EventKind.FINDING_RESOLVED)
-            and isinstance(e.payload, dict)
-            and str(e.payload.get("finding")) in specific
-        )
-    ]
-
-
-def event_label(event: Event) -> str:
-    """The kind, plus the finding code for generic finding events (codes are our own words)."""
-    label = kind_label(event.kind)
-    code = event.payload.get("code") if isinstance(event.payload, dict) else None
-    if event.kind == EventKind.FINDING_OPENED and code in EXPIRY_LABELS:
-        return EXPIRY_LABELS[code]
-    if event.kind in (EventKind.FINDING_OPENED, EventKind.FINDING_RESOLVED) and isinstance(code, str):
-        return f"{label}: {code.replace('_', ' ')[:60]}"
-    return label
-
-
-# The scanner reports expiry as findings; alerts name them as what they are.
-EXPIRY_LABELS = {
-    "renewal_due": "Certificate expiring (renewal due)",
-    "renewal_overdue": "Certificate expiring (renewal overdue)",
-    "expired": "Certificate expired",
-}
-
-
-def summary_line(team_name: str, events: Sequence[Event], *, test: bool = False) -> str:
-    """One line for a subject or a chat message: what happened, counted by kind.
-
-    Never the event subjects: they come from certificates and remote servers, and this line
-    becomes an email Subject header.
-    """
-    if test:
-        return f"Test message for {team_name}"
-    counts = Counter(e.alert_kind for e in events)
-    parts = [f"{n} x {kind_label(kind)}" if n > 1 else kind_label(kind) for kind, n in counts.most_common()]
-    if len(events) == 1:
-        return f"{kind_label(events[0].alert_kind)} ({team_name})"
-    return f"{len(events)} alerts for {team_name}: " + ", ".join(parts)
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -239,7 +169,10 @@ class EmailTransport(Transport):
 
     kind = ChannelKind.EMAIL
 
-    def recipients(self, channel: Channel, events: Sequence[Event]) -> dict[str, Recipient]:
+    def recipients(self, channel: Channel, events: Sequence[Event], *, test: bool = False) -> dict[str, Recipient]:
+        """Who gets this message. A test reaches every member of the channel whatever their kinds
+        and digest mode (it checks the channel, not their filters); only members who switched
+        alert emails off (their one-click unsubscribe) are left out."""
         chosen: dict[str, Recipient] = {}
         members = (
             channel.team.memberships.select_related("user")
@@ -250,6 +183,10 @@ class EmailTransport(Transport):
         prefs = {p.user_id: p for p in NotificationPreferences.objects.filter(user__in=users)}
         for user in users:
             pref = prefs.get(user.pk)
+            if test:
+                if pref is None or pref.digest_mode != DigestMode.OFF:
+                    chosen.setdefault(user.notification_address().lower(), Recipient([], user))
+                continue
             if pref is not None and pref.digest_mode != DigestMode.IMMEDIATE:
                 continue  # the daily digest carries these, or the user wants no alert emails
             wanted = [e for e in events if pref is None or pref.wants(e.alert_kind)]
@@ -260,9 +197,13 @@ class EmailTransport(Transport):
         return chosen
 
     def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:
-        recipients = self.recipients(channel, events)
+        recipients = self.recipients(channel, events, test=delivery.is_test)
         if delivery.is_test and not recipients:
-            return Outcome(ok=False, permanent=False, error="no recipients: every member chose a digest or no kinds")
+            return Outcome(
+                ok=False,
+                error="nobody to send to: every member switched alert emails off and the channel has no extra "
+                "addresses; add an address or ask a member to switch alert emails on in their preferences",
+            )
         done = set(delivery.sent_to)
         for address, recipient in recipients.items():
             if address in done:

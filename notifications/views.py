@@ -102,8 +102,12 @@ def channel_test(request: HttpRequest, channel_id: str) -> HttpResponse:
     if not channel.enabled:
         messages.error(request, "Enable the channel first.")
     else:
-        services.channel_send_test(channel=channel)
-        messages.success(request, "Test message queued; its attempt appears below within seconds.")
+        try:
+            services.channel_send_test(channel=channel)
+        except services.ChannelRateLimited as error:
+            messages.error(request, f"Not sent: {error}.")
+        else:
+            messages.success(request, "Test message queued; its attempt appears below within seconds.")
     return redirect("channel_detail", channel_id=channel.uuid)
 
 
@@ -157,7 +161,12 @@ def preferences(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "notifications/preferences.html",
-        {"form": form, "timezone": request.user.timezone},  # type: ignore[union-attr]
+        {
+            "form": form,
+            "timezone": request.user.timezone,  # type: ignore[union-attr]
+            "reach": services.alert_email_reach(user=request.user),  # type: ignore[arg-type]
+            "alerts_off": prefs.digest_mode == DigestMode.OFF,
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: three people (as healthchecks' hc/test.py does), the TLS lab, slow-test sampling.
+"""Shared fixtures: three people (as healthchecks' hc/test.py does), the TLS lab, slow tests.
 
 - alice: owner of team A (her personal team)
 - bob: member of team A (and owner of his own personal team)
@@ -7,14 +7,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.redis import RedisCache
 from django.test import Client
 
 from keychest.accounts.models import Membership, Role, Team, User
@@ -24,7 +25,7 @@ from lab.tls import Lab
 
 PASSWORD = "correct horse battery staple"
 # Fixtures of real lab servers shared by several apps' tests.
-pytest_plugins = ["tests.rdap_lab"]
+pytest_plugins = ["tests.rdap_lab", "tests.skip_policy"]
 
 
 def make_user(email: str, password: str = PASSWORD, *, verified: bool = True) -> User:
@@ -35,15 +36,29 @@ def make_user(email: str, password: str = PASSWORD, *, verified: bool = True) ->
     return user
 
 
+def cache_clear(cache: BaseCache) -> None:
+    """Empty this process's cache. On Redis only the keys under its own prefix (settings_test
+    gives each process one): Django's clear() is FLUSHDB, which would empty the cache of every
+    other xdist worker and every other run sharing the Redis database, mid-test."""
+    if not isinstance(cache, RedisCache):
+        cache.clear()
+        return
+    backend: Any = cache._cache
+    client = backend.get_client(write=True)
+    keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     """Rate-limit counters and cached values never leak from one test into the next."""
-    from django.core.cache import cache
+    from django.core.cache import caches
 
     from api.access import LEASES
     from api.keycache import KEY_CACHE
 
-    cache.clear()
+    cache_clear(caches["default"])
     KEY_CACHE.clear()  # a rolled-back test's keys must not be remembered by the next test
     LEASES.clear()  # nor hits leased from counters the clear just removed
 
@@ -102,23 +117,6 @@ def charlie_client(people: People) -> Client:
 @pytest.fixture
 def client_for():
     return _client_for
-
-
-# --- slow tests: sampled by default, all with KEYCHEST_SLOW_SAMPLE=all -------------------
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    sample = os.environ.get("KEYCHEST_SLOW_SAMPLE", "0.34").strip().lower()
-    if sample == "all":
-        return
-    fraction = float(sample)
-    # The seed changes the sample per run (CI passes a fresh one); the default is stable.
-    seed = os.environ.get("KEYCHEST_SLOW_SEED", "keychest")
-    skip = pytest.mark.skip(reason=f"slow test not in this sample (KEYCHEST_SLOW_SAMPLE={sample}, seed={seed})")
-    for item in items:
-        if item.get_closest_marker("slow") is None:
-            continue
-        digest = hashlib.sha256(f"{seed}:{item.nodeid}".encode()).digest()
-        if digest[0] / 256 >= fraction:
-            item.add_marker(skip)
 
 
 # --- The TLS lab: one private PKI, TLS servers and a DNS server per test session (lazy) --------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -18,49 +18,20 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.enrolment import SingleCertificateExpected, certificate_parse_one, certificate_upload
-from api.models import Scope, UploadedCertificate
+from api.enrolment import CertificateTooLarge, SingleCertificateExpected, certificate_parse_one, certificate_upload
+from api.models import Scope
+from api.selectors import certificate_sources, team_certificates
 from api.v1.base import Cursor, V1Mixin
 from api.v1.serializers import (
     CertificateDetailSerializer,
     CertificateSerializer,
     CertificateUploadSerializer,
-    certificate_sources,
 )
-from certificates.models import Certificate, CertificateName
+from certificates.models import Certificate
 from certificates.services import certificates_for
-from kcproto.names import InvalidName, reversed_name
+from kcproto.names import InvalidName
 from kcproto.x509 import CertificateParseError
-from keychest.accounts.models import Team
-from monitors.models import ScanResult, WatchedDomain
-
-
-def _watched_names_q(team: Team) -> Q | None:
-    query: Q | None = None
-    for domain, subdomains in (
-        WatchedDomain.objects.for_team(team).filter(removed_at=None).values_list("domain", "include_subdomains")
-    ):
-        rev = reversed_name(domain)
-        part = Q(reversed_name=rev)
-        if subdomains:
-            part |= Q(reversed_name__startswith=rev + ".")
-        query = part if query is None else query | part
-    return query
-
-
-def team_certificates(team: Team) -> QuerySet[Certificate]:
-    """Every certificate the team can see, annotated with `from_scan`, `from_upload`, `from_ct`
-    (see `certificate_sources`)."""
-    scan = ScanResult.objects.filter(team=team, leaf_sha256=OuterRef("sha256"))
-    upload = UploadedCertificate.objects.filter(team=team, certificate=OuterRef("pk"))
-    names_q = _watched_names_q(team)
-    qs = Certificate.objects.annotate(from_scan=Exists(scan), from_upload=Exists(upload))
-    visible = Q(from_scan=True) | Q(from_upload=True)
-    if names_q is not None:
-        ct = CertificateName.objects.filter(names_q, certificate=OuterRef("pk"))
-        qs = qs.annotate(from_ct=Exists(ct))
-        visible |= Q(from_ct=True)
-    return qs.filter(visible)
+from monitors.models import ScanResult
 
 
 class CertificateCursor(Cursor):
@@ -176,6 +147,8 @@ class CertificateViewSet(
             parsed = certificate_parse_one(data.validated_data["certificate"])
         except SingleCertificateExpected as exc:
             raise exceptions.ValidationError({"certificate": [f"single-cert-expected: {exc}"]}) from None
+        except CertificateTooLarge as exc:
+            raise exceptions.ValidationError({"certificate": [str(exc)]}) from None
         except CertificateParseError as exc:
             raise exceptions.ValidationError({"certificate": [str(exc)]}) from None
         upload = certificate_upload(

@@ -11,7 +11,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.models import ApiKey, AuditEntry, Scope
+from api.selectors import certificate_sources
 from certificates.models import Certificate
+from kcproto.x509 import MAX_CERTIFICATE_BYTES
 from keychest.accounts.models import Membership, Role
 from monitors.models import (
     DiscoveredHost,
@@ -240,11 +242,6 @@ class DiscoveredHostSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "first_seen_at", "last_seen_at", "watched_at"]
 
 
-def certificate_sources(cert: Certificate) -> list[str]:
-    """How the team came to see it (annotations of `team_certificates`)."""
-    return [k for k in ("scan", "upload", "ct") if getattr(cert, f"from_{k}", False)]
-
-
 class CertificateSerializer(serializers.ModelSerializer):
     renewal_at = serializers.DateTimeField(read_only=True)
     seen_by = serializers.SerializerMethodField(help_text="scan, upload and/or ct")
@@ -317,7 +314,7 @@ class CertificateDetailSerializer(CertificateSerializer):
 
 
 class CertificateUploadSerializer(serializers.Serializer):
-    certificate = serializers.CharField(max_length=65536, help_text="one certificate, PEM")
+    certificate = serializers.CharField(max_length=MAX_CERTIFICATE_BYTES, help_text="one certificate, PEM")
 
 
 class EventSerializer(serializers.ModelSerializer):

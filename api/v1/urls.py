@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from api.v1 import views
+from api.v1 import agents, views
 from api.v1.certificates import CertificateViewSet
 from api.v1.metrics import MetricsView
 from api.v1.policy import IssuancePolicyView
@@ -40,6 +40,7 @@ router.register("channels", views.ChannelViewSet, basename="v1-channel")
 router.register("api-keys", views.ApiKeyViewSet, basename="v1-apikey")
 router.register("audit", views.AuditViewSet, basename="v1-audit")
 router.register("members", views.MemberViewSet, basename="v1-member")
+router.register("agents", agents.AgentViewSet, basename="v1-agent")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
@@ -51,6 +52,9 @@ urlpatterns = [
     path("exports/certificates.csv", views.CertificatesCsvView.as_view(), name="v1-export-certificates"),
     path("exports/calendar.ics", views.CalendarView.as_view(), name="v1-export-calendar"),
     path("exports/calendar-url", views.CalendarUrlView.as_view(), name="v1-calendar-url"),
+    path("agent/enrol", agents.agent_enrol_view, name="v1-agent-enrol"),
+    path("agent/work", agents.agent_work_view, name="v1-agent-work"),
+    path("agent/results", agents.agent_results_view, name="v1-agent-results"),
     path("calendar/<str:token>.ics", views.CalendarFeedView.as_view(), name="api_calendar_feed"),
     path("", include(router.urls)),
 ]

@@ -277,12 +277,18 @@ class ChannelViewSet(
 
     @extend_schema(
         request=None,
-        responses={202: OpenApiResponse(description="a test message is on its way")},
-        summary="Send a test message",
+        responses={
+            202: OpenApiResponse(description="a test message is on its way"),
+            429: OpenApiResponse(description="the channel's rate limit is spent (Retry-After)"),
+        },
+        summary="Send a test message (counts against the channel's rate limit)",
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, id: str) -> Response:
-        delivery = notify_services.channel_send_test(channel=self.get_object())
+        try:
+            delivery = notify_services.channel_send_test(channel=self.get_object())
+        except notify_services.ChannelRateLimited as error:
+            raise exceptions.Throttled(wait=error.retry_after, detail=str(error)) from None
         return Response({"delivery": str(delivery.uuid)}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -461,9 +467,16 @@ class CalendarUrlView(V1Mixin, APIView):
     @extend_schema(
         request=None,
         responses={200: OpenApiResponse(description='{"url": "..."}: the secret address calendar apps subscribe to')},
-        summary="Your secret calendar address (all your teams)",
+        summary="Your secret calendar address (all your teams; sessions only)",
     )
     def get(self, request: Request) -> Response:
+        # The feed covers every team of the user, and a key acts for one team only (security
+        # finding 3): keys get the team's own calendar instead.
+        if self.caller.api_key is not None:
+            raise exceptions.PermissionDenied(
+                "This address covers all your teams; a key reads its own team's /api/v1/exports/calendar.ics.",
+                code="session_only",
+            )
         return Response({"url": exports.calendar_feed_url(self.caller.user)})
 
 

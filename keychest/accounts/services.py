@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -13,8 +14,20 @@ from django.utils import timezone
 
 from keychest.accounts import emails
 from keychest.accounts.models import Invitation, Membership, Role, Team, User, role_at_least
+from keychest.ratelimit import Limit, hit
 
 INVITATION_SALT = "keychest.accounts.invitation"
+
+# What the apps above this platform layer set up for every new team (the notifications app adds
+# its "email every member" channel), run inside team_create's transaction. Apps register in
+# their AppConfig.ready(); the platform never imports them.
+TEAM_SETUP: list[Callable[..., object]] = []
+
+
+def team_setup_register(setup: Callable[..., object]) -> None:
+    """`setup(team=...)` runs for every team created from now on."""
+    if setup not in TEAM_SETUP:
+        TEAM_SETUP.append(setup)
 
 
 def team_create(*, name: str, owner: User, is_personal: bool = False) -> Team:
@@ -24,6 +37,8 @@ def team_create(*, name: str, owner: User, is_personal: bool = False) -> Team:
     with transaction.atomic():
         team = Team.objects.create(name=name[:100], is_personal=is_personal)
         Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+        for setup in TEAM_SETUP:
+            setup(team=team)
     return team
 
 
@@ -84,6 +99,11 @@ def invitation_create(*, team: Team, by: User, email: str, role: str = Role.MEMB
     email = email.strip().lower()
     if Membership.objects.filter(team=team, user__email__iexact=email).exists():
         raise ValidationError(f"{email} is already a member of this team.")
+    # Each invitation emails the address: a budget per address, across teams, so KeyChest is no
+    # relay for repeated mail to one inbox (security finding 7).
+    per_address = Limit("invite-address", settings.KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY, 86400)
+    if not hit(per_address, email).allowed:
+        raise ValidationError(f"{email} was invited too often today; try again tomorrow.")
     with transaction.atomic():
         # A second invitation to the same address replaces the first.
         Invitation.objects.filter(team=team, email=email, accepted_at=None, revoked_at=None).update(
@@ -100,6 +120,22 @@ def invitation_revoke(*, invitation: Invitation, by: User) -> None:
     Invitation.objects.filter(pk=invitation.pk, accepted_at=None).update(revoked_at=timezone.now())
 
 
+def _sender_still_grants(invitation: Invitation) -> bool:
+    """The sender is still in the team with at least the invited role (security finding 4: the
+    services revoke on removal and demotion; this also catches roles changed behind them)."""
+    if invitation.invited_by_id is None:  # the sender deleted their account
+        return False
+    sender = Membership.objects.filter(team_id=invitation.team_id, user_id=invitation.invited_by_id).first()
+    return sender is not None and role_at_least(sender.role, invitation.role)
+
+
+def _invitations_revoke_above(*, team: Team, sender_id: int, role: str | None) -> int:
+    """Revoke the sender's pending invitations of a higher role than `role` (None: all of them)."""
+    pending = Invitation.objects.filter(team=team, invited_by_id=sender_id, accepted_at=None, revoked_at=None)
+    above = [r for r in Role.values if role is None or not role_at_least(role, r)]
+    return pending.filter(role__in=above).update(revoked_at=timezone.now())
+
+
 def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     """Join the team; the accepting user must own the invited address (a verified email)."""
     from allauth.account.models import EmailAddress
@@ -108,7 +144,7 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
         raise PermissionDenied(f"This invitation is for {invitation.email}; sign in with that address.")
     with transaction.atomic():
         locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
-        if not locked.is_pending():
+        if not locked.is_pending() or not _sender_still_grants(locked):
             raise ValidationError("This invitation is no longer valid.")
         membership, _created = Membership.objects.get_or_create(
             team=locked.team, user=user, defaults={"role": locked.role}
@@ -138,6 +174,7 @@ def membership_set_role(*, membership: Membership, role: str, by: User) -> Membe
             raise ValidationError("A team must keep at least one owner.")
         target.role = role
         target.save(update_fields=["role"])
+        _invitations_revoke_above(team=team, sender_id=target.user_id, role=role)
     return target
 
 
@@ -155,6 +192,7 @@ def membership_remove(*, membership: Membership, by: User) -> None:
         if target.role == Role.OWNER and _owner_count(team) <= 1:
             raise ValidationError("A team must keep at least one owner.")
         target.delete()
+        _invitations_revoke_above(team=team, sender_id=target.user_id, role=None)
 
 
 def user_update_preferences(*, user: User, timezone_name: str, notification_email: str) -> User:

@@ -15,7 +15,7 @@ from keychest.accounts import services
 from keychest.accounts.forms import InviteForm, PreferencesForm, RoleForm, TeamForm
 from keychest.accounts.middleware import SESSION_KEY
 from keychest.accounts.models import Invitation, Membership, Role, Team
-from keychest.types import AuthedRequest
+from keychest.accounts.types import AuthedRequest
 
 
 def _my_membership(request: AuthedRequest, team_id: str) -> Membership:

@@ -150,15 +150,17 @@ class World:
     key: object
     certificate_sha256: str
     uploaded_sha256: str
+    agent: object = None
 
 
 def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     from django.utils import timezone
 
+    from agents.services import agent_create
     from api.enrolment import certificate_upload
+    from events.services import event_record
     from lab.ctlog.certgen import issue
     from monitors.models import DiscoveredHost, Finding, Server, TimelineEntry, WatchedDomain
-    from notifications.events import event_record
     from notifications.services import channel_create
 
     now = timezone.now()
@@ -189,8 +191,20 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     channel = channel_create(team=team, kind="webhook", name="hook", url="https://hooks.example.com/x")
     key = apikey_create(team=team, user=user, name="world key", scopes=["read"]).api_key
     uploaded = certificate_upload(team=team, der=issue(issuer, [f"upload.{domain}"]).certificate, user=user).certificate
+    agent, _token = agent_create(team=team, name="world agent")
     return World(
-        server, result, finding, timeline, watched, host, event, channel, key, result.leaf_sha256, uploaded.sha256
+        server,
+        result,
+        finding,
+        timeline,
+        watched,
+        host,
+        event,
+        channel,
+        key,
+        result.leaf_sha256,
+        uploaded.sha256,
+        agent,
     )
 
 

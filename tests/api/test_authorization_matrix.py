@@ -22,6 +22,8 @@ from lab.ctlog.certgen import issue
 from tests.api.conftest import World, make_world, pem_of
 
 SAFE = {"get", "head", "options"}
+# Per-user (all teams) operations: a key acts for one team, so keys are refused (finding 3).
+SESSION_ONLY = {"v1_exports_calendar_url_retrieve"}
 ACTORS = ["anonymous", "revoked_key", "charlie", "bob_viewer", "read_key", "alice"]
 
 
@@ -61,6 +63,9 @@ def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
         "v1_api_keys_create": {"name": "k", "scopes": ["read"]},
         "v1_members_invite_create": {"email": "newcomer@example.org", "role": "viewer"},
         "v1_issuance_policy_update": {"allowed_issuers": ["letsencrypt.org"], "known_keys": [], "check_caa": True},
+        "v1_agents_create": {"name": "dc1"},
+        "v1_agents_assign_create": {"servers": [str(world.server.uuid)]},
+        "v1_agents_unassign_create": {"servers": [str(world.server.uuid)]},
         "v1.0_servers_add_create": {"domain": "enrol.example.com"},
         "v1.0_certificate_add_create": {"certificate": pem_of(issue(issuer, ["enrol.example.com"]).certificate)},
     }
@@ -74,6 +79,7 @@ def _fill(path: str, world: World) -> str:
         "events": str(world.event.uuid),
         "channels": str(world.channel.uuid),
         "api-keys": str(world.key.uuid),
+        "agents": str(world.agent.uuid),  # type: ignore[attr-defined]
     }
 
     def one(match: re.Match[str]) -> str:
@@ -148,6 +154,8 @@ def expected(actor: str, path: str, method: str, op: str) -> set[int]:
             return {404}
         # Charlie acts on his own team B: reads answer, writes succeed there.
         return ok
+    if actor == "read_key" and op in SESSION_ONLY:
+        return {403}
     if actor in ("bob_viewer", "read_key"):
         return {403} if unsafe else ok
     # alice: owner of team A, everything works.

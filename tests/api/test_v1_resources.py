@@ -98,6 +98,16 @@ def test_watching_changing_and_unwatching_a_domain(alice_client, people, lab_iss
     assert alice_client.get(f"/api/v1/domains/{body['id']}/").status_code == 404
 
 
+@pytest.mark.parametrize("suffix", ["com", "co.uk", "github.io"])
+def test_a_public_suffix_cannot_be_watched_through_the_api(alice_client, people, suffix) -> None:
+    from monitors.models import WatchedDomain
+
+    refused = alice_client.post("/api/v1/domains/", {"domain": suffix}, content_type="application/json")
+    assert refused.status_code == 400
+    assert "is a public suffix" in str(refused.json()["fields"]["domain"])
+    assert not WatchedDomain.objects.filter(team=people.team_a).exists()
+
+
 def test_findings_by_state_and_code(alice_client, world) -> None:
     assert len(alice_client.get("/api/v1/findings/").json()["results"]) == 1
     assert alice_client.get("/api/v1/findings/?code=expired").json()["results"] == []
@@ -239,8 +249,8 @@ def make_world_extra(people, issuer) -> None:
     import uuid
 
     from api.services import apikey_create
+    from events.services import event_record
     from monitors.models import Finding, Server
-    from notifications.events import event_record
     from tests.api.conftest import scan_result_for
 
     name = f"s{uuid.uuid4().hex[:8]}.example.com"

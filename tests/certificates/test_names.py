@@ -4,6 +4,7 @@ import pytest
 
 from kcproto.names import (
     InvalidName,
+    is_public_suffix,
     name_matches,
     normalise_certificate_name,
     normalise_name,
@@ -167,3 +168,22 @@ def test_a_newline_inside_a_name_is_refused(raw: str) -> None:
     with pytest.raises(InvalidName):
         normalise_name(raw)
     assert normalise_certificate_name(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "public"),
+    [
+        ("com", True),
+        ("co.uk", True),
+        ("github.io", True),  # the list's private section: every user's pages are under it
+        ("kobe.jp", True),
+        ("city.kobe.jp", False),  # an exception rule
+        ("example", True),  # an unknown top-level label: the default rule
+        ("example.com", False),
+        ("www.example.co.uk", False),
+        ("*.example.com", False),
+        ("192.0.2.1", False),
+    ],
+)
+def test_public_suffixes_are_recognised_from_the_bundled_list(name: str, public: bool) -> None:
+    assert is_public_suffix(name) is public

@@ -169,9 +169,9 @@ def test_a_certificate_another_writer_stores_meanwhile_is_theirs(lab_ca: Issuer,
     fallbacks: list[int] = []
     real_insert = pgstore._insert_certificates
 
-    def counting_insert(cursor, parsed):  # type: ignore[no-untyped-def]
+    def counting_insert(cursor, parsed, logged):  # type: ignore[no-untyped-def]
         fallbacks.append(len(parsed))
-        return real_insert(cursor, parsed)
+        return real_insert(cursor, parsed, logged)
 
     monkeypatch.setattr(pgstore, "_insert_certificates", counting_insert)
     theirs = issue(lab_ca, ["race.example.com"]).certificate
@@ -214,3 +214,35 @@ def test_new_certificates_are_reported_in_the_order_of_the_batch(lab_ca: Issuer)
     ders = [issue(lab_ca, [f"order{i}.example.com"]).certificate for i in range(12)]
     result = certificates_store_bulk(items=[_item(d, f"log:{i}") for i, d in enumerate(ders)])
     assert [p.der for p in result.new] == ders
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["copy", "orm"])
+def test_only_certificates_read_from_a_log_are_ct_logged(lab_ca: Issuer, monkeypatch, path: str) -> None:
+    if path == "orm":
+        monkeypatch.setattr(pgstore, "copy_supported", lambda: False)
+    scanned = issue(lab_ca, ["appliance.example.com"]).certificate
+    uploaded = issue(lab_ca, ["intranet.example.com"]).certificate
+    later = issue(lab_ca, ["later.example.com"]).certificate
+    logged = issue(lab_ca, ["www.example.com"])
+    certificate_store_der(der=scanned, source=SourceKind.SCAN, source_ref="appliance.example.com:443")
+    certificate_store_der(der=uploaded, source=SourceKind.UPLOAD, source_ref="team:x")
+    certificate_store_der(der=later, source=SourceKind.SCAN, source_ref="later.example.com:443")
+    certificates_store_bulk(items=[_item(logged.precertificate, "log:1"), _item(logged.certificate, "log:2")])
+    flags = dict(Certificate.objects.values_list("subject", "ct_logged"))
+    assert flags == {
+        "CN=appliance.example.com": False,
+        "CN=intranet.example.com": False,
+        "CN=later.example.com": False,
+        "CN=www.example.com": True,  # precertificate and certificate share the subject
+    }
+    assert Certificate.objects.filter(ct_logged=True).count() == 2
+    # A scanned certificate that a log serves later becomes public, in a mixed batch too; a scan of a
+    # logged certificate does not make it private again.
+    certificates_store_bulk(
+        items=[_item(later, "log:3"), StoreItem(parse_certificate(logged.certificate), SourceKind.SCAN, "www:443")]
+    )
+    assert set(Certificate.objects.filter(ct_logged=True).values_list("subject", flat=True)) == {
+        "CN=www.example.com",
+        "CN=later.example.com",
+    }

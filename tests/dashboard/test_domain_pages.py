@@ -49,6 +49,17 @@ def test_a_bad_domain_is_refused_with_a_reason(alice_client, people) -> None:
     assert not WatchedDomain.objects.filter(team=people.team_a).exists()
 
 
+@pytest.mark.parametrize("suffix", ["com", "co.uk", "CO.UK.", "github.io", "org"])
+def test_a_public_suffix_is_refused_when_added_with_a_plain_message(alice_client, people, suffix) -> None:
+    response = alice_client.post(reverse("domain_add"), {"domain": suffix}, follow=True)
+    text = response.content.decode()
+    assert "is a public suffix" in text and "Watch your own domain instead" in text
+    assert not WatchedDomain.objects.filter(team=people.team_a).exists()
+    # A registered domain right under it is fine.
+    alice_client.post(reverse("domain_add"), {"domain": f"shop.{suffix}"})
+    assert WatchedDomain.objects.filter(team=people.team_a).count() == 1
+
+
 def _domain_with_hosts(team, *names):
     watched = WatchedDomain.objects.create(team=team, domain="shop.example")
     now = timezone.now()

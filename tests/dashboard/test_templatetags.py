@@ -8,8 +8,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy
 
+from dashboard.formatting import format_html_fast, issuer_cn, optional_url, relative_time
 from dashboard.issuers import LETS_ENCRYPT, MANAGED, OTHER, issuer_kind
-from dashboard.templatetags.kc import format_html_fast, issuer_cn, optional_url, relative_time
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

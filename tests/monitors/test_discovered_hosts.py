@@ -52,3 +52,12 @@ def test_many_domains_in_a_few_queries_new_hosts_created_known_ones_touched(
     }
     # Everything known now: nothing new, no events.
     assert hosts_record_bulk(names_by_domain={a: ["api.shop.example"], b: ["www.shop.example"]}, seen_at=later) == 0
+
+
+def test_a_public_suffix_watched_before_the_refusal_matches_nobody(people) -> None:
+    from monitors.domains import WatchedDomainProvider
+    from monitors.models import WatchedDomain
+
+    WatchedDomain.objects.create(team=people.team_b, domain="org")  # stored before input refused it
+    domain_watch(team=people.team_b, domain="shop.example")
+    assert [w.domain for w in WatchedDomainProvider().watches()] == ["shop.example"]

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from monitors import scan_pass, scan_store, scanning
+from monitors import scan_pass, scan_storing, scanning
 from monitors.models import Finding, ScanResult, Server
 from monitors.scanning import scan_servers
 from monitors.services import ca_bundle_create, server_enrol
@@ -40,14 +40,14 @@ def _inject(monkeypatch: pytest.MonkeyPatch, step: str, bad_host: str) -> None:
 
         monkeypatch.setattr(scan_pass, "validate", validate)
     else:
-        real_checks = scan_store.checks.address_checks
+        real_checks = scan_storing.checks.address_checks
 
         def address_checks(probe, validation, *, host, **kwargs):  # type: ignore[no-untyped-def]
             if host == bad_host:
                 boom()
             return real_checks(probe, validation, host=host, **kwargs)
 
-        monkeypatch.setattr(scan_store.checks, "address_checks", address_checks)
+        monkeypatch.setattr(scan_storing.checks, "address_checks", address_checks)
 
 
 @pytest.mark.parametrize("step", ["probing", "validating", "judging"])

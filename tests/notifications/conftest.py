@@ -63,6 +63,17 @@ class Smtp:
 
 
 @pytest.fixture
+def people(people: Any) -> Any:
+    """The shared three people, minus the "email every member" channel each of their teams starts
+    with: these tests build exactly the channels they reason about (test_default_channel.py
+    covers the default one)."""
+    from notifications.models import Channel
+
+    Channel.objects.all().delete()
+    return people
+
+
+@pytest.fixture
 def smtp(settings: Any) -> Smtp:
     handler = _Handler()
     controller = EphemeralController(handler, hostname="127.0.0.1", port=0)

@@ -15,13 +15,14 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
 
 from certificates.services import StoreItem, certificates_store_bulk
+from events.services import NewEvent, events_record_bulk
 from kcproto import checks, netguard, tlsprobe
 from kcproto.checks import FindingSpec
 from kcproto.validation import Validation
@@ -38,7 +39,6 @@ from monitors.scan_findings import (
     timeline_entry,
 )
 from monitors.scan_pass import ScanPass
-from notifications.events import NewEvent, events_record_bulk
 
 logger = logging.getLogger(__name__)
 
@@ -328,8 +328,17 @@ class Stored:
     findings: Counter[str]
 
 
-def store_observed(servers: Sequence[Server], observed: dict[int, Observed], now: datetime) -> Stored:
-    """Validate, judge and write one batch: one transaction, a bounded number of statements."""
+def store_observed(
+    servers: Sequence[Server],
+    observed: dict[int, Observed],
+    now: datetime,
+    *,
+    keep: Callable[[Sequence[Server]], list[Server]] | None = None,
+) -> Stored:
+    """Validate, judge and write one batch: one transaction, a bounded number of statements.
+
+    `keep`, called first inside the transaction, narrows what is written to the servers the
+    caller's claim still holds (monitors/scan_claims.py)."""
     run = ScanPass(servers, now)
     ids = [s.pk for s in servers]
     # One current row per (server, address, alternate): the second certificate of an address
@@ -343,6 +352,8 @@ def store_observed(servers: Sequence[Server], observed: dict[int, Observed], now
     checked = {s.pk: [check_address(s, probe, run) for probe in observed[s.pk].probes] for s in servers}
     elapsed = {s.pk: min(sum(c.probe.elapsed_ms for c in checked[s.pk]), 2**31 - 1) for s in servers}
     with transaction.atomic():
+        if keep is not None:
+            servers = keep(servers)
         # The chains of current results were stored when those rows were written.
         known = {sha for row in current.values() for sha in row.chain_sha256}
         unknown = [
@@ -356,8 +367,10 @@ def store_observed(servers: Sequence[Server], observed: dict[int, Observed], now
         by_server = {s.pk: server_writes(s, checked[s.pk], current, run, now) for s in servers}
         writes = merged(list(by_server.values()))
         # DNS failed: the addresses could not be looked at, so their findings stand.
-        keep = {s.pk for s in servers if not s.pinned_ip and s.dns_error and not s.dns_addresses and not s.dns_refused}
-        plan = findings_plan(servers, {pk: w.specs for pk, w in by_server.items()}, open_findings, keep, now)
+        dns_failed = {
+            s.pk for s in servers if not s.pinned_ip and s.dns_error and not s.dns_addresses and not s.dns_refused
+        }
+        plan = findings_plan(servers, {pk: w.specs for pk, w in by_server.items()}, open_findings, dns_failed, now)
         if writes.retire:
             ScanResult.objects.filter(pk__in=writes.retire).update(current=False)
         if writes.touch:
