@@ -164,7 +164,8 @@ def newest_certificates(hosts: list[str], now: datetime) -> dict[tuple[str, str]
     """For every host: the newest valid leaf per key type naming it (or a covering wildcard).
 
     One query for the whole run; the same answer as `certificates_for(host, include_subdomains=False)`
-    restricted to valid, non-CA certificates issued more than the grace period ago.
+    restricted to valid, non-CA certificates read from CT logs and issued more than the grace
+    period ago.
     """
     from certificates.models import CertificateName
     from kcproto.names import parent_wildcard
@@ -184,6 +185,8 @@ def newest_certificates(hosts: list[str], now: datetime) -> dict[tuple[str, str]
         not_before__lte=now - NEWER_CERTIFICATE_GRACE,
         not_after__gt=now,
         certificate__is_ca=False,
+        # Only the public part of the store: another team's scans and uploads are its own.
+        certificate__ct_logged=True,
     ).values_list(
         "name",
         "certificate__sha256",
