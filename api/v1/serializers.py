@@ -244,7 +244,9 @@ class DiscoveredHostSerializer(serializers.ModelSerializer):
 
 class CertificateSerializer(serializers.ModelSerializer):
     renewal_at = serializers.DateTimeField(read_only=True)
-    seen_by = serializers.SerializerMethodField(help_text="scan, upload and/or ct")
+    seen_by = serializers.SerializerMethodField(
+        help_text="scan (your servers presented it), upload (you uploaded it), ct (read from a CT log)"
+    )
 
     class Meta:
         model = Certificate

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from api import exports
 from api.expiry import expiration_report
 from api.models import ApiKey, AuditEntry, CalendarFeed, Scope
+from api.selectors import team_certificates
 from api.services import apikey_create, apikey_revoke
 from api.v1.base import Cursor, V1Mixin
 from api.v1.serializers import (
@@ -55,6 +56,7 @@ from keychest.ratelimit import client_ip
 from keychest.tenancy import get_for_team_or_404
 from monitors.domains import domain_unwatch, domain_watch
 from monitors.models import Finding, WatchedDomain
+from monitors.visibility import visible_hosts
 from notifications import services as notify_services
 from notifications.models import Channel, Event
 
@@ -127,7 +129,8 @@ class DomainViewSet(
     @action(detail=True, methods=["get"])
     def hosts(self, request: Request, id: str) -> Response:
         domain = self.get_object()
-        return Response(DiscoveredHostSerializer(domain.discovered_hosts.all()[:1000], many=True).data)
+        hosts = visible_hosts(domain).order_by("name", "id")[:1000]
+        return Response(DiscoveredHostSerializer(hosts, many=True).data)
 
     @extend_schema(responses={200: CertificateSerializer(many=True)}, summary="Certificate history from CT")
     @action(detail=True, methods=["get"])
@@ -137,9 +140,9 @@ class DomainViewSet(
             qs = certificates_for(domain.domain, include_subdomains=domain.include_subdomains)
         except InvalidName as exc:
             raise exceptions.ValidationError({"domain": str(exc)}) from None
-        rows = list(qs[:500])  # the newest 500; the certificates endpoint pages and filters further
-        for cert in rows:
-            cert.from_ct = True  # type: ignore[attr-defined]
+        # Only what the team may see: read from a CT log, or its own scans and uploads.
+        visible = team_certificates(self.caller.team).filter(id__in=qs.values("id")).order_by("-not_before", "-id")
+        rows = list(visible[:500])  # the newest 500; the certificates endpoint pages and filters further
         return Response(CertificateSerializer(rows, many=True).data)
 
 
