@@ -151,6 +151,8 @@ class World:
     certificate_sha256: str
     uploaded_sha256: str
     agent: object = None
+    ip_range: object = None
+    found: object = None
 
 
 def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
@@ -158,6 +160,7 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
 
     from agents.services import agent_create
     from api.enrolment import certificate_upload
+    from discovery.models import FoundService, IPRange
     from lab.ctlog.certgen import issue
     from monitors.models import DiscoveredHost, Finding, Server, TimelineEntry, WatchedDomain
     from notifications.events import event_record
@@ -192,6 +195,10 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     key = apikey_create(team=team, user=user, name="world key", scopes=["read"]).api_key
     uploaded = certificate_upload(team=team, der=issue(issuer, [f"upload.{domain}"]).certificate, user=user).certificate
     agent, _token = agent_create(team=team, name="world agent")
+    ip_range = IPRange.objects.create(team=team, cidr="192.0.2.0/28", ports=[443], next_sweep_at=now)
+    found = FoundService.objects.create(
+        team=team, ip_range=ip_range, address="192.0.2.5", port=443, names=[www], first_seen=now, last_seen=now
+    )
     return World(
         server,
         result,
@@ -205,6 +212,8 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
         result.leaf_sha256,
         uploaded.sha256,
         agent,
+        ip_range,
+        found,
     )
 
 

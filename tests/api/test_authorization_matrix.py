@@ -66,6 +66,8 @@ def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
         "v1_agents_create": {"name": "dc1"},
         "v1_agents_assign_create": {"servers": [str(world.server.uuid)]},
         "v1_agents_unassign_create": {"servers": [str(world.server.uuid)]},
+        "v1_ranges_create": {"cidr": "8.8.8.0/24", "ports": [443]},
+        "v1_ranges_watch_create": {"service": str(world.found.uuid), "name": world.server.host},  # type: ignore[attr-defined]
         "v1.0_servers_add_create": {"domain": "enrol.example.com"},
         "v1.0_certificate_add_create": {"certificate": pem_of(issue(issuer, ["enrol.example.com"]).certificate)},
     }
@@ -80,6 +82,7 @@ def _fill(path: str, world: World) -> str:
         "channels": str(world.channel.uuid),
         "api-keys": str(world.key.uuid),
         "agents": str(world.agent.uuid),  # type: ignore[attr-defined]
+        "ranges": str(world.ip_range.uuid),  # type: ignore[attr-defined]
     }
 
     def one(match: re.Match[str]) -> str:
