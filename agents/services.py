@@ -23,12 +23,12 @@ from django.utils import timezone
 from agents.models import DEFAULT_CADENCE, ENROLMENT_TOKEN_HOURS, MAX_CADENCE, MIN_CADENCE, Agent
 from discovery.models import IPRange
 from discovery.services import services_store, watched_names
+from events.models import EventKind, Severity
+from events.services import NewEvent, events_record_bulk
 from kcproto import agentwire, sweep
 from kcproto.agentwire import WireError
 from monitors.models import ScanResult, Server, TeamCABundle, WatchedDomain
 from monitors.scanning import Observed, ScanSummary, scan_store
-from notifications.events import NewEvent, events_record_bulk
-from notifications.models import EventKind, Severity
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team

@@ -15,19 +15,18 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from discovery.models import DEFAULT_CADENCE, DEFAULT_PORTS, FoundService, IPRange
+from events.models import EventKind, Severity
+from events.services import NewEvent, events_record_bulk
 from kcproto import netguard, sweep, tlsprobe
 from kcproto.x509 import CertificateParseError, parse_certificate
 from monitors.models import Server, WatchedDomain
 from monitors.services import AlreadyWatched, server_enrol
-from notifications.events import NewEvent, events_record_bulk
-from notifications.models import EventKind, Severity
 
 if TYPE_CHECKING:
-    from agents.models import Agent
     from keychest.accounts.models import Team, User
 
 MAX_PREFIX_ADDRESSES = sweep.MAX_RANGE_ADDRESSES
@@ -61,7 +60,7 @@ def range_add(
     cidr: str,
     ports: Sequence[int | str] | None = None,
     label: str = "",
-    agent: Agent | None = None,
+    agent: Model | None = None,  # an agents.Agent of the team (agents sit above discovery)
     cadence: int | None = None,
     rate: float | None = None,
 ) -> IPRange:
@@ -73,7 +72,7 @@ def range_add(
         raise RangeRefused(f"{cidr[:60]!r} is not a CIDR range") from None
     if network.num_addresses > MAX_PREFIX_ADDRESSES:
         raise RangeRefused(f"a range holds at most {MAX_PREFIX_ADDRESSES} addresses (an IPv4 /22)")
-    if agent is not None and agent.team_id != team.pk:
+    if agent is not None and agent.team_id != team.pk:  # type: ignore[attr-defined]
         raise RangeRefused("agent of another team")
     if agent is None and not settings.KEYCHEST_ALLOW_PRIVATE_TARGETS:
         reason = netguard.network_refusal(network)
@@ -90,7 +89,7 @@ def range_add(
             cidr=str(network),
             label=label.strip()[:100],
             ports=_ports(ports),
-            agent=agent,
+            agent_id=agent.pk if agent is not None else None,
             cadence=int(cadence or DEFAULT_CADENCE),
             rate=min(float(rate or settings.KEYCHEST_DISCOVERY_RANGE_RATE), settings.KEYCHEST_DISCOVERY_RATE),
             next_sweep_at=timezone.now(),

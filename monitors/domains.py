@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from certificates.matching import Match, Watch, watchers_changed
 from certificates.models import CertificateName
+from events.services import NewEvent, events_record_bulk
 from kcproto.names import InvalidName, ip_literal, is_public_suffix, normalise_name, reversed_name
 from kcproto.targets import InvalidTarget
 from monitors.models import DiscoveredHost, WatchedDomain
 from monitors.services import AlreadyWatched, server_enrol
-from notifications.events import NewEvent, events_record_bulk
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User

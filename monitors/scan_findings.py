@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from events.models import EventKind
+from events.services import NewEvent
 from kcproto import checks, netguard
 from kcproto.checks import DOWN_CODES, FindingSpec
 from kcproto.issuance import lets_encrypt_issued
 from kcproto.names import registered_domain
 from kcproto.x509 import ParsedCertificate
 from monitors.models import Finding, ScanResult, Server, TimelineEntry
-from notifications.events import NewEvent
-from notifications.models import EventKind
 
 if TYPE_CHECKING:
     from monitors.scanning import ScanPass

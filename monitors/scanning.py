@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from certificates.ari import windows_for
 from certificates.services import StoreItem, certificates_store_bulk
+from events.services import NewEvent, events_record_bulk
 from kcproto import checks, netguard, tlsprobe
 from kcproto.checks import FindingSpec
 from kcproto.validation import TrustStore, Validation, trust_store, validate, with_host
@@ -40,6 +41,8 @@ from monitors.models import (
     TeamScanPolicy,
     TimelineEntry,
 )
+from monitors.scan_claims import CLAIM_LEASE as CLAIM_LEASE  # the default lease, named here since issue 21
+from monitors.scan_claims import ScanClaim, claim_lease
 from monitors.scan_findings import (
     Newest,
     change_specs,
@@ -49,12 +52,12 @@ from monitors.scan_findings import (
     store_checks,
     timeline_entry,
 )
-from notifications.events import NewEvent, events_record_bulk
 
 logger = logging.getLogger(__name__)
 
 JITTER = 0.15
-CLAIM_LEASE = timedelta(minutes=15)
+# The servers a scan may still store, locked for its storing transaction (`ScanClaim.held`).
+Keep = Callable[[Sequence[Server]], list[Server]]
 
 
 @dataclass(frozen=True)
@@ -343,8 +346,13 @@ def scan_servers(
     config: ScanConfig | None = None,
     now: datetime | None = None,
     force_dns: bool = False,
+    keep: Keep | None = None,
 ) -> ScanSummary:
-    """Scan `servers` now (network first, then one transaction of bulk writes)."""
+    """Scan `servers` now (network first, then one transaction of bulk writes).
+
+    `keep`, called inside the storing transaction, narrows what is stored to the servers the
+    caller's claim still holds.
+    """
     config = config or ScanConfig.from_settings()
     started = time.monotonic()
     summary = ScanSummary(servers=len(servers))
@@ -362,7 +370,7 @@ def scan_servers(
             previous_legacy[(sid, address)] = legacy
     observed = tlsprobe.run_sync(_observe_all(servers, config, now, force_dns, previous_legacy, previous_alternate))
     summary.network_seconds = time.monotonic() - started
-    _store(servers, observed, now, summary)
+    _store(servers, observed, now, summary, keep)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -373,12 +381,14 @@ def scan_store(servers: Sequence[Server], observed: dict[int, Observed], *, now:
     started = time.monotonic()
     summary = ScanSummary(servers=len(servers))
     if servers:
-        _store(servers, observed, now, summary)
+        _store(servers, observed, now, summary, None)
     summary.seconds = time.monotonic() - started
     return summary
 
 
-def _store(servers: Sequence[Server], observed: dict[int, Observed], now: datetime, summary: ScanSummary) -> None:
+def _store(
+    servers: Sequence[Server], observed: dict[int, Observed], now: datetime, summary: ScanSummary, keep: Keep | None
+) -> None:
     run = ScanPass(servers, now)
     ids = [s.pk for s in servers]
     # One current row per (server, address, alternate): the second certificate of an address
@@ -424,6 +434,8 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
         summary.addresses += len(rows)
 
     with transaction.atomic():
+        if keep is not None:
+            servers = keep(servers)
         if run.parsed:
             certificates_store_bulk(
                 items=[StoreItem(parsed=p, source="scan", source_ref=ref) for p, ref in run.parsed.values()]
@@ -575,9 +587,14 @@ def _store(servers: Sequence[Server], observed: dict[int, Observed], now: dateti
             events_record_bulk(events)
 
 
-def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: timedelta = CLAIM_LEASE) -> list[int]:
-    """Claim up to `limit` due servers atomically (skip rows another scheduler holds)."""
+def servers_claim_due(*, limit: int = 200, now: datetime | None = None, lease: timedelta | None = None) -> list[int]:
+    """Claim up to `limit` due servers atomically (skip rows another scheduler holds).
+
+    The claim holds for `lease` (default `claim_lease()`); its end, `now + lease`, is the token
+    the batch message carries (`scan_claimed`).
+    """
     now = now or timezone.now()
+    lease = lease or claim_lease()
     with transaction.atomic():
         due = (
             # A server assigned to a team agent is scanned by that agent only (agents/).
@@ -602,3 +619,16 @@ def scan_server_ids(ids: Sequence[int], *, config: ScanConfig | None = None, for
         Server.objects.filter(pk__in=list(ids), removed_at=None, agent=None).select_related("ca_bundle").order_by("pk")
     )
     return scan_servers(servers, config=config, force_dns=force_dns)
+
+
+def scan_claimed(
+    ids: Sequence[int], *, token: datetime | None = None, config: ScanConfig | None = None, force_dns: bool = False
+) -> ScanSummary:
+    """Scan a queued batch under a claim: take the servers it still may scan, renew the lease
+    while scanning, store only what the claim still holds (monitors/scan_claims.py)."""
+    claim = ScanClaim.take(ids, token=token)
+    if not claim.ids:
+        return ScanSummary()
+    with claim.renewing():
+        servers = list(Server.objects.filter(pk__in=claim.ids).select_related("ca_bundle").order_by("pk"))
+        return scan_servers(servers, config=config, force_dns=force_dns, keep=claim.held)

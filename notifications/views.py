@@ -102,8 +102,12 @@ def channel_test(request: HttpRequest, channel_id: str) -> HttpResponse:
     if not channel.enabled:
         messages.error(request, "Enable the channel first.")
     else:
-        services.channel_send_test(channel=channel)
-        messages.success(request, "Test message queued; its attempt appears below within seconds.")
+        try:
+            services.channel_send_test(channel=channel)
+        except services.ChannelRateLimited as error:
+            messages.error(request, f"Not sent: {error}.")
+        else:
+            messages.success(request, "Test message queued; its attempt appears below within seconds.")
     return redirect("channel_detail", channel_id=channel.uuid)
 
 

@@ -18,7 +18,7 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.enrolment import SingleCertificateExpected, certificate_parse_one, certificate_upload
+from api.enrolment import CertificateTooLarge, SingleCertificateExpected, certificate_parse_one, certificate_upload
 from api.models import Scope
 from api.selectors import certificate_sources, team_certificates
 from api.v1.base import Cursor, V1Mixin
@@ -147,6 +147,8 @@ class CertificateViewSet(
             parsed = certificate_parse_one(data.validated_data["certificate"])
         except SingleCertificateExpected as exc:
             raise exceptions.ValidationError({"certificate": [f"single-cert-expected: {exc}"]}) from None
+        except CertificateTooLarge as exc:
+            raise exceptions.ValidationError({"certificate": [str(exc)]}) from None
         except CertificateParseError as exc:
             raise exceptions.ValidationError({"certificate": [str(exc)]}) from None
         upload = certificate_upload(

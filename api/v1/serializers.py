@@ -13,6 +13,7 @@ from rest_framework import serializers
 from api.models import ApiKey, AuditEntry, Scope
 from api.selectors import certificate_sources
 from certificates.models import Certificate
+from kcproto.x509 import MAX_CERTIFICATE_BYTES
 from keychest.accounts.models import Membership, Role
 from monitors.models import (
     DiscoveredHost,
@@ -313,7 +314,7 @@ class CertificateDetailSerializer(CertificateSerializer):
 
 
 class CertificateUploadSerializer(serializers.Serializer):
-    certificate = serializers.CharField(max_length=65536, help_text="one certificate, PEM")
+    certificate = serializers.CharField(max_length=MAX_CERTIFICATE_BYTES, help_text="one certificate, PEM")
 
 
 class EventSerializer(serializers.ModelSerializer):

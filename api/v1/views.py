@@ -277,12 +277,18 @@ class ChannelViewSet(
 
     @extend_schema(
         request=None,
-        responses={202: OpenApiResponse(description="a test message is on its way")},
-        summary="Send a test message",
+        responses={
+            202: OpenApiResponse(description="a test message is on its way"),
+            429: OpenApiResponse(description="the channel's rate limit is spent (Retry-After)"),
+        },
+        summary="Send a test message (counts against the channel's rate limit)",
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, id: str) -> Response:
-        delivery = notify_services.channel_send_test(channel=self.get_object())
+        try:
+            delivery = notify_services.channel_send_test(channel=self.get_object())
+        except notify_services.ChannelRateLimited as error:
+            raise exceptions.Throttled(wait=error.retry_after, detail=str(error)) from None
         return Response({"delivery": str(delivery.uuid)}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -320,18 +326,17 @@ class ApiKeyViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        scopes = data.validated_data["scopes"]
-        key = self.caller.api_key
-        if key is not None and not all(key.has_scope(s) for s in scopes):
-            raise exceptions.PermissionDenied("A key cannot make a key with more scopes than its own.")
         try:
+            # ScopePermission already wants `manage` here; apikey_create keeps the rule that a key
+            # cannot make a key with more scopes than its own, whatever the scopes become.
             new = apikey_create(
                 team=self.caller.team,
                 user=self.caller.user,
                 name=data.validated_data["name"],
-                scopes=scopes,
+                scopes=data.validated_data["scopes"],
                 ip=client_ip(request),
                 source="api",
+                parent=self.caller.api_key,
             )
         except DjangoPermissionDenied as exc:
             raise exceptions.PermissionDenied(str(exc)) from None

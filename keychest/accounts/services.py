@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from keychest.accounts import emails
 from keychest.accounts.models import Invitation, Membership, Role, Team, User, role_at_least
+from keychest.ratelimit import Limit, hit
 
 INVITATION_SALT = "keychest.accounts.invitation"
 
@@ -98,6 +99,11 @@ def invitation_create(*, team: Team, by: User, email: str, role: str = Role.MEMB
     email = email.strip().lower()
     if Membership.objects.filter(team=team, user__email__iexact=email).exists():
         raise ValidationError(f"{email} is already a member of this team.")
+    # Each invitation emails the address: a budget per address, across teams, so KeyChest is no
+    # relay for repeated mail to one inbox (security finding 7).
+    per_address = Limit("invite-address", settings.KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY, 86400)
+    if not hit(per_address, email).allowed:
+        raise ValidationError(f"{email} was invited too often today; try again tomorrow.")
     with transaction.atomic():
         # A second invitation to the same address replaces the first.
         Invitation.objects.filter(team=team, email=email, accepted_at=None, revoked_at=None).update(

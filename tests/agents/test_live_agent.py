@@ -25,10 +25,10 @@ from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import agents_silent_check
+from events.models import Event
 from monitors.models import Finding, ScanResult, Server
 from monitors.scanning import scan_server_ids
 from monitors.services import ca_bundle_create, server_enrol
-from notifications.models import Event
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)

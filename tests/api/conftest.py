@@ -161,9 +161,9 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     from agents.services import agent_create
     from api.enrolment import certificate_upload
     from discovery.models import FoundService, IPRange
+    from events.services import event_record
     from lab.ctlog.certgen import issue
     from monitors.models import DiscoveredHost, Finding, Server, TimelineEntry, WatchedDomain
-    from notifications.events import event_record
     from notifications.services import channel_create
 
     now = timezone.now()

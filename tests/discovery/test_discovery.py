@@ -12,10 +12,10 @@ import pytest
 from agents.services import agent_create
 from discovery.models import FoundService, IPRange
 from discovery.services import RangeRefused, range_add, ranges_claim_due, ranges_sweep, service_watch
+from events.models import Event
 from kcproto import sweep
 from monitors.models import Server
 from monitors.services import server_enrol
-from notifications.models import Event
 
 pytestmark = pytest.mark.django_db
 

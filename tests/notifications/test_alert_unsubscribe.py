@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from notifications.events import event_record
+from events.services import event_record
 from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences
 from notifications.services import channel_create, deliveries_send_due, events_dispatch
 

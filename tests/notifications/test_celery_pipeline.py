@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from django.db import transaction
 
+from events.services import event_record
 from keychest.accounts.models import User
 from monitors.models import WatchedDomain
-from notifications.events import event_record
 from notifications.models import ChannelKind, EventKind, NotificationPreferences, ReportSend, ReportStatus
 from notifications.services import channel_create
 from tests.celery_worker import celery_worker, wait_for

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notifications.events import event_record
+from events.services import event_record
 from notifications.models import (
     Channel,
     ChannelKind,
