@@ -104,7 +104,9 @@ def range_detail(request: HttpRequest, range_id: str) -> HttpResponse:
 def range_watch(request: HttpRequest, range_id: str) -> HttpResponse:
     team = request.team  # type: ignore[attr-defined]
     ip_range = get_for_team_or_404(IPRange.objects.filter(removed_at=None), team, range_id)
-    found = get_for_team_or_404(FoundService.objects.filter(ip_range=ip_range), team, request.POST.get("service", ""))
+    if not request.POST.get("service"):
+        return HttpResponse("Choose a service to watch.", status=400)
+    found = get_for_team_or_404(FoundService.objects.filter(ip_range=ip_range), team, request.POST["service"])
     try:
         server = service_watch(service=found, name=request.POST.get("name", ""), added_by=request.user)  # type: ignore[arg-type]
     except (RangeRefused, ValueError) as exc:
