@@ -80,6 +80,11 @@ def name_rows(certificate_id: int, p: ParsedCertificate) -> list[CertificateName
     ]
 
 
+def upload_source_ref(team_uuid: object) -> str:
+    """The `ref` of the source row an upload records: which team uploaded the certificate."""
+    return f"team:{team_uuid}"
+
+
 def _check_source(source: str) -> None:
     if source not in SourceKind.values:
         raise ValueError(f"unknown certificate source {source!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -79,6 +80,23 @@ class Channel(TeamOwnedModel):
     def apprise_url(self) -> str:
         """The Apprise URL in clear (for sending only; never shown, never logged)."""
         return unseal(self.apprise_url_sealed)
+
+    def url_masked(self) -> str:
+        """The webhook or Slack URL as admins see it: its path and query are the credential, so
+        only the scheme, the host and the last characters show (security finding 8)."""
+        return url_mask(self.url)
+
+
+def url_mask(url: str) -> str:
+    """`https://hooks.slack.com/…Ab12`: enough to tell two hooks apart, not to call one."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    rest = url.split(host + port, 1)[-1] if host else url
+    tail = rest[-4:] if len(rest.strip("/")) > 12 else ""
+    return f"{parts.scheme}://{host}{port}/…{tail}"
 
 
 class DeliveryStatus(models.TextChoices):

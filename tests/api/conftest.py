@@ -150,6 +150,7 @@ class World:
     key: object
     certificate_sha256: str
     uploaded_sha256: str
+    ct_sha256: str  # read from a CT log, names the discovered host
     agent: object = None
     ip_range: object = None
     found: object = None
@@ -160,6 +161,7 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
 
     from agents.services import agent_create
     from api.enrolment import certificate_upload
+    from certificates.services import certificate_store_der
     from discovery.models import FoundService, IPRange
     from events.services import event_record
     from lab.ctlog.certgen import issue
@@ -187,6 +189,8 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
         team=team, server=server, address="192.0.2.1", kind="certificate_changed", summary="new certificate", at=now
     )
     watched = WatchedDomain.objects.create(team=team, domain=domain, added_by=user)
+    # The discovered host comes from a certificate read from a CT log.
+    logged = certificate_store_der(der=issue(issuer, [f"api.{domain}"]).certificate, source="ct", source_ref="log:1")
     host = DiscoveredHost.objects.create(
         team=team, watched_domain=watched, name=f"api.{domain}", first_seen_at=now, last_seen_at=now
     )
@@ -211,6 +215,7 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
         key,
         result.leaf_sha256,
         uploaded.sha256,
+        logged.sha256,
         agent,
         ip_range,
         found,

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.django_db
 def test_certificates_the_team_sees(alice_client, world) -> None:
     shas = {c["sha256"]: c for c in alice_client.get("/api/v1/certificates/").json()["results"]}
     assert world.certificate_sha256 in shas and world.uploaded_sha256 in shas
-    # Both also name something under the watched example.com, so CT counts too.
-    assert shas[world.certificate_sha256]["seen_by"] == ["scan", "ct"]
-    assert shas[world.uploaded_sha256]["seen_by"] == ["upload", "ct"]
+    # Both name something under the watched example.com, but neither was read from a CT log:
+    # "ct" only for what was (issue 14 item 5).
+    assert shas[world.certificate_sha256]["seen_by"] == ["scan"]
+    assert shas[world.uploaded_sha256]["seen_by"] == ["upload"]
     only_uploads = alice_client.get("/api/v1/certificates/?source=upload").json()["results"]
     assert [c["sha256"] for c in only_uploads] == [world.uploaded_sha256]
     by_domain = alice_client.get("/api/v1/certificates/?domain=upload.example.com").json()["results"]

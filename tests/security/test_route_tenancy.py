@@ -146,6 +146,10 @@ def _walk(patterns: list[Any], prefix: str = "", has_params: bool = False) -> It
             yield normalise(route), params
 
 
+def all_routes() -> set[str]:
+    return {route for route, _params in _walk(get_resolver().url_patterns)}
+
+
 def routes_with_parameters() -> set[str]:
     return {route for route, params in _walk(get_resolver().url_patterns) if params}
 
