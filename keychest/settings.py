@@ -440,6 +440,8 @@ KEYCHEST_UNCONFIRMED_MAX_ITEMS = env_int("KEYCHEST_UNCONFIRMED_MAX_ITEMS", 100, 
 KEYCHEST_UNCONFIRMED_MAX_BYTES = env_int("KEYCHEST_UNCONFIRMED_MAX_BYTES", 1024 * 1024, minimum=65536)
 # Invitation emails one address may receive per day (from every team together).
 KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY", 3, minimum=1)
+# Confirmation emails one outside address may receive per day (channel addresses, notification_email).
+KEYCHEST_CONFIRMATIONS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_CONFIRMATIONS_PER_ADDRESS_PER_DAY", 3, minimum=1)
 KEYCHEST_CLAIM_PER_IP_PER_HOUR = env_int("KEYCHEST_CLAIM_PER_IP_PER_HOUR", 30, minimum=0)
 # Requests per minute through the API, per key (or signed-in user) and per client address.
 KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)

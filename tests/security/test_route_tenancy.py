@@ -43,6 +43,10 @@ NOT_TENANT_OWNED: dict[str, str] = {
     r"^accounts/password/reset/key/": "allauth's password reset: the key is the credential",
     r"^invitations/<token>/": "accepting an invitation: the token is the credential (tests/accounts/test_teams.py)",
     r"^notifications/unsubscribe/<token>/": "one-click unsubscribe: the signed token is the credential",
+    r"^notifications/recipients/<token>/": "an outside address confirms a channel: the signed token is the credential"
+    " (tests/security/test_outside_recipients.py)",
+    r"^account/notification-email/<token>/": "a notification email's holder confirms it: the signed token is the"
+    " credential (tests/security/test_outside_recipients.py)",
     r"^api/claim/<token>/<action>/": "the claim confirmation link: the token is the credential",
     r"^api/v1/calendar/<token>\.ics": "the secret calendar feed: the token is the credential",
     r"^api/v1\.0/access/claim/<email>": "the public claim flow: it only ever emails that address",
