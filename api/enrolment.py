@@ -19,7 +19,7 @@ from django.utils import timezone
 from api.audit import audit_record
 from api.models import ApiKey, AuditAction, EnrolmentKind, PendingEnrolment, UploadedCertificate
 from certificates.models import Certificate, SourceKind
-from certificates.services import certificate_store_der
+from certificates.services import certificate_store_der, upload_source_ref
 from kcproto.x509 import MAX_CERTIFICATE_BYTES, ParsedCertificate, parse_certificate, pem_to_der_list
 from keychest.accounts.models import Team, User
 from monitors.models import Server
@@ -64,7 +64,7 @@ class Upload:
 
 def certificate_upload(*, team: Team, der: bytes, user: User | None, api_key: ApiKey | None = None) -> Upload:
     """Store a certificate and record that `team` uploaded it; idempotent per team."""
-    certificate = certificate_store_der(der=der, source=SourceKind.UPLOAD, source_ref=f"team:{team.uuid}")
+    certificate = certificate_store_der(der=der, source=SourceKind.UPLOAD, source_ref=upload_source_ref(team.uuid))
     _row, created = UploadedCertificate.objects.get_or_create(
         team=team, certificate=certificate, defaults={"added_by": user, "api_key": api_key}
     )

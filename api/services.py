@@ -71,12 +71,16 @@ def apikey_create(
     scopes: list[str],
     ip: str | None = None,
     source: str = KeySource.DASHBOARD,
+    parent: ApiKey | None = None,
 ) -> NewKey:
-    """A confirmed key for `user` in `team`; members and up may make keys, within their own role."""
+    """A confirmed key for `user` in `team`; members and up may make keys, within their own role.
+    A key made with another key (`parent`, the API caller's) gets no scope the parent lacks."""
     membership = Membership.objects.filter(team=team, user=user).first()
     if membership is None or not membership.has_role(Role.MEMBER):
         raise PermissionDenied("Viewers cannot create API keys.")
     cleaned = scopes_clean(scopes)
+    if parent is not None and not all(parent.has_scope(s) for s in cleaned):
+        raise PermissionDenied("A key cannot make a key with more scopes than its own.")
     secret = key_generate()
     with transaction.atomic():
         api_key = ApiKey.objects.create(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -79,6 +80,23 @@ class Channel(TeamOwnedModel):
     def apprise_url(self) -> str:
         """The Apprise URL in clear (for sending only; never shown, never logged)."""
         return unseal(self.apprise_url_sealed)
+
+    def url_masked(self) -> str:
+        """The webhook or Slack URL as admins see it: its path and query are the credential, so
+        only the scheme, the host and the last characters show (security finding 8)."""
+        return url_mask(self.url)
+
+
+def url_mask(url: str) -> str:
+    """`https://hooks.slack.com/…Ab12`: enough to tell two hooks apart, not to call one."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    rest = url.split(host + port, 1)[-1] if host else url
+    tail = rest[-4:] if len(rest.strip("/")) > 12 else ""
+    return f"{parts.scheme}://{host}{port}/…{tail}"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -229,3 +247,18 @@ class ReportSend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.period} for {self.user_id}: {self.status}"
+
+
+class RecipientConfirmation(TeamOwnedModel):
+    """An outside address on a team's email channel, and whether its holder agreed to get mail
+    (security finding 7): until `confirmed_at` it gets the one confirmation email and nothing else."""
+
+    email = models.EmailField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "email"], name="recipientconfirmation_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({'confirmed' if self.confirmed_at else 'waiting'})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -13,7 +14,7 @@ from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Membership, Role, User
 from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
-from notifications import services
+from notifications import recipients, services
 from notifications.forms import ChannelForm, NotificationPreferencesForm
 from notifications.models import Channel, ChannelKind, DeliveryAttempt, DigestMode, EventKind, NotificationPreferences
 from notifications.unsubscribe import LISTS, address_unsubscribe_read, unsubscribe_read
@@ -71,24 +72,50 @@ def channel_list(request: TeamRequest) -> HttpResponse:
 
 @team_required(Role.VIEWER)
 def channel_detail(request: TeamRequest, channel_id: str) -> HttpResponse:
+    """The channel. A webhook's signing secret shows masked; an admin's POST `reveal=secret`
+    shows it in full in that one answer (never cached, never in a URL: security finding 8)."""
     channel = get_for_team_or_404(_live_channels(request), request.team, channel_id)
+    can_manage = request.membership.has_role(Role.ADMIN)
+    reveal = request.method == "POST" and request.POST.get("reveal") == "secret"
+    if reveal and not can_manage:
+        raise PermissionDenied("Only admins see the signing secret.")
     deliveries = list(channel.deliveries.order_by("-created_at", "-id")[:20])
     attempts = (
         DeliveryAttempt.objects.filter(delivery__channel=channel)
         .select_related("delivery")
         .order_by("-started_at", "-id")[:50]
     )
-    return render(
+    response = render(
         request,
         "notifications/channel_detail.html",
         {
             "channel": channel,
             "deliveries": deliveries,
             "attempts": attempts,
-            "can_manage": request.membership.has_role(Role.ADMIN),
+            "can_manage": can_manage,
+            "secret_revealed": reveal,
             "kinds": [EventKind(k).label for k in channel.event_kinds if k in EventKind.values],
             "members": channel.email_members.all(),
+            "waiting": recipients.waiting_addresses(channel) if channel.kind == ChannelKind.EMAIL else [],
         },
+    )
+    if reveal:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+def recipient_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """An outside address agrees to get a team's alerts: GET explains, only POST confirms."""
+    confirmation = recipients.recipient_from_token(token)
+    if confirmation is None:
+        return render(request, "accounts/address_confirm.html", {"invalid": True}, status=404)
+    confirmed = request.method == "POST"
+    if confirmed:
+        recipients.recipient_confirm(confirmation=confirmation)
+    return render(
+        request,
+        "accounts/address_confirm.html",
+        {"email": confirmation.email, "purpose": "team", "confirmed": confirmed},
     )
 
 

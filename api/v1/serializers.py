@@ -244,7 +244,9 @@ class DiscoveredHostSerializer(serializers.ModelSerializer):
 
 class CertificateSerializer(serializers.ModelSerializer):
     renewal_at = serializers.DateTimeField(read_only=True)
-    seen_by = serializers.SerializerMethodField(help_text="scan, upload and/or ct")
+    seen_by = serializers.SerializerMethodField(
+        help_text="scan (your servers presented it), upload (you uploaded it), ct (read from a CT log)"
+    )
 
     class Meta:
         model = Certificate
@@ -326,10 +328,20 @@ class EventSerializer(serializers.ModelSerializer):
 
 
 class ChannelSerializer(serializers.ModelSerializer):
+    """A channel. Its URLs are credentials: admins see them masked, everyone else sees "" (the
+    view sets `show_secrets` in the context; without it nothing shows)."""
+
     id = serializers.UUIDField(source="uuid", read_only=True)
-    apprise_url = serializers.CharField(
-        source="apprise_url_masked", read_only=True, help_text="Apprise channels: the URL with its tokens shortened"
+    url = serializers.SerializerMethodField(help_text="Webhook and Slack channels: the URL, masked; admins only")
+    apprise_url = serializers.SerializerMethodField(
+        help_text="Apprise channels: the URL with its tokens shortened; admins only"
     )
+
+    def get_url(self, channel: Channel) -> str:
+        return channel.url_masked() if self.context.get("show_secrets") else ""
+
+    def get_apprise_url(self, channel: Channel) -> str:
+        return channel.apprise_url_masked if self.context.get("show_secrets") else ""
 
     class Meta:
         model = Channel
