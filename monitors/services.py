@@ -11,13 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from agents.models import Agent
 from kcproto.targets import (
     PROTOCOL_PORT_DEFAULTS,
     InvalidTarget,
+    non_public_reason,
     parse_port,
     parse_protocol,
     parse_target,
@@ -61,6 +64,43 @@ def _fraction(value: float | None, name: str) -> float | None:
     return number
 
 
+class PrivateTarget(InvalidTarget):
+    """A loopback, private or local-only target while this deployment scans only public ones."""
+
+
+# What netguard's reasons mean to someone adding a server. Only these are refused at input:
+# the ones people type (documentation and reserved ranges are left to the scanner's refusal).
+_NON_PUBLIC_WORDS = {
+    "loopback": "a loopback address (the machine KeyChest itself runs on)",
+    "private": "an address inside a private network",
+    "unique_local": "an address inside a private network",
+    "cgnat": "a carrier-grade NAT address inside a provider's network",
+    "link_local": "a link-local address that only exists on one network segment",
+    "metadata": "a cloud metadata service address",
+    "local_name": "a name that only exists inside a local network",
+    "unspecified": "not an address of any machine",
+}
+
+
+def target_refusal(*, team: Team, host: str) -> str | None:
+    """Plain words for a target the scanner will never reach from here, or None.
+
+    Refused at input time (not as a "down" server later) unless private targets are allowed
+    (KEYCHEST_ALLOW_PRIVATE_TARGETS) or the team has an agent inside its network (servers are
+    assigned to an agent after they are added; the SaaS scanner still refuses them).
+    """
+    if settings.KEYCHEST_ALLOW_PRIVATE_TARGETS:
+        return None
+    reason = (non_public_reason(host) or "").removeprefix("embedded_")
+    if reason not in _NON_PUBLIC_WORDS or Agent.objects.for_team(team).filter(revoked_at=None).exists():
+        return None
+    what = _NON_PUBLIC_WORDS[reason]
+    return (
+        f"{host} is {what}, so KeyChest cannot reach it from the internet. "
+        "Enter the server's public name or address instead."
+    )
+
+
 def domain_agent_id(*, team: Team, host: str) -> int | None:
     """The agent of the closest watched domain above `host` that is assigned to one: servers under
     it are scanned by that agent from the moment they are enrolled, never by the SaaS."""
@@ -99,12 +139,18 @@ def server_enrol(
     if parsed_port is None:
         parsed_port = PROTOCOL_PORT_DEFAULTS.get((protocol or "tls").strip().lower(), 443)
     proto = parse_protocol(protocol, parsed_port)
+    refusal = target_refusal(team=team, host=name)
+    if refusal is not None:
+        raise PrivateTarget(refusal)
     pinned: str | None = None
     if pinned_ip:
         try:
             pinned = str(ipaddress.ip_address(str(pinned_ip).strip().strip("[]")))
         except ValueError:
             raise InvalidTarget(f"pinned IP {pinned_ip!r} is not an IP address") from None
+        refusal = target_refusal(team=team, host=pinned)
+        if refusal is not None:
+            raise PrivateTarget(refusal)
     interval = DEFAULT_SCAN_INTERVAL if scan_interval is None else int(scan_interval)
     if interval < MIN_SCAN_INTERVAL:
         raise InvalidTarget(f"scan interval must be at least {MIN_SCAN_INTERVAL} seconds")
