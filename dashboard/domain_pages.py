@@ -28,6 +28,7 @@ from monitors import services
 from monitors.domains import domain_unwatch, domain_watch
 from monitors.models import DiscoveredHost, Server, WatchedDomain
 from monitors.registrations import registered_domain_of, registrations_for_names
+from monitors.visibility import names_the_team_may_see, visible_hosts
 
 PAGE_SIZE = 50
 
@@ -46,17 +47,22 @@ def _names_of(watched: WatchedDomain) -> Q:
 
 
 def domain_issuances(watched: WatchedDomain) -> QuerySet[Certificate]:
-    """Every certificate ever logged for the domain, one row per issuance (the final certificate
-    when it is known, else the precertificate), with `has_precert` / `has_final` flags."""
-    ids = CertificateName.objects.filter(_names_of(watched)).values("certificate_id")
-    final = Certificate.objects.filter(issuance_key=OuterRef("issuance_key"), is_precertificate=False)
-    precert = Certificate.objects.filter(issuance_key=OuterRef("issuance_key"), is_precertificate=True)
+    """The domain's certificate history the team may see, one row per issuance (the final
+    certificate when it is known, else the precertificate): everything read from CT logs, and the
+    team's own scanned and uploaded certificates. `has_precert` / `has_final` say which of the two
+    were read from a CT log ("logged as"); neither: the team's own, not seen in CT."""
+    names = CertificateName.objects.filter(_names_of(watched)).filter(names_the_team_may_see(watched.team))
+    ids = names.values("certificate_id")
+    same = {"issuance_key": OuterRef("issuance_key")}
+    shown_final = Certificate.objects.filter(id__in=ids, is_precertificate=False, **same)
+    logged_final = Certificate.objects.filter(is_precertificate=False, ct_logged=True, **same)
+    logged_precert = Certificate.objects.filter(is_precertificate=True, ct_logged=True, **same)
     return (
         Certificate.objects.filter(id__in=ids, is_ca=False)
-        .exclude(Q(is_precertificate=True) & Exists(final))
+        .exclude(Q(is_precertificate=True) & Exists(shown_final))
         .annotate(
-            has_final=Exists(final, output_field=BooleanField()),
-            has_precert=Exists(precert, output_field=BooleanField()),
+            has_final=Exists(logged_final, output_field=BooleanField()),
+            has_precert=Exists(logged_precert, output_field=BooleanField()),
         )
     )
 
@@ -122,7 +128,7 @@ def domain_detail(request: HttpRequest, domain_id: Any) -> HttpResponse:
     team = request.team  # type: ignore[attr-defined]
     watched = _watched(request, domain_id)
     tab = "hosts" if request.GET.get("tab") == "hosts" else "history"
-    hosts = DiscoveredHost.objects.filter(watched_domain=watched).order_by("name", "id")
+    hosts = visible_hosts(watched).order_by("name", "id")
     watched_hosts = set(
         Server.objects.for_team(team)
         .filter(removed_at=None, host__in=hosts.values("name"))
@@ -184,9 +190,7 @@ def domain_auto_watch(request: HttpRequest, domain_id: Any) -> HttpResponse:
     if enable:
         from monitors.domains import hosts_auto_watch
 
-        pending = list(
-            DiscoveredHost.objects.filter(watched_domain=watched, watched_at=None).values_list("name", flat=True)
-        )
+        pending = list(visible_hosts(watched).filter(watched_at=None).values_list("name", flat=True))
         added = hosts_auto_watch(watched_domain=watched, names=pending)
         messages.success(
             request, f"Auto-watch on: {added} discovered host(s) are now watched servers, new ones will follow."
@@ -200,7 +204,7 @@ def domain_auto_watch(request: HttpRequest, domain_id: Any) -> HttpResponse:
 @require_POST
 def domain_host_watch(request: HttpRequest, domain_id: Any, host_id: Any) -> HttpResponse:
     watched = _watched(request, domain_id)
-    host = get_for_team_or_404(DiscoveredHost.objects.filter(watched_domain=watched), request.team, host_id)  # type: ignore[attr-defined]
+    host = get_for_team_or_404(visible_hosts(watched), request.team, host_id)  # type: ignore[attr-defined]
     try:
         with transaction.atomic():
             server = services.server_enrol(team=watched.team, host=host.name, added_by=request.user)  # type: ignore[arg-type]

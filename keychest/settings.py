@@ -52,9 +52,11 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "keychest.accounts",
     "dashboard",
+    "events",
     "certificates",
     "monitors",
     "agents",
+    "discovery",
     "notifications",
     "api",
     "health",
@@ -125,10 +127,21 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "keychest"}}
 
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+# Redis holds a message a worker took (acks_late, or waiting for its ETA) for this long before it
+# hands it out again. Longer than the task time limit plus the longest countdown
+# (KEYCHEST_MAX_COUNTDOWN), so a running task is never handed out twice; a killed worker's
+# work comes back sooner through the claim columns (scan claims, delivery and report claims),
+# not through this timeout (docs/reliability.md).
+KEYCHEST_MAX_COUNTDOWN = 600
+CELERY_TASK_TIME_LIMIT = env_int("KEYCHEST_TASK_TIME_LIMIT", 900, minimum=10)
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": env_int(
+        "KEYCHEST_BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + KEYCHEST_MAX_COUNTDOWN + 120, minimum=60
+    )
+}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) and env_str("KEYCHEST_BROKER_PREFIX"):
     # Several deployments (or parallel test workers) sharing one Redis keep their queues apart.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": env_str("KEYCHEST_BROKER_PREFIX")}
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KEYCHEST_BROKER_PREFIX")
 if not CELERY_BROKER_URL:
     # No broker server: kombu's filesystem transport needs only a folder shared by the
     # web server, the worker and beat, so `make run` works on a bare machine.
@@ -148,7 +161,6 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env_int("KEYCHEST_TASK_TIME_LIMIT", 900, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -230,12 +242,19 @@ KEYCHEST_SCAN_DEADLINE = env_float("KEYCHEST_SCAN_DEADLINE", 10.0, minimum=0.5)
 KEYCHEST_SCAN_CONNECT_TIMEOUT = env_float("KEYCHEST_SCAN_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 KEYCHEST_SCAN_CONCURRENCY = env_int("KEYCHEST_SCAN_CONCURRENCY", 200, minimum=1)
 KEYCHEST_SCAN_BATCH = env_int("KEYCHEST_SCAN_BATCH", 200, minimum=1)
+# How long a scan's claim on its servers holds without renewal (a running scan renews it every
+# quarter lease): a killed worker's servers are queued again within this plus one beat pass.
+KEYCHEST_SCAN_CLAIM_LEASE = env_int("KEYCHEST_SCAN_CLAIM_LEASE", 40, minimum=4)
 KEYCHEST_SCAN_LEGACY_TLS = env_bool("KEYCHEST_SCAN_LEGACY_TLS", True)
 KEYCHEST_SCAN_LEGACY_INTERVAL = env_int("KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 3600, minimum=0)
 # Look for a second certificate of the other key family (RSA beside ECDSA) on every address:
 # on the legacy cadence, on new addresses, and on every scan of addresses that have one.
 KEYCHEST_SCAN_ALTERNATE_KEY = env_bool("KEYCHEST_SCAN_ALTERNATE_KEY", True)
 KEYCHEST_SPOTCHECK_RATE = env_int("KEYCHEST_SPOTCHECK_RATE", 10, minimum=1)
+# The public spot check runs in the web thread, bounded: per-address deadline (DNS gets at most
+# 2 s, HSTS at most 3 s), and at most this many at once per web process (the next one is a 503).
+KEYCHEST_SPOTCHECK_DEADLINE = env_float("KEYCHEST_SPOTCHECK_DEADLINE", 5.0, minimum=0.5)
+KEYCHEST_SPOTCHECK_CONCURRENCY = env_int("KEYCHEST_SPOTCHECK_CONCURRENCY", 2, minimum=1)
 CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": 60.0}
 # ACME Renewal Information (certificates/ari.py): extra or replaced ACME directories as
 # "<CAA identifier or issuer-name text>=<directory URL>" (an empty URL switches one off).
@@ -243,6 +262,13 @@ KEYCHEST_ARI_DIRECTORIES = env_list("KEYCHEST_ARI_DIRECTORIES", [])
 KEYCHEST_ARI_TIMEOUT = env_int("KEYCHEST_ARI_TIMEOUT", 10, minimum=1, maximum=60)
 CELERY_BEAT_SCHEDULE["monitors-ari-refresh"] = {"task": "monitors.tasks.ari_refresh_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["monitors-caa-refresh"] = {"task": "monitors.tasks.caa_refresh_task", "schedule": 600.0}
+# IP-range discovery (discovery/, docs/agent.md): connection attempts per second over all ranges
+# swept by the SaaS (one sweeping task at a time shares it) and the default per range; at most
+# this many ranges per team.
+KEYCHEST_DISCOVERY_RATE = env_float("KEYCHEST_DISCOVERY_RATE", 50.0, minimum=0.1)
+KEYCHEST_DISCOVERY_RANGE_RATE = env_float("KEYCHEST_DISCOVERY_RANGE_RATE", 10.0, minimum=0.1)
+KEYCHEST_DISCOVERY_MAX_RANGES = env_int("KEYCHEST_DISCOVERY_MAX_RANGES", 10, minimum=0)
+CELERY_BEAT_SCHEDULE["discovery-sweep-due"] = {"task": "discovery.tasks.sweep_due", "schedule": 300.0}
 # Scanning agents (agents/, docs/agent.md): `agent_silent` when one is silent for 2x its cadence.
 CELERY_BEAT_SCHEDULE["agents-silent-check"] = {"task": "agents.tasks.agents_silent_check_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["monitors-spotchecks-purge"] = {"task": "monitors.tasks.spotchecks_purge", "schedule": 86400.0}
@@ -408,6 +434,15 @@ KEYCHEST_CLAIM_ACCOUNTS_PER_IP_PER_DAY = env_int("KEYCHEST_CLAIM_ACCOUNTS_PER_IP
 KEYCHEST_CLAIM_UNCONFIRMED_KEYS_PER_USER = env_int("KEYCHEST_CLAIM_UNCONFIRMED_KEYS_PER_USER", 100, minimum=0)
 KEYCHEST_CLAIM_EMAILS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_CLAIM_EMAILS_PER_ADDRESS_PER_DAY", 10, minimum=0)
 KEYCHEST_CLAIM_GLOBAL_PER_HOUR = env_int("KEYCHEST_CLAIM_GLOBAL_PER_HOUR", 1000, minimum=0)
+# Claims one client IP may make per hour (refused ones included), before the global cap counts them.
+# What one person's unconfirmed (claimed, not yet confirmed) keys may hold together.
+KEYCHEST_UNCONFIRMED_MAX_ITEMS = env_int("KEYCHEST_UNCONFIRMED_MAX_ITEMS", 100, minimum=1)
+KEYCHEST_UNCONFIRMED_MAX_BYTES = env_int("KEYCHEST_UNCONFIRMED_MAX_BYTES", 1024 * 1024, minimum=65536)
+# Invitation emails one address may receive per day (from every team together).
+KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY", 3, minimum=1)
+# Confirmation emails one outside address may receive per day (channel addresses, notification_email).
+KEYCHEST_CONFIRMATIONS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_CONFIRMATIONS_PER_ADDRESS_PER_DAY", 3, minimum=1)
+KEYCHEST_CLAIM_PER_IP_PER_HOUR = env_int("KEYCHEST_CLAIM_PER_IP_PER_HOUR", 30, minimum=0)
 # Requests per minute through the API, per key (or signed-in user) and per client address.
 KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)
 KEYCHEST_API_RATE_PER_IP = env_int("KEYCHEST_API_RATE_PER_IP", 1200, minimum=1)

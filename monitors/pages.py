@@ -243,15 +243,6 @@ def first_scan_progress(team: Any) -> dict[str, int]:
     return _progress(_server_counts(team))
 
 
-def _queue_first_scans(ids: list[int]) -> None:
-    """Scan new servers right away instead of at the scheduler's next pass (harmless if both run)."""
-    if not ids:
-        return
-    from monitors.tasks import scan_batch
-
-    transaction.on_commit(lambda: scan_batch.delay(ids))
-
-
 @team_required()
 def server_list(request: HttpRequest) -> HttpResponse:
     team = request.team  # type: ignore[attr-defined]
@@ -331,7 +322,6 @@ def server_add(request: HttpRequest) -> HttpResponse:
                 tags=_tags(form.cleaned_data["tags"]),
                 added_by=request.user,  # type: ignore[arg-type]
             )
-            _queue_first_scans([server.pk])
     except InvalidTarget as error:
         messages.error(request, f"Not added: {error}")
         return redirect("server_list")
@@ -364,7 +354,6 @@ def server_bulk_add(request: HttpRequest) -> HttpResponse:
         if bundle is not None:
             for server in result.created:
                 services.server_update(server=server, ca_bundle=bundle)
-        _queue_first_scans([server.pk for server in result.created])
     parts = [f"{len(result.created)} added"]
     if result.existing:
         parts.append(f"{len(result.existing)} already watched")

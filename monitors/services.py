@@ -27,6 +27,7 @@ from kcproto.targets import (
 )
 from keychest.sqlrows import insert_or_find
 from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle, WatchedDomain
+from monitors.scan_claims import scans_queue_after_commit
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User
@@ -127,8 +128,10 @@ def server_enrol(
     due_fraction: float | None = None,
     overdue_fraction: float | None = None,
     added_by: User | None = None,
+    scan_soon: bool = True,
 ) -> Server:
-    """Watch `host[:port]` for `team`; scanned by the next scheduler pass.
+    """Watch `host[:port]` for `team`; its first scan is queued when the enrolment commits
+    (`scan_soon=False`: left to beat's next pass, or to the caller).
 
     `host` may carry a port (`example.com:8443`); an explicit `port` wins. Without a port the
     protocol's usual port is used (443 for TLS). Raises InvalidTarget or AlreadyWatched.
@@ -192,12 +195,14 @@ def server_enrol(
             outcome = (False, None)  # a concurrent enrolment of the same target won the race
     if outcome is not None and not outcome[0]:
         raise AlreadyWatched(outcome[1] or watched().get())
-    # Only a new row asks (enrolling again stays one statement). The SaaS scheduler reads a new
-    # server a minute later at the earliest, long after this update.
+    # Only a new row asks (enrolling again stays one statement). The first scan is queued on
+    # commit, after this update; a server an agent scans is not queued (and not taken by a batch).
     agent_id = domain_agent_id(team=team, host=name)
     if agent_id is not None:
         Server.objects.filter(pk=server.pk).update(agent_id=agent_id)
         server.agent_id = agent_id
+    elif scan_soon:
+        scans_queue_after_commit([server.pk])
     return server
 
 
@@ -236,13 +241,16 @@ def servers_enrol_bulk(
         if not line:
             continue
         try:
-            server = server_enrol(team=team, host=line, protocol=protocol, tags=tags, added_by=added_by)
+            server = server_enrol(
+                team=team, host=line, protocol=protocol, tags=tags, added_by=added_by, scan_soon=False
+            )
         except InvalidTarget as exc:
             result.errors.append(BulkLineError(number, raw.strip()[:300], str(exc)))
         except AlreadyWatched as exc:
             result.existing.append(exc.server)
         else:
             result.created.append(server)
+    scans_queue_after_commit([server.pk for server in result.created if server.agent_id is None])
     return result
 
 

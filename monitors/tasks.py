@@ -7,8 +7,10 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
+from django.utils import timezone
 
-from monitors.scanning import scan_server_ids, servers_claim_due
+from monitors.scan_claims import claim_lease, token_parse
+from monitors.scanning import scan_claimed, servers_claim_due
 
 
 @shared_task(ignore_result=True)
@@ -18,29 +20,31 @@ def scan_due() -> int:
     queued = 0
     # Bounded: at most 50 batches per pass, the next pass (a minute later) takes the rest.
     for _ in range(50):
-        ids = servers_claim_due(limit=batch)
+        now, lease = timezone.now(), claim_lease()
+        ids = servers_claim_due(limit=batch, now=now, lease=lease)
         if not ids:
             break
-        scan_batch.delay(ids)
+        scan_batch.delay(ids, (now + lease).isoformat())  # the claim's end is its token
         queued += len(ids)
     return queued
 
 
 @shared_task(
     ignore_result=True,
-    acks_late=True,  # a second run of a batch only rescans: harmless
+    acks_late=True,  # a message handed out again finds its servers scanned or claimed: skipped
     autoretry_for=(OperationalError,),
     retry_backoff=10,
     retry_backoff_max=300,
     max_retries=5,
 )
-def scan_batch(server_ids: list[int]) -> dict[str, Any]:
-    return scan_server_ids(server_ids).as_dict()
+def scan_batch(server_ids: list[int], claimed_until: str | None = None) -> dict[str, Any]:
+    """Scan a batch under its claim (beat's token `claimed_until`, or none: free servers)."""
+    return scan_claimed(server_ids, token=token_parse(claimed_until)).as_dict()
 
 
 @shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=10, max_retries=3)
 def scan_server_now(server_id: int) -> dict[str, Any]:
-    return scan_server_ids([server_id], force_dns=True).as_dict()
+    return scan_claimed([server_id], force_dns=True).as_dict()
 
 
 @shared_task(ignore_result=True)

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Membership, Role, User
 from keychest.tenancy import get_for_team_or_404
-from notifications import services
+from notifications import recipients, services
 from notifications.forms import ChannelForm, NotificationPreferencesForm
 from notifications.models import Channel, ChannelKind, DeliveryAttempt, DigestMode, EventKind, NotificationPreferences
 from notifications.unsubscribe import LISTS, address_unsubscribe_read, unsubscribe_read
@@ -87,7 +87,23 @@ def channel_detail(request: HttpRequest, channel_id: str) -> HttpResponse:
             "can_manage": request.membership.has_role(Role.ADMIN),  # type: ignore[attr-defined]
             "kinds": [EventKind(k).label for k in channel.event_kinds if k in EventKind.values],
             "members": channel.email_members.all(),
+            "waiting": recipients.waiting_addresses(channel) if channel.kind == ChannelKind.EMAIL else [],
         },
+    )
+
+
+def recipient_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """An outside address agrees to get a team's alerts: GET explains, only POST confirms."""
+    confirmation = recipients.recipient_from_token(token)
+    if confirmation is None:
+        return render(request, "accounts/address_confirm.html", {"invalid": True}, status=404)
+    confirmed = request.method == "POST"
+    if confirmed:
+        recipients.recipient_confirm(confirmation=confirmation)
+    return render(
+        request,
+        "accounts/address_confirm.html",
+        {"email": confirmation.email, "purpose": "team", "confirmed": confirmed},
     )
 
 
@@ -102,8 +118,12 @@ def channel_test(request: HttpRequest, channel_id: str) -> HttpResponse:
     if not channel.enabled:
         messages.error(request, "Enable the channel first.")
     else:
-        services.channel_send_test(channel=channel)
-        messages.success(request, "Test message queued; its attempt appears below within seconds.")
+        try:
+            services.channel_send_test(channel=channel)
+        except services.ChannelRateLimited as error:
+            messages.error(request, f"Not sent: {error}.")
+        else:
+            messages.success(request, "Test message queued; its attempt appears below within seconds.")
     return redirect("channel_detail", channel_id=channel.uuid)
 
 

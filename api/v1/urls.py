@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from api.v1 import agents, views
+from api.v1 import agents, ranges, views
 from api.v1.certificates import CertificateViewSet
 from api.v1.metrics import MetricsView
 from api.v1.policy import IssuancePolicyView
@@ -59,6 +59,7 @@ router.register("api-keys", views.ApiKeyViewSet, basename="v1-apikey")
 router.register("audit", views.AuditViewSet, basename="v1-audit")
 router.register("members", views.MemberViewSet, basename="v1-member")
 router.register("agents", agents.AgentViewSet, basename="v1-agent")
+router.register("ranges", ranges.IPRangeViewSet, basename="v1-range")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
@@ -73,6 +74,7 @@ urlpatterns = [
     path("agent/enrol", agents.agent_enrol_view, name="v1-agent-enrol"),
     path("agent/work", agents.agent_work_view, name="v1-agent-work"),
     path("agent/results", agents.agent_results_view, name="v1-agent-results"),
+    path("agent/sweeps", agents.agent_sweeps_view, name="v1-agent-sweeps"),
     path("calendar/<str:token>.ics", views.CalendarFeedView.as_view(), name="api_calendar_feed"),
     path("", include(router.urls)),
     # Last: only what no route above matched.

@@ -12,13 +12,13 @@ from keychest_agent.scan import ScanOptions, scan_targets
 
 from agents.models import Agent
 from agents.services import agent_create, agents_silent_check, secret_hash
+from events.models import Event
 from kcproto import agentwire, tlsprobe
 from lab.pki import CA, now, self_signed
 from monitors.domains import domain_watch
 from monitors.models import Finding, ScanResult, Server
 from monitors.scanning import servers_claim_due
 from monitors.services import ca_bundle_create, server_enrol
-from notifications.models import Event
 
 pytestmark = pytest.mark.django_db
 

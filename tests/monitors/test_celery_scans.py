@@ -45,6 +45,10 @@ def _open_codes(server: Server) -> set[str]:
     return set(Finding.objects.filter(server=server, resolved_at=None).values_list("code", flat=True))
 
 
+def _claimed(*servers: Server) -> bool:
+    return Server.objects.filter(pk__in=[s.pk for s in servers]).exclude(claimed_until=None).exists()
+
+
 def _scanned(*servers: Server) -> bool:
     return all(ScanResult.objects.filter(server=server, current=True).exists() for server in servers)
 
@@ -57,15 +61,17 @@ def test_queued_scans_and_the_beat_task_run_on_a_real_worker(people, lab, lab_na
         lab.leaf([expired_name], not_before=now() - dt.timedelta(days=100), not_after=now() - dt.timedelta(days=10))
     )
     wrong = lab.tls(lab.leaf(["someone-else.keychest.test"]))
-    good = server_enrol(team=people.team_a, host=f"{valid_name}:{valid.port}", ca_bundle=bundle)
-    bad = server_enrol(team=people.team_a, host=f"{expired_name}:{expired.port}", ca_bundle=bundle)
+    # scan_soon=False: this test queues through `manage.py scan` and beat (the first scan on
+    # enrolment has its own test in test_scan_claims.py).
+    good = server_enrol(team=people.team_a, host=f"{valid_name}:{valid.port}", ca_bundle=bundle, scan_soon=False)
+    bad = server_enrol(team=people.team_a, host=f"{expired_name}:{expired.port}", ca_bundle=bundle, scan_soon=False)
 
     # `manage.py scan` (no --sync): the due servers are queued, the worker scans and stores.
     out = StringIO()
     call_command("scan", stdout=out)
     assert out.getvalue().strip() == "queued 2 servers"
     assert not ScanResult.objects.exists()  # nothing was scanned in this process
-    wait_for(lambda: _scanned(good, bad) and _open_codes(bad), worker)
+    wait_for(lambda: _scanned(good, bad) and _open_codes(bad) and not _claimed(good, bad), worker)
     assert _open_codes(good) == set()
     assert _open_codes(bad) == {"expired"}
     assert Finding.objects.get(server=bad, code="expired").severity == "critical"
@@ -76,7 +82,7 @@ def test_queued_scans_and_the_beat_task_run_on_a_real_worker(people, lab, lab_na
         assert server.claimed_until is None
 
     # The beat task: claims only due servers (a new one) and queues them to the worker.
-    mismatch = server_enrol(team=people.team_a, host=f"{wrong_name}:{wrong.port}", ca_bundle=bundle)
+    mismatch = server_enrol(team=people.team_a, host=f"{wrong_name}:{wrong.port}", ca_bundle=bundle, scan_soon=False)
     scanned_before = {s.pk: s.last_scan_at for s in Server.objects.filter(pk__in=[good.pk, bad.pk])}
     from monitors.tasks import scan_due
 

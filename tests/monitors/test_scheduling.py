@@ -62,10 +62,19 @@ def test_scan_due_claims_and_queues_batches(people, monkeypatch) -> None:
     from monitors import tasks
 
     queued: list[list[int]] = []
-    monkeypatch.setattr(tasks.scan_batch, "delay", lambda ids: queued.append(ids))
+    tokens: set[str] = set()
+
+    def delay(ids: list[int], token: str) -> None:
+        queued.append(ids)
+        tokens.add(token)
+
+    monkeypatch.setattr(tasks.scan_batch, "delay", delay)
     monkeypatch.setattr(settings, "KEYCHEST_SCAN_BATCH", 2)
     for i in range(5):
         server_enrol(team=people.team_a, host=f"q{i}.example.com")
     assert tasks.scan_due() == 5
     assert [len(b) for b in queued] == [2, 2, 1]
+    # Each message carries its claim's end as its token: what the servers hold now.
+    held = {s.claimed_until for s in Server.objects.filter(team=people.team_a)}
+    assert {dt.datetime.fromisoformat(t) for t in tokens} == held
     assert tasks.scan_due() == 0
