@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -70,26 +71,36 @@ def channel_list(request: HttpRequest) -> HttpResponse:
 
 @team_required(Role.VIEWER)
 def channel_detail(request: HttpRequest, channel_id: str) -> HttpResponse:
+    """The channel. A webhook's signing secret shows masked; an admin's POST `reveal=secret`
+    shows it in full in that one answer (never cached, never in a URL: security finding 8)."""
     channel = get_for_team_or_404(_live_channels(request), request.team, channel_id)  # type: ignore[attr-defined]
+    can_manage = request.membership.has_role(Role.ADMIN)  # type: ignore[attr-defined]
+    reveal = request.method == "POST" and request.POST.get("reveal") == "secret"
+    if reveal and not can_manage:
+        raise PermissionDenied("Only admins see the signing secret.")
     deliveries = list(channel.deliveries.order_by("-created_at", "-id")[:20])
     attempts = (
         DeliveryAttempt.objects.filter(delivery__channel=channel)
         .select_related("delivery")
         .order_by("-started_at", "-id")[:50]
     )
-    return render(
+    response = render(
         request,
         "notifications/channel_detail.html",
         {
             "channel": channel,
             "deliveries": deliveries,
             "attempts": attempts,
-            "can_manage": request.membership.has_role(Role.ADMIN),  # type: ignore[attr-defined]
+            "can_manage": can_manage,
+            "secret_revealed": reveal,
             "kinds": [EventKind(k).label for k in channel.event_kinds if k in EventKind.values],
             "members": channel.email_members.all(),
             "waiting": recipients.waiting_addresses(channel) if channel.kind == ChannelKind.EMAIL else [],
         },
     )
+    if reveal:
+        response["Cache-Control"] = "no-store"
+    return response
 
 
 def recipient_confirm(request: HttpRequest, token: str) -> HttpResponse:
