@@ -16,7 +16,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from agents.models import Agent
 from kcproto.targets import (
     PROTOCOL_PORT_DEFAULTS,
     InvalidTarget,
@@ -87,18 +86,27 @@ def target_refusal(*, team: Team, host: str) -> str | None:
     """Plain words for a target the scanner will never reach from here, or None.
 
     Refused at input time (not as a "down" server later) unless private targets are allowed
-    (KEYCHEST_ALLOW_PRIVATE_TARGETS) or the team has an agent inside its network (servers are
-    assigned to an agent after they are added; the SaaS scanner still refuses them).
+    (KEYCHEST_ALLOW_PRIVATE_TARGETS) or the team already scans through an agent inside its
+    network (a server or domain assigned to one; agents sit above this layer, so their own rows
+    are reached only through these relations). The SaaS scanner refuses such targets anyway.
     """
     if settings.KEYCHEST_ALLOW_PRIVATE_TARGETS:
         return None
     reason = (non_public_reason(host) or "").removeprefix("embedded_")
-    if reason not in _NON_PUBLIC_WORDS or Agent.objects.for_team(team).filter(revoked_at=None).exists():
+    if reason not in _NON_PUBLIC_WORDS or _team_uses_agents(team):
         return None
     what = _NON_PUBLIC_WORDS[reason]
     return (
         f"{host} is {what}, so KeyChest cannot reach it from the internet. "
         "Enter the server's public name or address instead."
+    )
+
+
+def _team_uses_agents(team: Team) -> bool:
+    active = {"agent__isnull": False, "agent__revoked_at": None}
+    return (
+        Server.objects.for_team(team).filter(removed_at=None, **active).exists()
+        or WatchedDomain.objects.for_team(team).filter(removed_at=None, **active).exists()
     )
 
 
@@ -151,9 +159,8 @@ def server_enrol(
             pinned = str(ipaddress.ip_address(str(pinned_ip).strip().strip("[]")))
         except ValueError:
             raise InvalidTarget(f"pinned IP {pinned_ip!r} is not an IP address") from None
-        refusal = target_refusal(team=team, host=pinned)
-        if refusal is not None:
-            raise PrivateTarget(refusal)
+        # A pinned address is not checked here: pinning a name to an address inside the network
+        # is how a server meant for a team agent is added before it is assigned to it.
     interval = DEFAULT_SCAN_INTERVAL if scan_interval is None else int(scan_interval)
     if interval < MIN_SCAN_INTERVAL:
         raise InvalidTarget(f"scan interval must be at least {MIN_SCAN_INTERVAL} seconds")

@@ -389,12 +389,14 @@ def test_a_pasted_url_is_watched_as_its_host_and_the_page_says_so(alice_client, 
 
 
 def test_a_team_with_an_agent_may_add_private_targets_for_it(alice_client, people, settings) -> None:
-    from agents.services import agent_create
+    from agents.services import agent_create, server_assign
 
     settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = False
-    agent_create(team=people.team_b, name="charlie's agent")  # another team's agent changes nothing
-    alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})
-    assert not Server.objects.filter(team=people.team_a).exists()
-    agent_create(team=people.team_a, name="dc1")
+    charlies_agent, _ = agent_create(team=people.team_b, name="charlie's agent")
+    server_assign(server=Server.objects.create(team=people.team_b, host="intra.example.com"), agent=charlies_agent)
+    alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})  # another team's agent changes nothing
+    assert not Server.objects.filter(team=people.team_a, host="10.0.0.5").exists()
+    agent, _ = agent_create(team=people.team_a, name="dc1")
+    server_assign(server=Server.objects.create(team=people.team_a, host="intra.example.com"), agent=agent)
     alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})
     assert Server.objects.filter(team=people.team_a, host="10.0.0.5").exists()
