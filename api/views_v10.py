@@ -210,7 +210,7 @@ class ServerAddView(CompatView):
 
 
 def server_add_answer(caller: Caller | None, data: Any, ip: str) -> tuple[dict[str, Any], int]:
-    """The body and status of POST /servers/add (shared by the view and api/fastpath.py)."""
+    """The body and status of POST /servers/add."""
     refused = _refusal(caller, Scope.ENROL)
     if refused is not None:
         return refused
@@ -366,7 +366,7 @@ class ExpirationView(CompatView):
 
 
 def expiration_answer(caller: Caller | None, domain: str) -> tuple[dict[str, Any], int]:
-    """The body and status of GET /servers/expiration/{domain} (shared with api/fastpath.py).
+    """The body and status of GET /servers/expiration/{domain}.
 
     Unconfirmed keys (enrol scope only) may still read the status of what they enrolled.
     """

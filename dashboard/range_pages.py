@@ -7,7 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -16,6 +16,7 @@ from discovery.models import COMMON_PORTS, FoundService, IPRange
 from discovery.services import RangeRefused, range_add, range_remove, service_watch
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 
 
@@ -42,11 +43,11 @@ class RangeForm(forms.Form):
 
 
 @team_required()
-def range_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def range_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     agents = list(Agent.objects.for_team(team).filter(revoked_at=None, enrolled_at__isnull=False))
     form = RangeForm(agents=agents)
-    can_edit = request.membership.has_role(Role.ADMIN)  # type: ignore[attr-defined]
+    can_edit = request.membership.has_role(Role.ADMIN)
     if request.method == "POST":
         if not can_edit:
             return HttpResponse("Only admins and owners can add ranges.", status=403)
@@ -82,8 +83,8 @@ def range_list(request: HttpRequest) -> HttpResponse:
 
 
 @team_required()
-def range_detail(request: HttpRequest, range_id: str) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def range_detail(request: TeamRequest, range_id: str) -> HttpResponse:
+    team = request.team
     ip_range = get_for_team_or_404(IPRange.objects.filter(removed_at=None).select_related("agent"), team, range_id)
     services = FoundService.objects.for_team(team).filter(ip_range=ip_range).order_by("vanished_at", "address", "port")
     return render(
@@ -93,22 +94,22 @@ def range_detail(request: HttpRequest, range_id: str) -> HttpResponse:
             "team": team,
             "ip_range": ip_range,
             "services": services[:2000],
-            "can_watch": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
-            "can_edit": request.membership.has_role(Role.ADMIN),  # type: ignore[attr-defined]
+            "can_watch": request.membership.has_role(Role.MEMBER),
+            "can_edit": request.membership.has_role(Role.ADMIN),
         },
     )
 
 
 @require_POST
 @team_required(Role.MEMBER)
-def range_watch(request: HttpRequest, range_id: str) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def range_watch(request: TeamRequest, range_id: str) -> HttpResponse:
+    team = request.team
     ip_range = get_for_team_or_404(IPRange.objects.filter(removed_at=None), team, range_id)
     if not request.POST.get("service"):
         return HttpResponse("Choose a service to watch.", status=400)
     found = get_for_team_or_404(FoundService.objects.filter(ip_range=ip_range), team, request.POST["service"])
     try:
-        server = service_watch(service=found, name=request.POST.get("name", ""), added_by=request.user)  # type: ignore[arg-type]
+        server = service_watch(service=found, name=request.POST.get("name", ""), added_by=request.user)
     except (RangeRefused, ValueError) as exc:
         messages.error(request, str(exc))
     else:
@@ -118,8 +119,8 @@ def range_watch(request: HttpRequest, range_id: str) -> HttpResponse:
 
 @require_POST
 @team_required(Role.ADMIN)
-def range_remove_view(request: HttpRequest, range_id: str) -> HttpResponse:
-    ip_range = get_for_team_or_404(IPRange.objects.filter(removed_at=None), request.team, range_id)  # type: ignore[attr-defined]
+def range_remove_view(request: TeamRequest, range_id: str) -> HttpResponse:
+    ip_range = get_for_team_or_404(IPRange.objects.filter(removed_at=None), request.team, range_id)
     range_remove(ip_range=ip_range)
     messages.success(request, f"{ip_range.cidr} is no longer swept.")
     return redirect("range_list")

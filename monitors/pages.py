@@ -27,6 +27,7 @@ from kcproto.checks import DOWN_CODES
 from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
 from monitors.models import Finding, Protocol, ScanResult, Server, TeamCABundle
@@ -244,8 +245,8 @@ def first_scan_progress(team: Any) -> dict[str, int]:
 
 
 @team_required()
-def server_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     qs = servers_annotated(team)
     search = request.GET.get("q", "").strip()[:200]
     status = request.GET.get("status", "")
@@ -268,7 +269,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
     servers = list(page.object_list)
     for server in servers:
         server.status = server_status(server)  # type: ignore[attr-defined]
-    can_edit = request.membership.has_role(Role.MEMBER)  # type: ignore[attr-defined]
+    can_edit = request.membership.has_role(Role.MEMBER)
     add_form: Any = None
     bulk_form: Any = None
     if can_edit:  # only editors see the add forms
@@ -296,9 +297,9 @@ def server_list(request: HttpRequest) -> HttpResponse:
 
 
 @team_required()
-def server_progress(request: HttpRequest) -> HttpResponse:
+def server_progress(request: TeamRequest) -> HttpResponse:
     """The first-scan progress fragment; htmx polls it while scans run, then reloads the page."""
-    progress = first_scan_progress(request.team)  # type: ignore[attr-defined]
+    progress = first_scan_progress(request.team)
     response = render(request, "dashboard/servers/_progress.html", {"progress": progress})
     if request.headers.get("HX-Request") and not progress["pending"] and request.GET.get("was_pending"):
         response["HX-Refresh"] = "true"
@@ -307,8 +308,8 @@ def server_progress(request: HttpRequest) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_add(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_add(request: TeamRequest) -> HttpResponse:
+    team = request.team
     form = AddServerForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Not added. {form_problems(form)}")
@@ -320,7 +321,7 @@ def server_add(request: HttpRequest) -> HttpResponse:
                 host=form.cleaned_data["host"],
                 protocol=form.cleaned_data["protocol"] or None,
                 tags=_tags(form.cleaned_data["tags"]),
-                added_by=request.user,  # type: ignore[arg-type]
+                added_by=request.user,
             )
     except InvalidTarget as error:
         messages.error(request, f"Not added: {error}")
@@ -337,8 +338,8 @@ def server_add(request: HttpRequest) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_bulk_add(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_bulk_add(request: TeamRequest) -> HttpResponse:
+    team = request.team
     form = BulkAddForm(request.POST, team=team)
     if not form.is_valid():
         messages.error(request, f"Nothing added. {form_problems(form)}")
@@ -348,7 +349,7 @@ def server_bulk_add(request: HttpRequest) -> HttpResponse:
             team=team,
             text=form.cleaned_data["text"],
             tags=_tags(form.cleaned_data["tags"]),
-            added_by=request.user,  # type: ignore[arg-type]
+            added_by=request.user,
         )
         bundle = form.cleaned_data.get("ca_bundle")
         if bundle is not None:
@@ -368,8 +369,8 @@ def server_bulk_add(request: HttpRequest) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_pause_toggle(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)  # type: ignore[attr-defined]
+def server_pause_toggle(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)
     if server.paused:
         services.server_resume(server=server)
         messages.success(request, f"{server.label} resumed.")
@@ -381,8 +382,8 @@ def server_pause_toggle(request: HttpRequest, server_id: str) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_remove(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)  # type: ignore[attr-defined]
+def server_remove(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)
     services.server_remove(server=server)
     messages.success(request, f"{server.label} is no longer watched (its history is kept).")
     return redirect(_back(request))

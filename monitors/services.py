@@ -123,6 +123,25 @@ def domain_agent_id(*, team: Team, host: str) -> int | None:
     return by_length[0][1] if by_length else None
 
 
+def _enrol_target(host: str, port: int | str | None, protocol: str | None) -> tuple[str, int, str]:
+    """(host, port, protocol) of an enrolment; an explicit `port` wins over one in `host`."""
+    name, parsed_port = parse_target(host)
+    if port not in (None, ""):
+        parsed_port = parse_port(port)  # type: ignore[arg-type]
+    if parsed_port is None:
+        parsed_port = PROTOCOL_PORT_DEFAULTS.get((protocol or "tls").strip().lower(), 443)
+    return name, parsed_port, parse_protocol(protocol, parsed_port)
+
+
+def _pinned_address(pinned_ip: str | None) -> str | None:
+    if not pinned_ip:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(pinned_ip).strip().strip("[]")))
+    except ValueError:
+        raise InvalidTarget(f"pinned IP {pinned_ip!r} is not an IP address") from None
+
+
 def server_enrol(
     *,
     team: Team,
@@ -144,23 +163,13 @@ def server_enrol(
     `host` may carry a port (`example.com:8443`); an explicit `port` wins. Without a port the
     protocol's usual port is used (443 for TLS). Raises InvalidTarget or AlreadyWatched.
     """
-    name, parsed_port = parse_target(host)
-    if port not in (None, ""):
-        parsed_port = parse_port(port)  # type: ignore[arg-type]
-    if parsed_port is None:
-        parsed_port = PROTOCOL_PORT_DEFAULTS.get((protocol or "tls").strip().lower(), 443)
-    proto = parse_protocol(protocol, parsed_port)
+    name, parsed_port, proto = _enrol_target(host, port, protocol)
     refusal = target_refusal(team=team, host=name)
     if refusal is not None:
         raise PrivateTarget(refusal)
-    pinned: str | None = None
-    if pinned_ip:
-        try:
-            pinned = str(ipaddress.ip_address(str(pinned_ip).strip().strip("[]")))
-        except ValueError:
-            raise InvalidTarget(f"pinned IP {pinned_ip!r} is not an IP address") from None
-        # A pinned address is not checked here: pinning a name to an address inside the network
-        # is how a server meant for a team agent is added before it is assigned to it.
+    # A pinned address is not checked here: pinning a name to an address inside the network is
+    # how a server meant for a team agent is added before it is assigned to it.
+    pinned = _pinned_address(pinned_ip)
     interval = DEFAULT_SCAN_INTERVAL if scan_interval is None else int(scan_interval)
     if interval < MIN_SCAN_INTERVAL:
         raise InvalidTarget(f"scan interval must be at least {MIN_SCAN_INTERVAL} seconds")
