@@ -114,7 +114,9 @@ def domain_add(request: TeamRequest) -> HttpResponse:
     except InvalidName as error:
         messages.error(request, f"Not watched: {error}")
         return redirect("domain_list")
-    messages.success(request, f"Watching {watched.domain} in Certificate Transparency; its history is below.")
+    typed = form.cleaned_data["domain"].strip()
+    read_as = f" (read from “{typed[:100]}”)" if typed.lower().rstrip(".") != watched.domain else ""
+    messages.success(request, f"Watching {watched.domain}{read_as} in Certificate Transparency; its history is below.")
     return redirect("domain_detail", domain_id=watched.uuid)
 
 

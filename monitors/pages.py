@@ -57,10 +57,29 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 ROW_FIELDS = ("uuid", "host", "port", "protocol", "paused", "last_scan_at", "tags")
 
 
+# Form errors in the words of the page: which field, and what to do.
+_TOO_LONG = {"max_length": "at most %(limit_value)d characters, please (this has %(show_value)d)"}
+
+
 class AddServerForm(forms.Form):
-    host = forms.CharField(max_length=300, label="Server", help_text="host or host:port, e.g. example.com:443")
+    host = forms.CharField(
+        max_length=300,
+        label="Server",
+        help_text="host or host:port, e.g. example.com:443",
+        error_messages={**_TOO_LONG, "required": "enter a server name, e.g. example.com or mail.example.com:465"},
+    )
     protocol = forms.ChoiceField(choices=[("", "Guess from the port"), *Protocol.choices], required=False)
-    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated")
+    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated", error_messages=_TOO_LONG)
+
+
+def form_problems(form: forms.Form) -> str:
+    """Every error of a bound form as one line: "Tags: at most 300 characters, please (...)"."""
+    lines = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = f"{field.label or name.capitalize()}: " if field is not None else ""
+        lines.append(f"{label}{' '.join(str(error) for error in errors)}.")
+    return " ".join(lines)
 
 
 class BulkAddForm(forms.Form):
@@ -72,8 +91,11 @@ class BulkAddForm(forms.Form):
         ),
         label="Servers, one per line",
         max_length=100_000,
+        error_messages={**_TOO_LONG, "required": "paste at least one server, one per line"},
     )
-    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated, for every server")
+    tags = forms.CharField(
+        max_length=300, required=False, help_text="comma-separated, for every server", error_messages=_TOO_LONG
+    )
     ca_bundle = forms.ModelChoiceField(
         queryset=TeamCABundle.objects.none(),
         required=False,
@@ -290,7 +312,7 @@ def server_add(request: TeamRequest) -> HttpResponse:
     team = request.team
     form = AddServerForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Enter a server as host or host:port.")
+        messages.error(request, f"Not added. {form_problems(form)}")
         return redirect("server_list")
     try:
         with transaction.atomic():
@@ -307,7 +329,10 @@ def server_add(request: TeamRequest) -> HttpResponse:
     except services.AlreadyWatched as error:
         messages.info(request, f"{error.server.label} is already watched.")
         return redirect("server_list")
-    messages.success(request, f"Watching {server.label}; the first scan runs now.")
+    typed = form.cleaned_data["host"].strip()
+    # A pasted URL is read as its host (and https as port 443): say so rather than do it silently.
+    read_as = f" (read from “{typed[:100]}”)" if "/" in typed else ""
+    messages.success(request, f"Watching {server.label}{read_as}; the first scan runs now.")
     return redirect("server_list")
 
 
@@ -317,7 +342,7 @@ def server_bulk_add(request: TeamRequest) -> HttpResponse:
     team = request.team
     form = BulkAddForm(request.POST, team=team)
     if not form.is_valid():
-        messages.error(request, "Paste at least one server, one per line.")
+        messages.error(request, f"Nothing added. {form_problems(form)}")
         return redirect("server_list")
     with transaction.atomic():
         result = services.servers_enrol_bulk(
