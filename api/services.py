@@ -71,12 +71,16 @@ def apikey_create(
     scopes: list[str],
     ip: str | None = None,
     source: str = KeySource.DASHBOARD,
+    parent: ApiKey | None = None,
 ) -> NewKey:
-    """A confirmed key for `user` in `team`; members and up may make keys, within their own role."""
+    """A confirmed key for `user` in `team`; members and up may make keys, within their own role.
+    A key made with another key (`parent`, the API caller's) gets no scope the parent lacks."""
     membership = Membership.objects.filter(team=team, user=user).first()
     if membership is None or not membership.has_role(Role.MEMBER):
         raise PermissionDenied("Viewers cannot create API keys.")
     cleaned = scopes_clean(scopes)
+    if parent is not None and not all(parent.has_scope(s) for s in cleaned):
+        raise PermissionDenied("A key cannot make a key with more scopes than its own.")
     secret = key_generate()
     with transaction.atomic():
         api_key = ApiKey.objects.create(
@@ -225,6 +229,15 @@ def claim_create(*, email: str, secret: str | None, ip: str | None, user_agent: 
     if secret is not None and not key_is_well_formed(secret):
         return ClaimResult(ClaimStatus.INVALID_KEY, email=clean_email)
     limits = _limits()
+    # Per client first, the global cap last (security finding 6): claims refused for their IP
+    # or their address must not use up everyone's budget. Every attempt counts here, a repeated
+    # one too (each writes an audit row). Only the first refusal of a window is audited, so a
+    # flood of refused claims writes no more rows than the budget allows.
+    per_ip = hit(limits["claims_ip"], _ip(ip) or "unknown")
+    if not per_ip.allowed:
+        if per_ip.used == per_ip.limit + 1:
+            audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail="claims per IP per hour")
+        return ClaimResult(ClaimStatus.TOO_MANY, email=clean_email)
     if secret is not None:
         existing = ApiKey.objects.select_related("team", "user").filter(key_hash=key_hash(secret)).first()
         if existing is not None:
@@ -232,11 +245,6 @@ def claim_create(*, email: str, secret: str | None, ip: str | None, user_agent: 
     else:
         secret = key_generate()
 
-    # Per client first, the global cap last (security finding 6): claims refused for their IP
-    # or their address must not use up everyone's budget.
-    if not hit(limits["claims_ip"], _ip(ip) or "unknown").allowed:
-        audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail="claims per IP per hour")
-        return ClaimResult(ClaimStatus.TOO_MANY, email=clean_email)
     if ClaimBlock.objects.filter(email=clean_email).exists():
         audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail=f"{clean_email} blocks automatic keys")
         return ClaimResult(ClaimStatus.NOT_ALLOWED, email=clean_email)

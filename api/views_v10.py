@@ -18,6 +18,8 @@ from rest_framework.views import APIView
 
 from api.access import ApiKeyAuthentication, ApiThrottle, Caller, caller_of
 from api.enrolment import (
+    CertificateTooLarge,
+    HoldBudgetSpent,
     SingleCertificateExpected,
     certificate_parse_one,
     certificate_upload,
@@ -29,9 +31,9 @@ from api.expiry import expiration_report
 from api.models import Scope
 from api.services import claim_create
 from kcproto.targets import InvalidTarget, parse_target
-from kcproto.x509 import CertificateParseError
+from kcproto.x509 import MAX_CERTIFICATE_BYTES, CertificateParseError
 from keychest.ratelimit import client_ip
-from monitors.services import AlreadyWatched, server_enrol
+from monitors.services import AlreadyWatched, server_enrol, target_refusal
 
 
 class CompatView(APIView):
@@ -179,7 +181,10 @@ class ServerAddSerializer(serializers.Serializer):
 
 
 class ServerAddResponseSerializer(StatusSerializer):
-    id = serializers.UUIDField(required=False)
+    id = serializers.UUIDField(
+        required=False, help_text="the server's id (a held item's id becomes its server's id on confirmation)"
+    )
+    key = serializers.CharField(required=False, help_text="host:port, as servers/expiration/{domain} takes it")
     domain = serializers.CharField(required=False)
     port = serializers.IntegerField(required=False)
     pending = serializers.BooleanField(required=False)
@@ -188,7 +193,13 @@ class ServerAddResponseSerializer(StatusSerializer):
 @extend_schema(
     tags=["v1.0"],
     request=ServerAddSerializer,
-    responses={200: ServerAddResponseSerializer, 400: StatusSerializer, 401: StatusSerializer, 403: StatusSerializer},
+    responses={
+        200: ServerAddResponseSerializer,
+        400: StatusSerializer,
+        401: StatusSerializer,
+        403: StatusSerializer,
+        429: StatusSerializer,
+    },
     summary="Watch a server (host or host:port)",
 )
 class ServerAddView(CompatView):
@@ -199,7 +210,7 @@ class ServerAddView(CompatView):
 
 
 def server_add_answer(caller: Caller | None, data: Any, ip: str) -> tuple[dict[str, Any], int]:
-    """The body and status of POST /servers/add (shared by the view and api/fastpath.py)."""
+    """The body and status of POST /servers/add."""
     refused = _refusal(caller, Scope.ENROL)
     if refused is not None:
         return refused
@@ -212,9 +223,19 @@ def server_add_answer(caller: Caller | None, data: Any, ip: str) -> tuple[dict[s
     except InvalidTarget as exc:
         return {"status": "invalid-domain", "detail": str(exc)}, 400
     if caller.api_key is not None and not caller.api_key.is_confirmed():
-        item, created = enrolment_hold_server(api_key=caller.api_key, host=host, port=port or 443, ip=ip)
+        refusal = target_refusal(team=caller.team, host=host)
+        if refusal is not None:
+            return {"status": "invalid-domain", "detail": refusal}, 400
+        try:
+            item, created = enrolment_hold_server(api_key=caller.api_key, host=host, port=port or 443, ip=ip)
+        except HoldBudgetSpent as exc:
+            return {"status": "too-many", "detail": str(exc)}, 429
+        # As the original service did, a held item has an `id` and a `key` from the start; the
+        # id becomes the server's once the key is confirmed (api.enrolment.enrolments_release).
         return {
             "status": "success" if created else "already-inserted",
+            "id": item.uuid,
+            "key": f"{host}:{item.port}",
             "domain": host,
             "port": item.port,
             "pending": True,
@@ -228,11 +249,19 @@ def server_add_answer(caller: Caller | None, data: Any, ip: str) -> tuple[dict[s
         return {
             "status": "already-inserted",
             "id": existing.uuid,
+            "key": f"{existing.host}:{existing.port}",
             "domain": existing.host,
             "port": existing.port,
             "pending": False,
         }, 200
-    return {"status": "success", "id": server.uuid, "domain": server.host, "port": server.port, "pending": False}, 200
+    return {
+        "status": "success",
+        "id": server.uuid,
+        "key": f"{server.host}:{server.port}",
+        "domain": server.host,
+        "port": server.port,
+        "pending": False,
+    }, 200
 
 
 class CertificateAddSerializer(serializers.Serializer):
@@ -253,6 +282,8 @@ class CertificateAddResponseSerializer(StatusSerializer):
         400: StatusSerializer,
         401: StatusSerializer,
         403: StatusSerializer,
+        413: StatusSerializer,
+        429: StatusSerializer,
     },
     summary="Upload one certificate (PEM)",
 )
@@ -265,24 +296,29 @@ class CertificateAddView(CompatView):
         assert caller is not None
         text: Any = request.data.get("certificate") if hasattr(request.data, "get") else None
         if text is not None and hasattr(text, "read"):  # an uploaded file (curl -F certificate=@cert.pem)
-            text = text.read(65536)
+            text = text.read(MAX_CERTIFICATE_BYTES + 1)  # one byte more: too large is refused, not cut
         if not isinstance(text, str | bytes) or not text.strip():
             return Response({"status": "invalid-certificate", "detail": "certificate (PEM) is required"}, status=400)
         try:
             parsed = certificate_parse_one(text)
+        except CertificateTooLarge as exc:
+            return Response({"status": "too-large", "detail": str(exc)}, status=413)
         except SingleCertificateExpected as exc:
             return Response({"status": "single-cert-expected", "detail": str(exc)}, status=400)
         except CertificateParseError as exc:
             return Response({"status": "invalid-certificate", "detail": str(exc)}, status=400)
         not_after = int(parsed.not_after.timestamp())
         if caller.api_key is not None and not caller.api_key.is_confirmed():
-            _item, created = enrolment_hold_certificate(
-                api_key=caller.api_key,
-                der=parsed.der,
-                sha256=parsed.sha256,
-                not_after=parsed.not_after,
-                ip=client_ip(request),
-            )
+            try:
+                _item, created = enrolment_hold_certificate(
+                    api_key=caller.api_key,
+                    der=parsed.der,
+                    sha256=parsed.sha256,
+                    not_after=parsed.not_after,
+                    ip=client_ip(request),
+                )
+            except HoldBudgetSpent as exc:
+                return Response({"status": "too-many", "detail": str(exc)}, status=429)
         else:
             created = certificate_upload(
                 team=caller.team, der=parsed.der, user=caller.user, api_key=caller.api_key
@@ -330,7 +366,7 @@ class ExpirationView(CompatView):
 
 
 def expiration_answer(caller: Caller | None, domain: str) -> tuple[dict[str, Any], int]:
-    """The body and status of GET /servers/expiration/{domain} (shared with api/fastpath.py).
+    """The body and status of GET /servers/expiration/{domain}.
 
     Unconfirmed keys (enrol scope only) may still read the status of what they enrolled.
     """

@@ -12,7 +12,7 @@ instead of a periodic batch, one long-running follower process:
   back-off and `Retry-After`;
 - as soon as a head moves, hands the round to a small pool of database threads that fetch,
   verify and commit the new entries with their events (certificates/ingest.py); the events'
-  deliveries are queued when that transaction commits (notifications/events.py).
+  deliveries are queued when that transaction commits (events/services.py).
 
 Tailers only speak HTTP; every database statement runs on the pool (KEYCHEST_CT_FOLLOW_WORKERS
 connections) or on the main thread (leases), so a follower of 100 logs needs a handful of

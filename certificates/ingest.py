@@ -30,7 +30,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -42,12 +41,11 @@ from certificates.loglist import LogSpec
 from certificates.matching import Match, matcher, providers
 from certificates.models import CTLog, CTMalformedEntry, SourceKind
 from certificates.services import StoreItem, certificates_store_bulk
+from events.services import NewEvent, events_record_bulk
 from kcproto.ctformat import BadEntry, FormatError, LogEntry, SignatureError, TreeHead
 from kcproto.merkle import CompactRange, ProofError
 from kcproto.x509 import CertificateParseError, ParsedCertificate, parse_certificate
-
-if TYPE_CHECKING:
-    from notifications.events import NewEvent
+from keychest.accounts.models import Team
 
 logger = logging.getLogger(__name__)
 
@@ -131,16 +129,11 @@ def _existing_teams_only(matches: list[Match]) -> list[Match]:
     """Drop matches of teams deleted since the index was built (one query per chunk with matches)."""
     if not matches:
         return matches
-    from notifications.models import Event
-
-    team_model = Event._meta.get_field("team").related_model
-    alive = set(team_model._default_manager.filter(pk__in={m.team_id for m in matches}).values_list("pk", flat=True))  # type: ignore[union-attr]
+    alive = set(Team.objects.filter(pk__in={m.team_id for m in matches}).values_list("pk", flat=True))
     return [m for m in matches if m.team_id in alive]
 
 
 def _events_for(matches: list[Match], log: CTLog, index_of: dict[str, int]) -> list[NewEvent]:
-    from notifications.events import NewEvent
-
     events: list[NewEvent] = []
     seen: set[tuple[int, str]] = set()
     for m in matches:
@@ -208,15 +201,13 @@ def _record_matches(log: CTLog, new: list[ParsedCertificate], index_of: dict[str
     """Events for the teams watching the new leaf certificates, and their discovered hosts.
 
     In the caller's transaction: the events commit with the entries (their deliveries are queued
-    when it commits, `notifications.events`)."""
+    when it commits, `events.services`)."""
     matches = _existing_teams_only(matcher.match([p for p in new if not p.is_ca]))
     if not matches:
         return 0
     events = _events_for(matches, log, index_of)
     for provider in providers():
         events.extend(provider.issuance_events(matches))
-    from notifications.events import events_record_bulk
-
     # One order for every writer: two workers recording events for one issuance (its precert in
     # one log, its certificate in another) wait for each other, never deadlock.
     events.sort(key=lambda e: (e.team_id, e.dedup_key))

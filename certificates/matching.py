@@ -14,15 +14,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from django.core.cache import cache
 
+from events.services import NewEvent
 from kcproto.names import ip_literal
 from kcproto.x509 import ParsedCertificate
-
-if TYPE_CHECKING:
-    from notifications.events import NewEvent
 
 WATCH_VERSION_KEY = "certificates:watch-version"
 # Even without a change signal the index is rebuilt this often (seconds).

@@ -1,8 +1,9 @@
 """The team's certificate pages: the inventory (filters: issuer, expiry window, source, deployed)
 and one certificate (chain, names, PEM download, where it is deployed).
 
-Certificates are global facts; a team sees one only when its servers present it, it uploaded it,
-or it names one of the team's watched domains. Anything else is 404.
+Certificates are global facts, but only those read from a CT log are public: a team sees one
+when its servers present it, it uploaded it, or it was read from a CT log and names one of the
+team's watched domains (monitors/visibility.py). Anything else is 404.
 
 These are views, the layer above the apps (like api/): they live with the dashboard so that
 certificates/ itself never imports monitors/ (docs/architecture.md).
@@ -17,14 +18,15 @@ from typing import Any
 from django.apps import apps
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from certificates.models import Certificate, CertificateName, RenewalInfo
-from dashboard.selectors import watched_names_query
 from keychest.accounts.decorators import team_required
+from keychest.accounts.types import TeamRequest
 from monitors.models import ScanResult
+from monitors.visibility import logged_under_watched_domains, scanned_by
 
 PAGE_SIZE = 50
 WINDOWS = (
@@ -54,17 +56,21 @@ def _uploads(team: Any) -> QuerySet[Any] | None:
 
 
 def team_certificates(team: Any) -> QuerySet[Certificate]:
-    """Every certificate the team may see, one row per issuance, with source and deployment flags."""
-    scanned = ScanResult.objects.filter(team=team).exclude(leaf_sha256="")
+    """Every certificate the team may see, one row per issuance, with source and deployment flags.
+
+    Seen means: presented by the team's servers, uploaded by the team, or read from a CT log and
+    naming one of its watched domains (monitors/visibility.py)."""
+    scanned = scanned_by(team)
     deployed = scanned.filter(current=True, server__removed_at=None)
     visible = Q(sha256__in=scanned.values("leaf_sha256"))
     uploads = _uploads(team)
     if uploads is not None:
         visible |= Q(id__in=uploads.values("certificate_id"))
-    names = watched_names_query(team)
-    if names is not None:
-        visible |= Q(id__in=CertificateName.objects.filter(names).values("certificate_id"))
-    final = Certificate.objects.filter(issuance_key=OuterRef("issuance_key"), is_precertificate=False)
+    logged = logged_under_watched_domains(team)
+    if logged is not None:
+        visible |= logged
+    # A precertificate hides behind its final certificate only when the team may see that one.
+    final = Certificate.objects.filter(visible, issuance_key=OuterRef("issuance_key"), is_precertificate=False)
     qs = (
         Certificate.objects.filter(visible, is_ca=False)
         .exclude(Q(is_precertificate=True) & Exists(final))
@@ -75,12 +81,10 @@ def team_certificates(team: Any) -> QuerySet[Certificate]:
     )
     if uploads is not None:
         qs = qs.annotate(from_upload=Exists(uploads.filter(certificate=OuterRef("pk"))))
-    if names is not None:
-        qs = qs.annotate(from_ct=Exists(CertificateName.objects.filter(names, certificate=OuterRef("pk"))))
     return qs
 
 
-def _filter(qs: QuerySet[Certificate], params: dict[str, str], has: dict[str, bool]) -> QuerySet[Certificate]:
+def _filter(qs: QuerySet[Certificate], params: dict[str, str], has_uploads: bool) -> QuerySet[Certificate]:
     now = timezone.now()
     if params["issuer"]:
         qs = qs.filter(issuer__icontains=params["issuer"])
@@ -96,8 +100,10 @@ def _filter(qs: QuerySet[Certificate], params: dict[str, str], has: dict[str, bo
     source = params["source"]
     if source == "scan":
         qs = qs.filter(from_scan=True)  # type: ignore[misc]  # an annotation django-stubs cannot see
-    elif source in ("ct", "upload"):
-        qs = qs.filter(**{f"from_{source}": True}) if has[source] else qs.none()
+    elif source == "ct":
+        qs = qs.filter(ct_logged=True)
+    elif source == "upload":
+        qs = qs.filter(from_upload=True) if has_uploads else qs.none()  # type: ignore[misc]  # annotation
     if params["deployed"] == "yes":
         qs = qs.filter(deployed=True)  # type: ignore[misc]  # annotation
     elif params["deployed"] == "no":
@@ -106,16 +112,20 @@ def _filter(qs: QuerySet[Certificate], params: dict[str, str], has: dict[str, bo
 
 
 def sources_of(cert: Certificate) -> list[str]:
-    return [name for name in ("scan", "ct", "upload") if getattr(cert, f"from_{name}", False)]
+    """Where it was truly seen: "ct" only when read from a CT log."""
+    return [
+        name
+        for name in ("scan", "ct", "upload")
+        if getattr(cert, f"from_{name}", False) or (name == "ct" and cert.ct_logged)
+    ]
 
 
 @team_required()
-def certificate_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def certificate_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     params = {key: request.GET.get(key, "").strip()[:200] for key in ("q", "issuer", "window", "source", "deployed")}
     qs = team_certificates(team)
-    has = {"ct": "from_ct" in qs.query.annotations, "upload": "from_upload" in qs.query.annotations}
-    qs = _filter(qs, params, has).order_by("not_after", "id")
+    qs = _filter(qs, params, "from_upload" in qs.query.annotations).order_by("not_after", "id")
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     certificates = list(page.object_list)
     names: dict[int, list[str]] = {}
@@ -152,8 +162,8 @@ def _visible_or_404(team: Any, sha256: str) -> Certificate:
 
 
 @team_required()
-def certificate_detail(request: HttpRequest, sha256: str) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def certificate_detail(request: TeamRequest, sha256: str) -> HttpResponse:
+    team = request.team
     cert = _visible_or_404(team, sha256)
     results = list(
         ScanResult.objects.for_team(team)
@@ -193,8 +203,8 @@ def pem_of(der: bytes | memoryview) -> str:
 
 
 @team_required()
-def certificate_pem(request: HttpRequest, sha256: str) -> HttpResponse:
-    cert = _visible_or_404(request.team, sha256)  # type: ignore[attr-defined]
+def certificate_pem(request: TeamRequest, sha256: str) -> HttpResponse:
+    cert = _visible_or_404(request.team, sha256)
     if not cert.der or cert.thinned:
         raise Http404("The DER of this expired certificate is no longer kept")
     response = HttpResponse(pem_of(cert.der), content_type="application/x-pem-file")

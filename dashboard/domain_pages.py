@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,11 +23,13 @@ from kcproto.names import InvalidName, reversed_name
 from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
 from monitors.domains import domain_unwatch, domain_watch
 from monitors.models import DiscoveredHost, Server, WatchedDomain
 from monitors.registrations import registered_domain_of, registrations_for_names
+from monitors.visibility import names_the_team_may_see, visible_hosts
 
 PAGE_SIZE = 50
 
@@ -46,24 +48,29 @@ def _names_of(watched: WatchedDomain) -> Q:
 
 
 def domain_issuances(watched: WatchedDomain) -> QuerySet[Certificate]:
-    """Every certificate ever logged for the domain, one row per issuance (the final certificate
-    when it is known, else the precertificate), with `has_precert` / `has_final` flags."""
-    ids = CertificateName.objects.filter(_names_of(watched)).values("certificate_id")
-    final = Certificate.objects.filter(issuance_key=OuterRef("issuance_key"), is_precertificate=False)
-    precert = Certificate.objects.filter(issuance_key=OuterRef("issuance_key"), is_precertificate=True)
+    """The domain's certificate history the team may see, one row per issuance (the final
+    certificate when it is known, else the precertificate): everything read from CT logs, and the
+    team's own scanned and uploaded certificates. `has_precert` / `has_final` say which of the two
+    were read from a CT log ("logged as"); neither: the team's own, not seen in CT."""
+    names = CertificateName.objects.filter(_names_of(watched)).filter(names_the_team_may_see(watched.team))
+    ids = names.values("certificate_id")
+    same = {"issuance_key": OuterRef("issuance_key")}
+    shown_final = Certificate.objects.filter(id__in=ids, is_precertificate=False, **same)
+    logged_final = Certificate.objects.filter(is_precertificate=False, ct_logged=True, **same)
+    logged_precert = Certificate.objects.filter(is_precertificate=True, ct_logged=True, **same)
     return (
         Certificate.objects.filter(id__in=ids, is_ca=False)
-        .exclude(Q(is_precertificate=True) & Exists(final))
+        .exclude(Q(is_precertificate=True) & Exists(shown_final))
         .annotate(
-            has_final=Exists(final, output_field=BooleanField()),
-            has_precert=Exists(precert, output_field=BooleanField()),
+            has_final=Exists(logged_final, output_field=BooleanField()),
+            has_precert=Exists(logged_precert, output_field=BooleanField()),
         )
     )
 
 
 @team_required()
-def domain_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def domain_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     domains = list(
         WatchedDomain.objects.for_team(team)
         .filter(removed_at=None)
@@ -85,42 +92,44 @@ def domain_list(request: HttpRequest) -> HttpResponse:
             "team": team,
             "domains": domains,
             "form": WatchDomainForm(),
-            "can_edit": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
+            "can_edit": request.membership.has_role(Role.MEMBER),
         },
     )
 
 
 @team_required(Role.MEMBER)
 @require_POST
-def domain_add(request: HttpRequest) -> HttpResponse:
+def domain_add(request: TeamRequest) -> HttpResponse:
     form = WatchDomainForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Enter a domain name, e.g. example.com.")
         return redirect("domain_list")
     try:
         watched = domain_watch(
-            team=request.team,  # type: ignore[attr-defined]
+            team=request.team,
             domain=form.cleaned_data["domain"],
             auto_watch=form.cleaned_data["auto_watch"],
-            added_by=request.user,  # type: ignore[arg-type]
+            added_by=request.user,
         )
     except InvalidName as error:
         messages.error(request, f"Not watched: {error}")
         return redirect("domain_list")
-    messages.success(request, f"Watching {watched.domain} in Certificate Transparency; its history is below.")
+    typed = form.cleaned_data["domain"].strip()
+    read_as = f" (read from “{typed[:100]}”)" if typed.lower().rstrip(".") != watched.domain else ""
+    messages.success(request, f"Watching {watched.domain}{read_as} in Certificate Transparency; its history is below.")
     return redirect("domain_detail", domain_id=watched.uuid)
 
 
-def _watched(request: HttpRequest, domain_id: Any) -> WatchedDomain:
-    return get_for_team_or_404(WatchedDomain.objects.filter(removed_at=None), request.team, domain_id)  # type: ignore[attr-defined]
+def _watched(request: TeamRequest, domain_id: Any) -> WatchedDomain:
+    return get_for_team_or_404(WatchedDomain.objects.filter(removed_at=None), request.team, domain_id)
 
 
 @team_required()
-def domain_detail(request: HttpRequest, domain_id: Any) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def domain_detail(request: TeamRequest, domain_id: Any) -> HttpResponse:
+    team = request.team
     watched = _watched(request, domain_id)
     tab = "hosts" if request.GET.get("tab") == "hosts" else "history"
-    hosts = DiscoveredHost.objects.filter(watched_domain=watched).order_by("name", "id")
+    hosts = visible_hosts(watched).order_by("name", "id")
     watched_hosts = set(
         Server.objects.for_team(team)
         .filter(removed_at=None, host__in=hosts.values("name"))
@@ -157,14 +166,14 @@ def domain_detail(request: HttpRequest, domain_id: Any) -> HttpResponse:
             "page_obj": page,
             "rows": rows,
             "host_count": hosts.count(),
-            "can_edit": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
+            "can_edit": request.membership.has_role(Role.MEMBER),
         },
     )
 
 
 @team_required(Role.MEMBER)
 @require_POST
-def domain_remove(request: HttpRequest, domain_id: Any) -> HttpResponse:
+def domain_remove(request: TeamRequest, domain_id: Any) -> HttpResponse:
     watched = _watched(request, domain_id)
     domain_unwatch(watched_domain=watched)
     messages.success(request, f"{watched.domain} is no longer watched (its history is kept).")
@@ -173,7 +182,7 @@ def domain_remove(request: HttpRequest, domain_id: Any) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def domain_auto_watch(request: HttpRequest, domain_id: Any) -> HttpResponse:
+def domain_auto_watch(request: TeamRequest, domain_id: Any) -> HttpResponse:
     watched = _watched(request, domain_id)
     enable = request.POST.get("enable") == "1"
     watched = domain_watch(
@@ -182,9 +191,7 @@ def domain_auto_watch(request: HttpRequest, domain_id: Any) -> HttpResponse:
     if enable:
         from monitors.domains import hosts_auto_watch
 
-        pending = list(
-            DiscoveredHost.objects.filter(watched_domain=watched, watched_at=None).values_list("name", flat=True)
-        )
+        pending = list(visible_hosts(watched).filter(watched_at=None).values_list("name", flat=True))
         added = hosts_auto_watch(watched_domain=watched, names=pending)
         messages.success(
             request, f"Auto-watch on: {added} discovered host(s) are now watched servers, new ones will follow."
@@ -196,12 +203,12 @@ def domain_auto_watch(request: HttpRequest, domain_id: Any) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def domain_host_watch(request: HttpRequest, domain_id: Any, host_id: Any) -> HttpResponse:
+def domain_host_watch(request: TeamRequest, domain_id: Any, host_id: Any) -> HttpResponse:
     watched = _watched(request, domain_id)
-    host = get_for_team_or_404(DiscoveredHost.objects.filter(watched_domain=watched), request.team, host_id)  # type: ignore[attr-defined]
+    host = get_for_team_or_404(visible_hosts(watched), request.team, host_id)
     try:
         with transaction.atomic():
-            server = services.server_enrol(team=watched.team, host=host.name, added_by=request.user)  # type: ignore[arg-type]
+            server = services.server_enrol(team=watched.team, host=host.name, added_by=request.user)
         messages.success(request, f"Watching {server.label}.")
     except services.AlreadyWatched as already:
         messages.info(request, f"{already.server.label} is already watched.")

@@ -203,13 +203,14 @@ def watched_names_query(team: Team) -> Q | None:
 
 
 def _known_from_ct(team: Team, now: datetime) -> int:
-    """Valid issuances (a precertificate and its certificate once) naming the watched domains."""
+    """Valid issuances (a precertificate and its certificate once) read from CT logs and naming
+    the watched domains: a certificate only scanned or uploaded is not "known from CT"."""
     names = watched_names_query(team)
     if names is None:
         return 0
     matching = CertificateName.objects.filter(names, not_after__gt=now).values("certificate_id")
     return (
-        Certificate.objects.filter(id__in=matching, is_ca=False, not_before__lte=now)
+        Certificate.objects.filter(id__in=matching, is_ca=False, not_before__lte=now, ct_logged=True)
         .values("issuance_key")
         .distinct()
         .count()

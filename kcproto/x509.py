@@ -29,6 +29,9 @@ _POISON_OID = bytes.fromhex("060a2b06010401d679020403")  # 1.3.6.1.4.1.11129.2.4
 _SCT_LIST_OID = bytes.fromhex("060a2b06010401d679020402")  # 1.3.6.1.4.1.11129.2.4.2
 _STRIP_OIDS = (_POISON_OID, _SCT_LIST_OID)
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+# The most one certificate may take as it arrives (PEM text or DER), whichever way it comes:
+# a file, a form field, JSON, the agent protocol (security finding 5).
+MAX_CERTIFICATE_BYTES = 64 * 1024
 
 
 class CertificateParseError(ValueError):

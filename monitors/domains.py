@@ -17,11 +17,12 @@ from django.utils import timezone
 
 from certificates.matching import Match, Watch, watchers_changed
 from certificates.models import CertificateName
+from events.services import NewEvent, events_record_bulk
 from kcproto.names import InvalidName, ip_literal, is_public_suffix, normalise_name, reversed_name
-from kcproto.targets import InvalidTarget
+from kcproto.targets import InvalidTarget, domain_from_input
 from monitors.models import DiscoveredHost, WatchedDomain
 from monitors.services import AlreadyWatched, server_enrol
-from notifications.events import NewEvent, events_record_bulk
+from monitors.visibility import names_the_team_may_see, visible_names
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User
@@ -45,7 +46,7 @@ def domain_watch(
     Raises kcproto.names.InvalidName for a malformed domain (wildcards are refused: watch
     the parent instead) and for a public suffix ("com", "co.uk": everybody's names are under it).
     """
-    name = normalise_name(domain)
+    name = normalise_name(domain_from_input(domain))
     if name.startswith("*."):
         raise InvalidName("watch the domain itself; its sub-domains are included")
     if ip_literal(name) is not None:
@@ -84,11 +85,13 @@ def domain_unwatch(*, watched_domain: WatchedDomain) -> WatchedDomain:
 
 
 def _host_names_under(watched: WatchedDomain) -> list[str]:
-    """Host names (not wildcards, not IPs) under the watched domain in the global name table."""
+    """Host names (not wildcards, not IPs) under the watched domain in the global name table, of
+    certificates the team may see: read from CT logs, or its own scans and uploads."""
     rev = reversed_name(watched.domain)
     exact = CertificateName.objects.filter(reversed_name=rev, is_wildcard=False)
     if watched.include_subdomains:
         exact = exact | CertificateName.objects.filter(reversed_name__startswith=rev + ".", is_wildcard=False)
+    exact = exact.filter(names_the_team_may_see(watched.team))
     return list(exact.values_list("name", flat=True).distinct().order_by("name")[:BACKFILL_MAX_HOSTS])
 
 
@@ -165,9 +168,13 @@ def hosts_record_bulk(
 
 
 def hosts_auto_watch(*, watched_domain: WatchedDomain, names: Sequence[str]) -> int:
-    """Enrol new hosts as watched servers (port 443); a host already watched is simply marked."""
+    """Enrol new hosts as watched servers (port 443); a host already watched is simply marked.
+
+    Only hosts named by a certificate the team may see (read from CT, or its own scans and
+    uploads): another team's data never becomes this team's servers."""
     enrolled: list[str] = []
-    for name in names:
+    allowed = visible_names(watched_domain.team, names)
+    for name in (n for n in names if n in allowed):
         try:
             with transaction.atomic():
                 server_enrol(team=watched_domain.team, host=name)

@@ -20,11 +20,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from certificates.matching import Match
+from events.models import EventKind, Severity
+from events.services import NewEvent
 from kcproto import netguard
 from kcproto.issuance import Caa, Policy, caa_value_domain, unexpected_reasons
 from monitors.models import IssuancePolicy, WatchedDomain
-from notifications.events import NewEvent
-from notifications.models import EventKind, Severity
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from events.models import Severity as EventSeverity
 from kcproto import renewal
 from kcproto.names import reversed_name
 from keychest.tenancy import TeamOwnedModel
-from notifications.models import Severity as EventSeverity
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team

@@ -30,6 +30,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from events.models import EventKind, Severity
+from events.services import NewEvent, events_record_bulk
 from kcproto.names import InvalidName, normalise_name, registered_domain
 from monitors import rdap
 from monitors.models import (
@@ -41,8 +43,6 @@ from monitors.models import (
     Server,
     WatchedDomain,
 )
-from notifications.events import NewEvent, events_record_bulk
-from notifications.models import EventKind, Severity
 
 log = logging.getLogger(__name__)
 

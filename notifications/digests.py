@@ -35,8 +35,8 @@ from notifications.reports import (
     report_release,
     scheduled_at,
 )
-from notifications.transports import kind_label
 from notifications.unsubscribe import unsubscribe_headers, unsubscribe_url
+from notifications.wording import kind_label
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 200

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.urls import reverse
 
 from keychest import emails
+from notifications.unsubscribe import headers_for
+from notifications.wording import MAX_LISTED, event_label, summary_line
 
 if TYPE_CHECKING:
     from keychest.accounts.models import User
@@ -19,8 +21,6 @@ if TYPE_CHECKING:
 
 def alert(*, to: str, channel: Channel, delivery: Delivery, events: Sequence[Event], unsubscribe_url: str) -> None:
     """One alert email; `unsubscribe_url` switches alert emails off for this recipient (RFC 8058)."""
-    from notifications.transports import MAX_LISTED, event_label, summary_line
-    from notifications.unsubscribe import headers_for
 
     emails.send(
         "alert",

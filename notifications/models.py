@@ -1,6 +1,7 @@
-"""Events, channels, deliveries and per-user notification preferences.
+"""Channels, deliveries, per-user notification preferences and report sends.
 
-Events are state changes stored as rows in the same transaction as the change that caused
+The event rows themselves live in `events/` (the domain apps below this one record them);
+they are re-exported here for the code that delivers them. Events are state changes stored as rows in the same transaction as the change that caused
 them. Alerts, digests and webhooks are delivered from these rows, so a crash between the change
 and the delivery loses nothing, and a retried delivery finds the row already handled.
 """
@@ -9,81 +10,19 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from events.models import FINDING_ALERT_KINDS as FINDING_ALERT_KINDS
+from events.models import Event as Event
+from events.models import EventKind as EventKind
+from events.models import Severity as Severity
 from keychest.secretbox import unseal
 from keychest.tenancy import TeamOwnedModel
-
-
-class EventKind(models.TextChoices):
-    CERTIFICATE_ISSUED = "certificate_issued", "New certificate issued (CT)"
-    UNEXPECTED_ISSUANCE = "unexpected_issuance", "Unexpected certificate issued (CT)"
-    CERTIFICATE_EXPIRING = "certificate_expiring", "Certificate expiring"
-    CERTIFICATE_EXPIRED = "certificate_expired", "Certificate expired"
-    CERTIFICATE_CHANGED = "certificate_changed", "Certificate changed on a server"
-    ISSUER_CHANGED = "issuer_changed", "Issuer changed"
-    SERVER_DOWN = "server_down", "Server down or TLS failure"
-    SERVER_RECOVERED = "server_recovered", "Server recovered"
-    FINDING_OPENED = "finding_opened", "Problem found"
-    FINDING_RESOLVED = "finding_resolved", "Problem resolved"
-    NEWER_CERTIFICATE_NOT_DEPLOYED = "newer_certificate_not_deployed", "Renewed but not deployed"
-    IPS_DISAGREE = "ips_disagree", "Addresses serve different certificates"
-    HOST_DISCOVERED = "host_discovered", "New host discovered (CT)"
-    DOMAIN_EXPIRING = "domain_expiring", "Domain registration expiring"
-    AGENT_SILENT = "agent_silent", "Scanning agent silent"
-    SERVICE_FOUND = "service_found", "New TLS service found in an IP range"
-    SERVICE_VANISHED = "service_vanished", "TLS service vanished from an IP range"
-
-
-class Severity(models.TextChoices):
-    INFO = "info", "Info"
-    WARNING = "warning", "Warning"
-    ERROR = "error", "Error"
-    CRITICAL = "critical", "Critical"
-
-
-class Event(TeamOwnedModel):
-    """Something a team may want to hear about, recorded once per (team, dedup_key)."""
-
-    kind = models.CharField(max_length=40, choices=EventKind.choices)
-    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.INFO)
-    # Short human label of what the event is about, e.g. "example.com:443" or "*.example.com".
-    subject = models.CharField(max_length=300)
-    # Stable identity of the happening: a retried scan or a re-read CT entry maps to the same key.
-    dedup_key = models.CharField(max_length=300)
-    payload = models.JSONField(default=dict, blank=True)
-    occurred_at = models.DateTimeField(default=timezone.now)
-    # Set when the event has been attached to the deliveries of every matching channel.
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["team", "dedup_key"], name="event_unique_team_dedup")]
-        indexes = [
-            models.Index(fields=["team", "-occurred_at"], name="event_team_recent"),
-            models.Index(fields=["id"], condition=Q(dispatched_at=None), name="event_undispatched"),
-        ]
-        ordering = ["-occurred_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.subject}"
-
-    @property
-    def alert_kind(self) -> str:
-        """The kind channels and people filter on: the scanner reports expiry as findings."""
-        if self.kind == EventKind.FINDING_OPENED and isinstance(self.payload, dict):
-            return FINDING_ALERT_KINDS.get(str(self.payload.get("code")), self.kind)
-        return self.kind
-
-
-FINDING_ALERT_KINDS = {
-    "renewal_due": EventKind.CERTIFICATE_EXPIRING,
-    "renewal_overdue": EventKind.CERTIFICATE_EXPIRING,
-    "expired": EventKind.CERTIFICATE_EXPIRED,
-}
 
 
 class ChannelKind(models.TextChoices):
@@ -141,6 +80,23 @@ class Channel(TeamOwnedModel):
     def apprise_url(self) -> str:
         """The Apprise URL in clear (for sending only; never shown, never logged)."""
         return unseal(self.apprise_url_sealed)
+
+    def url_masked(self) -> str:
+        """The webhook or Slack URL as admins see it: its path and query are the credential, so
+        only the scheme, the host and the last characters show (security finding 8)."""
+        return url_mask(self.url)
+
+
+def url_mask(url: str) -> str:
+    """`https://hooks.slack.com/…Ab12`: enough to tell two hooks apart, not to call one."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    rest = url.split(host + port, 1)[-1] if host else url
+    tail = rest[-4:] if len(rest.strip("/")) > 12 else ""
+    return f"{parts.scheme}://{host}{port}/…{tail}"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -291,3 +247,18 @@ class ReportSend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.period} for {self.user_id}: {self.status}"
+
+
+class RecipientConfirmation(TeamOwnedModel):
+    """An outside address on a team's email channel, and whether its holder agreed to get mail
+    (security finding 7): until `confirmed_at` it gets the one confirmation email and nothing else."""
+
+    email = models.EmailField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "email"], name="recipientconfirmation_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({'confirmed' if self.confirmed_at else 'waiting'})"

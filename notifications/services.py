@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -27,6 +29,7 @@ from django.utils import timezone
 from keychest import ratelimit
 from keychest.accounts.models import Membership, Role
 from keychest.secretbox import seal
+from notifications import emails
 from notifications.apprise_urls import apprise_url_check
 from notifications.models import (
     Channel,
@@ -40,12 +43,17 @@ from notifications.models import (
     NotificationPreferences,
     new_channel_secret,
 )
-from notifications.transports import Outcome, collapse, transport_for
+from notifications.recipients import recipients_confirm_request
+from notifications.transports import Outcome, transport_for
+from notifications.wording import collapse
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team, User
 
 log = logging.getLogger(__name__)
+# The tasks services queue, by their registered names (notifications/tasks.py pins them).
+EVENTS_DISPATCH_TASK = "notifications.tasks.events_dispatch_task"
+DELIVERY_SEND_TASK = "notifications.tasks.delivery_send_task"
 
 # Back-off: 1 min, 2, 4, … capped at 2 h per step, until KEYCHEST_DELIVERY_GIVE_UP_SECONDS.
 BACKOFF_FIRST_SECONDS = 60
@@ -57,25 +65,29 @@ def backoff_seconds(attempts: int) -> float:
     return base * random.uniform(0.9, 1.1)
 
 
-def enqueue_after_commit(task: Any, *args: Any, countdown: float | None = None, marker: str | None = None) -> None:
-    """Queue a Celery task once the surrounding transaction commits.
+def task_send(name: str, *args: Any, countdown: float | None = None) -> None:
+    """Queue a Celery task by its registered name (tasks import services, never the reverse).
 
     Best effort: if the broker is unreachable the periodic sweeps pick the rows up anyway,
     because the state lives in the database, not in the queue.
     """
+    try:
+        # Capped below the broker's visibility timeout (a longer wait would be handed out
+        # twice); a task that runs early finds its row not yet due, and the sweep sends it.
+        wait = None if countdown is None else min(countdown, settings.KEYCHEST_MAX_COUNTDOWN)
+        current_app.signature(name, args=args).apply_async(countdown=wait, retry=False)
+    except Exception:  # the sweep delivers what the queue could not
+        log.warning("could not enqueue %s; the periodic sweep will pick it up", name, exc_info=True)
 
-    def _send() -> None:
-        try:
-            # Capped below the broker's visibility timeout (a longer wait would be handed out
-            # twice); a task that runs early finds its row not yet due, and the sweep sends it.
-            wait = None if countdown is None else min(countdown, settings.KEYCHEST_MAX_COUNTDOWN)
-            task.apply_async(args=args, countdown=wait, retry=False)
-        except Exception:  # the sweep delivers what the queue could not
-            log.warning("could not enqueue %s; the periodic sweep will pick it up", task.name, exc_info=True)
 
-    if marker:
-        setattr(_send, marker, True)  # lets a caller see that this transaction already asked
-    transaction.on_commit(_send)
+def enqueue_after_commit(name: str, *args: Any, countdown: float | None = None) -> None:
+    """Queue a Celery task (by name) once the surrounding transaction commits."""
+    transaction.on_commit(functools.partial(task_send, name, *args, countdown=countdown))
+
+
+def events_dispatch_soon() -> None:
+    """Queue the dispatcher; `events.services` calls this after a commit that recorded events."""
+    task_send(EVENTS_DISPATCH_TASK)
 
 
 # --- channels -------------------------------------------------------------------------------
@@ -116,6 +128,8 @@ def channel_create(
         members = list(email_members)
         if members:
             channel.email_members.set(members)
+        if channel.kind == ChannelKind.EMAIL:
+            recipients_confirm_request(channel=channel)
     return channel
 
 
@@ -172,14 +186,10 @@ def channel_disable(*, channel: Channel, reason: str, notify_owners: bool = True
             status=DeliveryStatus.FAILED, collecting=False, last_error="channel disabled"
         )
         if changed and notify_owners:
-            from notifications import tasks
-
-            enqueue_after_commit(tasks.channel_disabled_email_task, channel.pk)
+            enqueue_after_commit("notifications.tasks.channel_disabled_email_task", channel.pk)
 
 
 def channel_disabled_notify_owners(*, channel_id: int) -> None:
-    from notifications import emails
-
     channel = Channel.objects.select_related("team").get(pk=channel_id)
     owners = [
         m.user.notification_address()
@@ -190,15 +200,32 @@ def channel_disabled_notify_owners(*, channel_id: int) -> None:
         emails.channel_disabled(to=owners, channel=channel, reason=channel.disabled_reason)
 
 
+class ChannelRateLimited(Exception):
+    """The channel sent as many messages this hour as its rate limit allows."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"this channel's rate limit is spent; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+def _channel_limit(channel: Channel) -> ratelimit.Limit:
+    return ratelimit.Limit("notify-channel", channel.rate_limit_per_hour, 3600)
+
+
 def channel_send_test(*, channel: Channel) -> Delivery:
-    """A test delivery with no events, sent right away through the normal path."""
+    """A test delivery with no events, sent right away through the normal path. It counts
+    against the channel's rate limit like any message (security finding 7: test sends relayed
+    spam); raises ChannelRateLimited when the limit is spent."""
+    verdict = ratelimit.hit(_channel_limit(channel), str(channel.uuid))
+    if not verdict.allowed:
+        raise ChannelRateLimited(verdict.retry_after)
     with transaction.atomic():
+        if channel.kind == ChannelKind.EMAIL:
+            recipients_confirm_request(channel=channel)  # ask again those who have not answered
         delivery = Delivery.objects.create(
             team_id=channel.team_id, channel=channel, is_test=True, collecting=False, send_after=timezone.now()
         )
-        from notifications import tasks
-
-        enqueue_after_commit(tasks.delivery_send_task, delivery.pk)
+        enqueue_after_commit(DELIVERY_SEND_TASK, delivery.pk)
     return delivery
 
 
@@ -247,11 +274,9 @@ def events_dispatch(*, limit: int = 1000, now: datetime | None = None) -> list[i
         DeliveryItem.objects.bulk_create(items, ignore_conflicts=True, batch_size=1000)
         Event.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=now)
         if touched:
-            from notifications import tasks
-
             for delivery in Delivery.objects.filter(pk__in=touched).only("pk", "send_after"):
                 wait = max((delivery.send_after - now).total_seconds(), 0)
-                enqueue_after_commit(tasks.delivery_send_task, delivery.pk, countdown=wait)
+                enqueue_after_commit(DELIVERY_SEND_TASK, delivery.pk, countdown=wait)
     return sorted(touched)
 
 
@@ -280,9 +305,8 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> str:
         )
         return "channel-disabled"
     if not delivery.is_test:
-        verdict = ratelimit.hit(
-            ratelimit.Limit("notify-channel", channel.rate_limit_per_hour, 3600), str(channel.uuid), now=now.timestamp()
-        )
+        # (A test send was counted when it was asked for.)
+        verdict = ratelimit.hit(_channel_limit(channel), str(channel.uuid), now=now.timestamp())
         if not verdict.allowed:
             # Not an attempt: give the claim back and wait for the next window.
             Delivery.objects.filter(pk=delivery.pk).update(
@@ -345,9 +369,7 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> str:
         send_after=next_at,
         last_error=outcome.error,
     )
-    from notifications import tasks
-
-    enqueue_after_commit(tasks.delivery_send_task, delivery.pk, countdown=(next_at - now).total_seconds())
+    enqueue_after_commit(DELIVERY_SEND_TASK, delivery.pk, countdown=(next_at - now).total_seconds())
     return "retry"
 
 

@@ -9,26 +9,30 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
+
+from notifications.digests import digests_send_due
+from notifications.reports import weekly_report_send_one, weekly_reports_send_due
+from notifications.services import (
+    channel_disabled_notify_owners,
+    deliveries_send_due,
+    delivery_send,
+    events_dispatch,
+)
 
 
 @shared_task(name="notifications.tasks.events_dispatch_task", ignore_result=True)
 def events_dispatch_task() -> int:
-    from notifications.services import events_dispatch
-
     return len(events_dispatch())
 
 
 @shared_task(name="notifications.tasks.delivery_send_task", ignore_result=True)
 def delivery_send_task(delivery_id: int) -> str:
-    from notifications.services import delivery_send
-
     return delivery_send(delivery_id=delivery_id)
 
 
 @shared_task(name="notifications.tasks.deliveries_send_due_task", ignore_result=True)
 def deliveries_send_due_task() -> dict[str, int]:
-    from notifications.services import deliveries_send_due, events_dispatch
-
     events_dispatch()
     return deliveries_send_due()
 
@@ -42,8 +46,6 @@ def deliveries_send_due_task() -> dict[str, int]:
     max_retries=30,
 )
 def channel_disabled_email_task(channel_id: int) -> None:
-    from notifications.services import channel_disabled_notify_owners
-
     channel_disabled_notify_owners(channel_id=channel_id)
 
 
@@ -51,10 +53,6 @@ def channel_disabled_email_task(channel_id: int) -> None:
 def weekly_reports_send_due_task(shard: int | None = None, shards: int | None = None) -> dict[str, Any]:
     """Without a shard: fan out one task per shard (KEYCHEST_WEEKLY_REPORT_SHARDS) so that
     several workers share the sweep; with one: sweep that shard's users."""
-    from django.conf import settings
-
-    from notifications.reports import weekly_reports_send_due
-
     count = shards or settings.KEYCHEST_WEEKLY_REPORT_SHARDS
     if shard is None and count > 1:
         for index in range(count):
@@ -67,13 +65,9 @@ def weekly_reports_send_due_task(shard: int | None = None, shards: int | None = 
 
 @shared_task(name="notifications.tasks.weekly_report_send_task", ignore_result=True)
 def weekly_report_send_task(user_id: int) -> str:
-    from notifications.reports import weekly_report_send_one
-
     return weekly_report_send_one(user_id=user_id)
 
 
 @shared_task(name="notifications.tasks.digests_send_due_task", ignore_result=True)
 def digests_send_due_task() -> dict[str, int]:
-    from notifications.digests import digests_send_due
-
     return digests_send_due()

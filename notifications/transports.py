@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,15 +23,15 @@ from keychest.safehttp import FetchError, TargetRefused, post_json
 from keychest.secretbox import SecretUnreadable
 from notifications import emails
 from notifications.apprise_urls import InvalidAppriseUrl, apprise_plugin, apprise_secrets
-from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences, Severity
+from notifications.models import Channel, ChannelKind, DigestMode, NotificationPreferences, Severity
+from notifications.recipients import confirmed_addresses
 from notifications.unsubscribe import address_unsubscribe_url, unsubscribe_url
+from notifications.wording import MAX_LISTED, event_label, summary_line
 
 if TYPE_CHECKING:
     from keychest.accounts.models import User
     from notifications.models import Delivery, Event
 
-# A message lists at most this many events and counts the rest ("and 250 more").
-MAX_LISTED = 50
 SIGNATURE_HEADER = "X-KeyChest-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -45,74 +44,6 @@ class Outcome:
     permanent: bool = False
     status_code: int | None = None
     error: str = ""
-
-
-def kind_label(kind: str) -> str:
-    try:
-        return str(EventKind(kind).label)
-    except ValueError:
-        return kind.replace("_", " ")
-
-
-# A finding event and the specific event the scanner records next to it describe one thing.
-_SPECIFIC_FOR_FINDINGS = {
-    EventKind.IPS_DISAGREE,
-    EventKind.NEWER_CERTIFICATE_NOT_DEPLOYED,
-    EventKind.SERVER_DOWN,
-    EventKind.SERVER_RECOVERED,
-}
-
-
-def collapse(events: Sequence[Event]) -> list[Event]:
-    """Drop generic finding_opened/resolved events whose finding also has a specific event."""
-    specific = {
-        str(e.payload.get("finding"))
-        for e in events
-        if e.kind in _SPECIFIC_FOR_FINDINGS and isinstance(e.payload, dict) and e.payload.get("finding")
-    }
-    return [
-        e
-        for e in events
-        if not (
-            e.kind in (EventKind.FINDING_OPENED, EventKind.FINDING_RESOLVED)
-            and isinstance(e.payload, dict)
-            and str(e.payload.get("finding")) in specific
-        )
-    ]
-
-
-def event_label(event: Event) -> str:
-    """The kind, plus the finding code for generic finding events (codes are our own words)."""
-    label = kind_label(event.kind)
-    code = event.payload.get("code") if isinstance(event.payload, dict) else None
-    if event.kind == EventKind.FINDING_OPENED and code in EXPIRY_LABELS:
-        return EXPIRY_LABELS[code]
-    if event.kind in (EventKind.FINDING_OPENED, EventKind.FINDING_RESOLVED) and isinstance(code, str):
-        return f"{label}: {code.replace('_', ' ')[:60]}"
-    return label
-
-
-# The scanner reports expiry as findings; alerts name them as what they are.
-EXPIRY_LABELS = {
-    "renewal_due": "Certificate expiring (renewal due)",
-    "renewal_overdue": "Certificate expiring (renewal overdue)",
-    "expired": "Certificate expired",
-}
-
-
-def summary_line(team_name: str, events: Sequence[Event], *, test: bool = False) -> str:
-    """One line for a subject or a chat message: what happened, counted by kind.
-
-    Never the event subjects: they come from certificates and remote servers, and this line
-    becomes an email Subject header.
-    """
-    if test:
-        return f"Test message for {team_name}"
-    counts = Counter(e.alert_kind for e in events)
-    parts = [f"{n} x {kind_label(kind)}" if n > 1 else kind_label(kind) for kind, n in counts.most_common()]
-    if len(events) == 1:
-        return f"{kind_label(events[0].alert_kind)} ({team_name})"
-    return f"{len(events)} alerts for {team_name}: " + ", ".join(parts)
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -262,8 +193,12 @@ class EmailTransport(Transport):
             wanted = [e for e in events if pref is None or pref.wants(e.alert_kind)]
             if wanted:
                 chosen.setdefault(user.notification_address().lower(), Recipient(wanted, user))
-        for address in channel.extra_addresses():
-            chosen.setdefault(address, Recipient(list(events)))
+        # Outside addresses get nothing until their holder confirmed (security finding 7).
+        extra = channel.extra_addresses()
+        allowed = confirmed_addresses(channel.team, extra)
+        for address in extra:
+            if address in allowed:
+                chosen.setdefault(address, Recipient(list(events)))
         return chosen
 
     def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:

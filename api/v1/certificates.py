@@ -1,7 +1,8 @@
 """/api/v1/certificates: the certificates a team can see, filtered; detail with chain and PEM; upload.
 
 A team sees a certificate of the global store when one of its servers presented it, when it
-uploaded it, or when it names something under one of the team's watched domains (CT).
+uploaded it, or when it was read from a CT log and names something under one of the team's
+watched domains (api/selectors.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.enrolment import SingleCertificateExpected, certificate_parse_one, certificate_upload
+from api.enrolment import CertificateTooLarge, SingleCertificateExpected, certificate_parse_one, certificate_upload
 from api.models import Scope
 from api.selectors import certificate_sources, team_certificates
 from api.v1.base import Cursor, V1Mixin
@@ -86,7 +87,7 @@ class CertificateViewSet(
         params = self.request.query_params
         if params.get("domain"):
             try:
-                qs = qs.filter(id__in=certificates_for(params["domain"]).values("id"))
+                qs = qs.filter(id__in=certificates_for(params["domain"], one_per_issuance=False).values("id"))
             except InvalidName as exc:
                 raise exceptions.ValidationError({"domain": str(exc)}) from None
         if params.get("issuer"):
@@ -112,9 +113,7 @@ class CertificateViewSet(
         if source:
             if source not in ("scan", "upload", "ct"):
                 raise exceptions.ValidationError({"source": "one of scan, upload, ct"})
-            if source == "ct" and "from_ct" not in qs.query.annotations:
-                return qs.none()
-            qs = qs.filter(**{f"from_{source}": True})
+            qs = qs.filter(ct_logged=True) if source == "ct" else qs.filter(**{f"from_{source}": True})
         return qs
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -147,6 +146,8 @@ class CertificateViewSet(
             parsed = certificate_parse_one(data.validated_data["certificate"])
         except SingleCertificateExpected as exc:
             raise exceptions.ValidationError({"certificate": [f"single-cert-expected: {exc}"]}) from None
+        except CertificateTooLarge as exc:
+            raise exceptions.ValidationError({"certificate": [str(exc)]}) from None
         except CertificateParseError as exc:
             raise exceptions.ValidationError({"certificate": [str(exc)]}) from None
         upload = certificate_upload(

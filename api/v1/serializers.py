@@ -13,6 +13,7 @@ from rest_framework import serializers
 from api.models import ApiKey, AuditEntry, Scope
 from api.selectors import certificate_sources
 from certificates.models import Certificate
+from kcproto.x509 import MAX_CERTIFICATE_BYTES
 from keychest.accounts.models import Membership, Role
 from monitors.models import (
     DiscoveredHost,
@@ -243,7 +244,9 @@ class DiscoveredHostSerializer(serializers.ModelSerializer):
 
 class CertificateSerializer(serializers.ModelSerializer):
     renewal_at = serializers.DateTimeField(read_only=True)
-    seen_by = serializers.SerializerMethodField(help_text="scan, upload and/or ct")
+    seen_by = serializers.SerializerMethodField(
+        help_text="scan (your servers presented it), upload (you uploaded it), ct (read from a CT log)"
+    )
 
     class Meta:
         model = Certificate
@@ -313,7 +316,7 @@ class CertificateDetailSerializer(CertificateSerializer):
 
 
 class CertificateUploadSerializer(serializers.Serializer):
-    certificate = serializers.CharField(max_length=65536, help_text="one certificate, PEM")
+    certificate = serializers.CharField(max_length=MAX_CERTIFICATE_BYTES, help_text="one certificate, PEM")
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -325,10 +328,20 @@ class EventSerializer(serializers.ModelSerializer):
 
 
 class ChannelSerializer(serializers.ModelSerializer):
+    """A channel. Its URLs are credentials: admins see them masked, everyone else sees "" (the
+    view sets `show_secrets` in the context; without it nothing shows)."""
+
     id = serializers.UUIDField(source="uuid", read_only=True)
-    apprise_url = serializers.CharField(
-        source="apprise_url_masked", read_only=True, help_text="Apprise channels: the URL with its tokens shortened"
+    url = serializers.SerializerMethodField(help_text="Webhook and Slack channels: the URL, masked; admins only")
+    apprise_url = serializers.SerializerMethodField(
+        help_text="Apprise channels: the URL with its tokens shortened; admins only"
     )
+
+    def get_url(self, channel: Channel) -> str:
+        return channel.url_masked() if self.context.get("show_secrets") else ""
+
+    def get_apprise_url(self, channel: Channel) -> str:
+        return channel.apprise_url_masked if self.context.get("show_secrets") else ""
 
     class Meta:
         model = Channel

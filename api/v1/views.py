@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from api import exports
 from api.expiry import expiration_report
 from api.models import ApiKey, AuditEntry, CalendarFeed, Scope
+from api.selectors import one_per_issuance, team_certificates
 from api.services import apikey_create, apikey_revoke
 from api.v1.base import Cursor, V1Mixin
 from api.v1.serializers import (
@@ -55,6 +56,7 @@ from keychest.ratelimit import client_ip
 from keychest.tenancy import get_for_team_or_404
 from monitors.domains import domain_unwatch, domain_watch
 from monitors.models import Finding, WatchedDomain
+from monitors.visibility import visible_hosts
 from notifications import services as notify_services
 from notifications.models import Channel, Event
 
@@ -127,19 +129,22 @@ class DomainViewSet(
     @action(detail=True, methods=["get"])
     def hosts(self, request: Request, id: str) -> Response:
         domain = self.get_object()
-        return Response(DiscoveredHostSerializer(domain.discovered_hosts.all()[:1000], many=True).data)
+        hosts = visible_hosts(domain).order_by("name", "id")[:1000]
+        return Response(DiscoveredHostSerializer(hosts, many=True).data)
 
     @extend_schema(responses={200: CertificateSerializer(many=True)}, summary="Certificate history from CT")
     @action(detail=True, methods=["get"])
     def certificates(self, request: Request, id: str) -> Response:
         domain = self.get_object()
         try:
-            qs = certificates_for(domain.domain, include_subdomains=domain.include_subdomains)
+            qs = certificates_for(domain.domain, include_subdomains=domain.include_subdomains, one_per_issuance=False)
         except InvalidName as exc:
             raise exceptions.ValidationError({"domain": str(exc)}) from None
-        rows = list(qs[:500])  # the newest 500; the certificates endpoint pages and filters further
-        for cert in rows:
-            cert.from_ct = True  # type: ignore[attr-defined]
+        # Only what the team may see (read from a CT log, or its own scans and uploads), one row
+        # per issuance among those.
+        visible = one_per_issuance(team_certificates(self.caller.team).filter(id__in=qs.values("id")))
+        visible = visible.order_by("-not_before", "-id")
+        rows = list(visible[:500])  # the newest 500; the certificates endpoint pages and filters further
         return Response(CertificateSerializer(rows, many=True).data)
 
 
@@ -256,11 +261,15 @@ class ChannelViewSet(
     def get_object(self) -> Channel:
         return get_for_team_or_404(self.get_queryset(), self.caller.team, self.kwargs["id"])
 
+    def get_serializer_context(self) -> dict[str, Any]:
+        # Channel URLs are credentials: admins (with a manage key) see them masked, others not.
+        return {**super().get_serializer_context(), "show_secrets": self.caller.is_admin()}
+
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = ChannelCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         channel = notify_services.channel_create(team=self.caller.team, **data.validated_data)
-        return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
+        return Response(self.get_serializer(channel).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         channel = self.get_object()
@@ -270,19 +279,25 @@ class ChannelViewSet(
             notify_services.channel_enable(channel=channel)
         else:
             notify_services.channel_disable(channel=channel, reason="disabled through the API")
-        return Response(ChannelSerializer(self.get_object()).data)
+        return Response(self.get_serializer(self.get_object()).data)
 
     def perform_destroy(self, instance: Channel) -> None:
         notify_services.channel_delete(channel=instance)
 
     @extend_schema(
         request=None,
-        responses={202: OpenApiResponse(description="a test message is on its way")},
-        summary="Send a test message",
+        responses={
+            202: OpenApiResponse(description="a test message is on its way"),
+            429: OpenApiResponse(description="the channel's rate limit is spent (Retry-After)"),
+        },
+        summary="Send a test message (counts against the channel's rate limit)",
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, id: str) -> Response:
-        delivery = notify_services.channel_send_test(channel=self.get_object())
+        try:
+            delivery = notify_services.channel_send_test(channel=self.get_object())
+        except notify_services.ChannelRateLimited as error:
+            raise exceptions.Throttled(wait=error.retry_after, detail=str(error)) from None
         return Response({"delivery": str(delivery.uuid)}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -320,18 +335,17 @@ class ApiKeyViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        scopes = data.validated_data["scopes"]
-        key = self.caller.api_key
-        if key is not None and not all(key.has_scope(s) for s in scopes):
-            raise exceptions.PermissionDenied("A key cannot make a key with more scopes than its own.")
         try:
+            # ScopePermission already wants `manage` here; apikey_create keeps the rule that a key
+            # cannot make a key with more scopes than its own, whatever the scopes become.
             new = apikey_create(
                 team=self.caller.team,
                 user=self.caller.user,
                 name=data.validated_data["name"],
-                scopes=scopes,
+                scopes=data.validated_data["scopes"],
                 ip=client_ip(request),
                 source="api",
+                parent=self.caller.api_key,
             )
         except DjangoPermissionDenied as exc:
             raise exceptions.PermissionDenied(str(exc)) from None

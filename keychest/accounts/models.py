@@ -53,6 +53,9 @@ class User(AbstractUser):
     notification_email = models.EmailField(
         blank=True, help_text="Where reports and alerts go; empty means the login email."
     )
+    # Set when the holder of notification_email confirmed it (or it is one of the user's verified
+    # addresses); until then mail goes to the login email (security finding 7).
+    notification_email_confirmed_at = models.DateTimeField(null=True, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []  # type: ignore[misc]
@@ -70,7 +73,10 @@ class User(AbstractUser):
             return zoneinfo.ZoneInfo("UTC")
 
     def notification_address(self) -> str:
-        return self.notification_email or self.email
+        """Where reports and alerts go: notification_email once confirmed, else the login email."""
+        if self.notification_email and self.notification_email_confirmed_at is not None:
+            return self.notification_email
+        return self.email
 
 
 class Role(models.TextChoices):

@@ -150,7 +150,10 @@ class World:
     key: object
     certificate_sha256: str
     uploaded_sha256: str
+    ct_sha256: str  # read from a CT log, names the discovered host
     agent: object = None
+    ip_range: object = None
+    found: object = None
 
 
 def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
@@ -158,9 +161,11 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
 
     from agents.services import agent_create
     from api.enrolment import certificate_upload
+    from certificates.services import certificate_store_der
+    from discovery.models import FoundService, IPRange
+    from events.services import event_record
     from lab.ctlog.certgen import issue
     from monitors.models import DiscoveredHost, Finding, Server, TimelineEntry, WatchedDomain
-    from notifications.events import event_record
     from notifications.services import channel_create
 
     now = timezone.now()
@@ -184,6 +189,8 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
         team=team, server=server, address="192.0.2.1", kind="certificate_changed", summary="new certificate", at=now
     )
     watched = WatchedDomain.objects.create(team=team, domain=domain, added_by=user)
+    # The discovered host comes from a certificate read from a CT log.
+    logged = certificate_store_der(der=issue(issuer, [f"api.{domain}"]).certificate, source="ct", source_ref="log:1")
     host = DiscoveredHost.objects.create(
         team=team, watched_domain=watched, name=f"api.{domain}", first_seen_at=now, last_seen_at=now
     )
@@ -192,6 +199,10 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     key = apikey_create(team=team, user=user, name="world key", scopes=["read"]).api_key
     uploaded = certificate_upload(team=team, der=issue(issuer, [f"upload.{domain}"]).certificate, user=user).certificate
     agent, _token = agent_create(team=team, name="world agent")
+    ip_range = IPRange.objects.create(team=team, cidr="192.0.2.0/28", ports=[443], next_sweep_at=now)
+    found = FoundService.objects.create(
+        team=team, ip_range=ip_range, address="192.0.2.5", port=443, names=[www], first_seen=now, last_seen=now
+    )
     return World(
         server,
         result,
@@ -204,7 +215,10 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
         key,
         result.leaf_sha256,
         uploaded.sha256,
+        logged.sha256,
         agent,
+        ip_range,
+        found,
     )
 
 

@@ -66,6 +66,7 @@ def test_an_unknown_key_is_not_registered(people) -> None:
 
 
 def test_a_revoked_key_stops_working_at_once(people, alice_key) -> None:
+    assert APIClient().get(f"/api/v1.0/user?api_key={alice_key}").status_code == 200
     apikey_revoke(api_key=ApiKey.objects.get(user=people.alice), by=people.alice)
     assert APIClient().get(f"/api/v1.0/user?api_key={alice_key}").status_code == 401
 

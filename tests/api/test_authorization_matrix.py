@@ -1,9 +1,12 @@
 """The authorization matrix, generated from the OpenAPI schema: every operation and every kind of
 caller gets the right answer, and charlie always gets 404 on team A's objects.
 
-Callers: anonymous, alice (owner of team A), bob (viewer in team A), charlie (owner of team B),
-alice's revoked key, and alice's read-only key. Session callers use their session on /api/v1
-and a full-scope key of their own on /api/v1.0 (which takes keys only).
+Callers: anonymous, alice (owner of team A), dave (member), erin (admin), bob (viewer in team A),
+charlie (owner of team B), alice's revoked key, alice's read-only key and alice's enrol-only key.
+Session callers use their session on /api/v1 and a full-scope key of their own on /api/v1.0
+(which takes keys only). Each caller's request is rolled back, so every caller meets the same
+rows. The public operations are pinned (PUBLIC_EXPECTED), and every API route is in the schema
+or named in NOT_IN_SCHEMA, so no operation leaves the matrix unnoticed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 from typing import Any
 
 import pytest
+from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
@@ -20,11 +24,42 @@ from api.services import apikey_create, apikey_revoke
 from keychest.accounts.models import Membership, Role
 from lab.ctlog.certgen import issue
 from tests.api.conftest import World, make_world, pem_of
+from tests.conftest import make_user
 
 SAFE = {"get", "head", "options"}
 # Per-user (all teams) operations: a key acts for one team, so keys are refused (finding 3).
 SESSION_ONLY = {"v1_exports_calendar_url_retrieve"}
-ACTORS = ["anonymous", "revoked_key", "charlie", "bob_viewer", "read_key", "alice"]
+ACTORS = ["anonymous", "revoked_key", "charlie", "bob_viewer", "read_key", "enrol_key", "member", "admin", "alice"]
+# What an enrol-only key may do: enrol servers, certificates and watched domains, scan, and ask
+# who it is (enrol does not imply reading the team's other things).
+ENROL_OPS = {
+    "v1_servers_create",
+    "v1_servers_bulk_create",
+    "v1_servers_scan_create",
+    "v1_certificates_create",
+    "v1_domains_create",
+    "v1.0_servers_add_create",
+    "v1.0_certificate_add_create",
+    "v1.0_user_retrieve",
+}
+# What needs an admin (or owner) of the team, beyond a member's manage scope: agents, IP ranges, alert
+# channels, the issuance policy, invitations, and revoking someone else's key (the world's key is
+# alice's).
+ADMIN_OPS = {
+    "v1_agents_create",
+    "v1_agents_destroy",
+    "v1_agents_assign_create",
+    "v1_agents_unassign_create",
+    "v1_ranges_create",
+    "v1_ranges_destroy",
+    "v1_api_keys_destroy",
+    "v1_channels_create",
+    "v1_channels_partial_update",
+    "v1_channels_destroy",
+    "v1_channels_test_create",
+    "v1_issuance_policy_update",
+    "v1_members_invite_create",
+}
 
 
 def _operations() -> list[tuple[str, str, str, bool]]:
@@ -46,6 +81,23 @@ OPERATIONS = _operations()
 # Operations anyone may call without a key or session: the claim flow, ping, the schema, the
 # secret calendar address (its token is the credential).
 PUBLIC = {op for path, method, op, public in OPERATIONS if public}
+# Pinned: an operation made public by mistake (AllowAny, an empty security) fails the matrix.
+PUBLIC_EXPECTED = {
+    "v1.0_access_claim_create",
+    "v1.0_access_claim_retrieve",
+    "v1.0_ping_retrieve",
+    "v1_calendar_.ics_retrieve",
+}
+# API routes not in the schema, and why (tests/security/test_route_tenancy.py walks the rest).
+NOT_IN_SCHEMA = {
+    "api/claim/<token>/<action>/": "the claim email's confirm/revoke/block page for people, not an API operation",
+    "api/v1/agent/enrol": "the agent protocol (docs/agent.md), authenticated by agent tokens and keys",
+    "api/v1/agent/work": "the agent protocol (docs/agent.md), authenticated by agent keys",
+    "api/v1/agent/results": "the agent protocol (docs/agent.md), authenticated by agent keys",
+    "api/v1/agent/sweeps": "the agent protocol (docs/agent.md), authenticated by agent keys",
+    "api/v1/docs/": "the schema's HTML viewer",
+    "api/v1/schema/": "the schema itself",
+}
 
 
 def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
@@ -66,6 +118,8 @@ def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
         "v1_agents_create": {"name": "dc1"},
         "v1_agents_assign_create": {"servers": [str(world.server.uuid)]},
         "v1_agents_unassign_create": {"servers": [str(world.server.uuid)]},
+        "v1_ranges_create": {"cidr": "8.8.8.0/24", "ports": [443]},
+        "v1_ranges_watch_create": {"service": str(world.found.uuid), "name": world.server.host},  # type: ignore[attr-defined]
         "v1.0_servers_add_create": {"domain": "enrol.example.com"},
         "v1.0_certificate_add_create": {"certificate": pem_of(issue(issuer, ["enrol.example.com"]).certificate)},
     }
@@ -80,6 +134,7 @@ def _fill(path: str, world: World) -> str:
         "channels": str(world.channel.uuid),
         "api-keys": str(world.key.uuid),
         "agents": str(world.agent.uuid),  # type: ignore[attr-defined]
+        "ranges": str(world.ip_range.uuid),  # type: ignore[attr-defined]
     }
 
     def one(match: re.Match[str]) -> str:
@@ -119,12 +174,18 @@ def actors(people, lab_issuer) -> dict[str, tuple[APIClient, APIClient]]:
         return client
 
     full = [Scope.READ, Scope.ENROL, Scope.MANAGE]
+    dave = make_user("dave@example.org")
+    erin = make_user("erin@example.org")
+    Membership.objects.create(team=people.team_a, user=dave, role=Role.MEMBER)
+    Membership.objects.create(team=people.team_a, user=erin, role=Role.ADMIN)
     # bob made a full key as a member, then became a viewer: the key can do no more than he can.
     bob_key = apikey_create(team=people.team_a, user=people.bob, scopes=full).secret
     Membership.objects.filter(team=people.team_a, user=people.bob).update(role=Role.VIEWER)
     revoked = apikey_create(team=people.team_a, user=people.alice, name="revoked", scopes=full)
+    assert key(revoked.secret).get("/api/v1/servers/").status_code == 200  # the positive control
     apikey_revoke(api_key=revoked.api_key, by=people.alice)
     read = apikey_create(team=people.team_a, user=people.alice, name="read", scopes=[Scope.READ]).secret
+    enrol = apikey_create(team=people.team_a, user=people.alice, name="enrol", scopes=[Scope.ENROL]).secret
     return {
         "anonymous": (APIClient(), APIClient()),
         "revoked_key": (key(revoked.secret), key(revoked.secret)),
@@ -134,6 +195,9 @@ def actors(people, lab_issuer) -> dict[str, tuple[APIClient, APIClient]]:
         ),
         "bob_viewer": (session(people.bob, people.team_a), key(bob_key)),
         "read_key": (key(read), key(read)),
+        "enrol_key": (key(enrol), key(enrol)),
+        "member": (session(dave, people.team_a), key(apikey_create(team=people.team_a, user=dave, scopes=full).secret)),
+        "admin": (session(erin, people.team_a), key(apikey_create(team=people.team_a, user=erin, scopes=full).secret)),
         "alice": (
             session(people.alice, people.team_a),
             key(apikey_create(team=people.team_a, user=people.alice, scopes=full).secret),
@@ -158,7 +222,11 @@ def expected(actor: str, path: str, method: str, op: str) -> set[int]:
         return {403}
     if actor in ("bob_viewer", "read_key"):
         return {403} if unsafe else ok
-    # alice: owner of team A, everything works.
+    if actor == "enrol_key":
+        return ok if op in ENROL_OPS else {403}
+    if actor == "member":
+        return {403} if op in ADMIN_OPS else ok
+    # alice (owner) and erin (admin) of team A: everything works.
     return ok
 
 
@@ -179,7 +247,9 @@ def test_every_operation_answers_every_caller_rightly(path, method, op, people, 
     for actor in ACTORS:
         session_client, key_client = actors[actor]
         client = key_client if path.startswith("/api/v1.0/") else session_client
-        response = client.generic(method.upper(), url, data=_json(body), content_type="application/json")
+        with transaction.atomic():  # each caller meets the same rows
+            response = client.generic(method.upper(), url, data=_json(body), content_type="application/json")
+            transaction.set_rollback(True)
         allowed = expected(actor, path, method, op)
         assert response.status_code in allowed, (
             f"{actor} {method.upper()} {url}: {response.status_code} {response.content[:300]!r}"
@@ -206,7 +276,8 @@ def test_the_matrix_covers_the_whole_api() -> None:
         "/api/v1.0/servers/expiration/{domain}",
     ]:
         assert needle in paths
-    assert {"v1.0_access_claim_create", "v1.0_ping_retrieve"} <= PUBLIC
+    assert PUBLIC == PUBLIC_EXPECTED
+    assert ops >= ENROL_OPS | ADMIN_OPS, "ENROL_OPS / ADMIN_OPS name operations that are gone"
     assert ops >= PUBLIC
     assert not [o for o in PUBLIC if o.startswith("v1_servers")]
 
@@ -215,3 +286,25 @@ def test_the_matrix_covers_the_whole_api() -> None:
 def test_the_revoked_key_really_was_alices(actors, people) -> None:
     revoked = ApiKey.objects.get(name="revoked")
     assert revoked.user == people.alice and revoked.revoked_at is not None
+
+
+def test_every_api_route_is_in_the_schema_or_named() -> None:
+    """The matrix takes its operations from the schema: a route left out of it would escape."""
+    from tests.security.test_route_tenancy import all_routes
+
+    in_schema = {re.sub(r"\{(\w+)\}", r"<\1>", p.lstrip("/")) for p, _m, _o, _pub in OPERATIONS}
+    api_routes = {r for r in all_routes() if r.startswith("api/")}
+    missing = sorted(api_routes - in_schema - set(NOT_IN_SCHEMA))
+    assert not missing, f"API routes neither in the OpenAPI schema nor in NOT_IN_SCHEMA: {missing}"
+    assert not sorted(set(NOT_IN_SCHEMA) - api_routes), "NOT_IN_SCHEMA names routes that are gone"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("op", sorted(PUBLIC_EXPECTED))
+def test_the_public_operations_answer_anonymous_callers(op, people) -> None:
+    path, method = next((p, m) for p, m, o, _pub in OPERATIONS if o == op)
+    assert method == "get" or op == "v1.0_access_claim_create"
+    if op == "v1.0_access_claim_create":
+        return  # a POST that sends an email: tests/api/test_claim_flow.py drives it anonymously
+    url = re.sub(r"\{(\w+)\}", "x", path)
+    assert APIClient().get(url).status_code != 401

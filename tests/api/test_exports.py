@@ -27,7 +27,8 @@ def test_servers_csv_lists_every_address_and_defuses_formulas(alice_client, worl
 
 def test_certificates_csv(alice_client, world) -> None:
     rows = list(csv.DictReader(io.StringIO(alice_client.get("/api/v1/exports/certificates.csv").content.decode())))
-    assert {r["sha256"] for r in rows} == {world.certificate_sha256, world.uploaded_sha256}
+    sources = {r["sha256"]: r["sources"] for r in rows}
+    assert sources == {world.certificate_sha256: "scan", world.uploaded_sha256: "upload", world.ct_sha256: "ct"}
 
 
 def test_the_calendar_has_one_renewal_entry_per_server_certificate(alice_client, world) -> None:

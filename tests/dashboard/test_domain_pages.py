@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from certificates.models import CertificateName
 from certificates.services import certificate_store_der
+from kcproto.names import reversed_name
 from lab.ctlog.certgen import issue, make_ca
 from monitors.models import DiscoveredHost, Server, WatchedDomain
 
@@ -60,7 +61,11 @@ def test_a_public_suffix_is_refused_when_added_with_a_plain_message(alice_client
     assert WatchedDomain.objects.filter(team=people.team_a).count() == 1
 
 
-def _domain_with_hosts(team, *names):
+def _domain_with_hosts(team, *names, ca=None):
+    """Hosts discovered from certificates read from a CT log (stored here when `ca` is given)."""
+    if ca is not None:
+        for n in names:
+            logged(ca, [n])
     watched = WatchedDomain.objects.create(team=team, domain="shop.example")
     now = timezone.now()
     hosts = [
@@ -70,9 +75,9 @@ def _domain_with_hosts(team, *names):
     return watched, hosts
 
 
-def test_watch_a_discovered_host_and_turn_on_auto_watch(alice_client, people) -> None:
+def test_watch_a_discovered_host_and_turn_on_auto_watch(alice_client, people, ca) -> None:
     watched, (www, _api, _beta) = _domain_with_hosts(
-        people.team_a, "www.shop.example", "api.shop.example", "beta.shop.example"
+        people.team_a, "www.shop.example", "api.shop.example", "beta.shop.example", ca=ca
     )
     alice_client.post(reverse("domain_host_watch", args=[watched.uuid, www.uuid]))
     assert Server.objects.filter(team=people.team_a, host="www.shop.example", port=443).exists()
@@ -92,8 +97,8 @@ def test_watch_a_discovered_host_and_turn_on_auto_watch(alice_client, people) ->
     }
 
 
-def test_removing_a_domain_keeps_its_hosts(alice_client, people) -> None:
-    watched, _ = _domain_with_hosts(people.team_a, "www.shop.example")
+def test_removing_a_domain_keeps_its_hosts(alice_client, people, ca) -> None:
+    watched, _ = _domain_with_hosts(people.team_a, "www.shop.example", ca=ca)
     alice_client.post(reverse("domain_remove", args=[watched.uuid]))
     watched.refresh_from_db()
     assert watched.removed_at is not None
@@ -101,8 +106,8 @@ def test_removing_a_domain_keeps_its_hosts(alice_client, people) -> None:
     assert alice_client.get(reverse("domain_detail", args=[watched.uuid])).status_code == 404
 
 
-def test_charlie_gets_404_on_every_domain_page_of_alice(charlie_client, people) -> None:
-    watched, (host,) = _domain_with_hosts(people.team_a, "www.shop.example")
+def test_charlie_gets_404_on_every_domain_page_of_alice(charlie_client, people, ca) -> None:
+    watched, (host,) = _domain_with_hosts(people.team_a, "www.shop.example", ca=ca)
     for url in (reverse("domain_detail", args=[watched.uuid]),):
         assert charlie_client.get(url).status_code == 404
     for url in (
@@ -120,7 +125,7 @@ def test_charlie_gets_404_on_every_domain_page_of_alice(charlie_client, people) 
 def test_hostile_names_from_ct_are_escaped(alice_client, people, ca) -> None:
     _, cert = logged(ca, ["www.shop.example"])
     evil = "<script>alert(1)</script>.shop.example"
-    CertificateName.objects.filter(certificate=cert).update(name=evil)
+    CertificateName.objects.filter(certificate=cert).update(name=evil, reversed_name=reversed_name(evil))
     watched, _ = _domain_with_hosts(people.team_a, evil)
     for tab in ("history", "hosts"):
         html = alice_client.get(reverse("domain_detail", args=[watched.uuid]), {"tab": tab}).content.decode()
@@ -139,3 +144,14 @@ def test_the_history_query_count_does_not_grow(alice_client, people, ca, django_
         logged(ca, [f"h{i}.shop.example", f"alt{i}.shop.example"])
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert len(alice_client.get(url).context["rows"]) == 25
+
+
+def test_a_pasted_url_is_watched_as_its_domain_as_servers_read_it(alice_client, people) -> None:
+    html = alice_client.post(reverse("domain_add"), {"domain": "https://x.test/path"}, follow=True).content.decode()
+    assert "Watching x.test (read from “https://x.test/path”)" in html
+    assert WatchedDomain.objects.get(team=people.team_a).domain == "x.test"
+
+
+def test_a_domain_with_a_space_says_so_in_plain_words(alice_client, people) -> None:
+    html = alice_client.post(reverse("domain_add"), {"domain": "my domain.com"}, follow=True).content.decode()
+    assert "Not watched: “my domain.com” has a space in it" in html and "Codepoint" not in html

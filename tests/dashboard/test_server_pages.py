@@ -331,3 +331,72 @@ def test_the_row_forms_carry_the_pages_csrf_token_and_it_is_accepted(people) -> 
     assert client.post(pause, {"csrfmiddlewaretoken": tokens[0], "next": "/servers/"}).status_code == 302
     server.refresh_from_db()
     assert server.paused
+
+
+# --- issue 14: refusals at input time, in words that say what to do ------------------------
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address (the machine KeyChest itself runs on)"),
+        ("localhost:8443", "localhost is a loopback address (the machine KeyChest itself runs on)"),
+        ("10.0.0.5", "10.0.0.5 is an address inside a private network"),
+        ("https://printer.local/", "printer.local is a name that only exists inside a local network"),
+    ],
+)
+def test_private_targets_are_refused_when_added_with_what_to_do_instead(
+    alice_client, people, settings, typed, words
+) -> None:
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = False
+    html = alice_client.post(reverse("server_list_add"), {"host": typed}, follow=True).content.decode()
+    assert f"Not added: {words}, so KeyChest cannot reach it from the internet." in html
+    assert "public name or address instead" in html and "Watching" not in html
+    assert not Server.objects.filter(team=people.team_a).exists()
+
+
+def test_private_targets_are_refused_per_line_in_a_bulk_paste(alice_client, people, settings) -> None:
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = False
+    text = "www.example.com\n127.0.0.1\nlocalhost\n10.0.0.5:8443\n"
+    html = alice_client.post(reverse("server_list_bulk"), {"text": text}, follow=True).content.decode()
+    assert "1 added, 3 not understood." in html
+    assert "Line 2: 127.0.0.1 — 127.0.0.1 is a loopback address (the machine KeyChest itself runs on)" in html
+    assert "Line 4: 10.0.0.5:8443 — 10.0.0.5 is an address inside a private network" in html
+    assert [s.host for s in Server.objects.filter(team=people.team_a)] == ["www.example.com"]
+
+
+def test_private_targets_are_accepted_where_the_deployment_allows_them(alice_client, people, settings) -> None:
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = True
+    alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})
+    assert Server.objects.filter(team=people.team_a, host="10.0.0.5").exists()
+
+
+def test_form_errors_name_the_field_and_the_limit(alice_client, people) -> None:
+    html = alice_client.post(
+        reverse("server_list_add"), {"host": "www.example.com", "tags": "x" * 301}, follow=True
+    ).content.decode()
+    assert "Not added. Tags: at most 300 characters, please (this has 301)." in html
+    assert "host or host:port" not in html.split('class="messages"')[1].split("</ul>")[0]
+
+
+def test_a_name_with_a_space_says_so(alice_client, people) -> None:
+    html = alice_client.post(reverse("server_list_add"), {"host": "my server"}, follow=True).content.decode()
+    assert "Not added: “my server” has a space in it; a host name has none" in html
+    assert "Codepoint" not in html
+
+
+def test_a_pasted_url_is_watched_as_its_host_and_the_page_says_so(alice_client, people) -> None:
+    html = alice_client.post(reverse("server_list_add"), {"host": "https://x.test/path"}, follow=True).content.decode()
+    assert "Watching x.test:443 (read from “https://x.test/path”)" in html
+
+
+def test_a_team_with_an_agent_may_add_private_targets_for_it(alice_client, people, settings) -> None:
+    from agents.services import agent_create, server_assign
+
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = False
+    charlies_agent, _ = agent_create(team=people.team_b, name="charlie's agent")
+    server_assign(server=Server.objects.create(team=people.team_b, host="intra.example.com"), agent=charlies_agent)
+    alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})  # another team's agent changes nothing
+    assert not Server.objects.filter(team=people.team_a, host="10.0.0.5").exists()
+    agent, _ = agent_create(team=people.team_a, name="dc1")
+    server_assign(server=Server.objects.create(team=people.team_a, host="intra.example.com"), agent=agent)
+    alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})
+    assert Server.objects.filter(team=people.team_a, host="10.0.0.5").exists()

@@ -287,6 +287,19 @@ def test_a_renewed_certificate_that_is_not_deployed(lab, lab_name, watch) -> Non
     assert scan(server) == {"certificate_changed"}
 
 
+def test_another_teams_upload_is_no_renewal_of_my_server(lab, lab_name, watch, people) -> None:
+    from api.enrolment import certificate_upload
+
+    name = lab_name("uploadedelsewhere")
+    endpoint = lab.tls(lab.leaf([name], not_before=now() - dt.timedelta(days=40)))
+    server = watch(name, endpoint.port)
+    newer = lab.leaf([name], not_before=now() - dt.timedelta(days=2))
+    # Charlie's team uploads a newer certificate for the name: private to his team, so alice's
+    # findings must neither cite it nor reveal that it exists (issue 22 item 2).
+    certificate_upload(team=people.team_b, der=newer.der, user=people.charlie)
+    assert scan(server) == set()
+
+
 def test_sixty_certificates_from_a_private_ca_give_no_rate_limit_risk(lab, watch, lab_dns) -> None:
     # Let's Encrypt's weekly limit counts Let's Encrypt's certificates only: a company's own CA
     # may issue as many as it likes for one registered domain.

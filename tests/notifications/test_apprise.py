@@ -15,8 +15,8 @@ from django.utils import timezone
 from django.utils.html import escape
 from rest_framework.test import APIClient
 
+from events.services import event_record
 from notifications.apprise_urls import InvalidAppriseUrl, apprise_url_check
-from notifications.events import event_record
 from notifications.models import Channel, ChannelKind, Delivery, DeliveryAttempt, DeliveryStatus, EventKind
 from notifications.services import channel_create, channel_send_test, deliveries_send_due, events_dispatch
 

@@ -11,9 +11,9 @@ from django.apps import apps
 from django.test import Client
 from django.utils import timezone
 
+from events.services import event_record
 from keychest.accounts.models import Team
 from keychest.accounts.services import team_create
-from notifications.events import event_record
 from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences
 from notifications.services import (
     DEFAULT_CHANNEL_NAME,

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
+from events.services import event_record
 from keychest.accounts.models import User
 from notifications.digests import digests_send_due
-from notifications.events import event_record
 from notifications.models import ChannelKind, DigestMode, EventKind, NotificationPreferences
 from notifications.services import channel_create
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifications.events import MARKER, event_record
+from events.services import MARKER, event_record
 from notifications.models import EventKind
 
 pytestmark = pytest.mark.django_db

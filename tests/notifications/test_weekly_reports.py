@@ -6,10 +6,10 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from events.services import event_record
 from keychest.accounts.models import Membership, User
 from monitors.models import WatchedDomain
 from notifications import emails, reports
-from notifications.events import event_record
 from notifications.models import EventKind, NotificationPreferences, ReportSend, ReportStatus
 from notifications.reports import week_of, weekly_reports_send_due
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import lab_issuer, smtp
+from tests.api.conftest import alice_key, lab_issuer, smtp
 
-__all__ = ["lab_issuer", "smtp"]
+__all__ = ["alice_key", "lab_issuer", "smtp"]

@@ -1,8 +1,12 @@
-"""Recording events. Call these inside the transaction that makes the change."""
+"""Recording events. Call these inside the transaction that makes the change.
+
+What happens after a transaction recorded events (notifications queues its dispatcher) is
+registered at start-up with `events_subscribe`, so this module imports nothing above it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -10,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
-from notifications.models import Event, Severity
+from events.models import Event, Severity
 
 if TYPE_CHECKING:
     from keychest.accounts.models import Team
@@ -30,22 +34,32 @@ class NewEvent:
 
 
 MARKER = "keychest_events_dispatch"
+_subscribers: list[Callable[[], None]] = []
+
+
+def events_subscribe(callback: Callable[[], None]) -> None:
+    """Run `callback` after each commit that recorded events (registered in an AppConfig.ready)."""
+    if callback not in _subscribers:
+        _subscribers.append(callback)
 
 
 def _dispatch_soon() -> None:
-    """Ask a worker to dispatch new events right after commit (real-time alerts).
+    """Tell the subscribers right after commit that new events exist (real-time alerts).
 
-    Once per transaction: a loop of `event_record` calls queues one task. If the transaction
-    (or the savepoint holding the request) rolls back, the request goes with it; the 30-second
+    Once per transaction: a loop of `event_record` calls queues one callback. If the transaction
+    (or the savepoint holding the request) rolls back, the callback goes with it; the 30-second
     sweep dispatches whatever rows exist anyway.
     """
     connection = transaction.get_connection()
     if connection.in_atomic_block and any(getattr(entry[1], MARKER, False) for entry in connection.run_on_commit):
         return
-    from notifications import tasks
-    from notifications.services import enqueue_after_commit
 
-    enqueue_after_commit(tasks.events_dispatch_task, marker=MARKER)
+    def notify_subscribers() -> None:
+        for callback in _subscribers:
+            callback()
+
+    setattr(notify_subscribers, MARKER, True)  # lets the next record in this transaction see it asked
+    transaction.on_commit(notify_subscribers)
 
 
 def event_record(
