@@ -50,7 +50,7 @@ PYTHON = sys.executable
 DOMAIN = "drill.keychest.test"
 EMAIL = "owner@drill.keychest.test"
 PASSWORD = "drill-Password-2026!"  # noqa: S105 - a throwaway account in a throwaway database
-ALERTS_TO = "alerts@drill.keychest.test"
+ALERTS_TO = EMAIL  # the email channel mails the team's members: the owner
 
 
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
@@ -556,8 +556,7 @@ def setup_team(client: Client, lab: Lab, scan_interval: int) -> dict[str, Any]:
         json={
             "kind": "email",
             "name": "drill email",
-            "email_all_members": False,
-            "email_addresses": ALERTS_TO,
+            "email_all_members": True,
             "rate_limit_per_hour": 3600,
             "grouping_seconds": 0,
             "event_kinds": ["certificate_issued"],

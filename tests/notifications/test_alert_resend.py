@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notifications.events import event_record
+from events.services import event_record
 from notifications.models import ChannelKind, Delivery, DeliveryStatus, EventKind
 from notifications.services import channel_create, deliveries_send_due, events_dispatch
 
