@@ -167,11 +167,16 @@ def _servers_annotated_unscoped() -> QuerySet[Server]:
         output_field=IntegerField(),
     )
     worst = open_findings.annotate(rank=rank).values("server").annotate(m=Max("rank")).values("m")
+    # The list's "why": the finding behind the status (a "down" one first, then the most severe).
+    is_down = Case(When(code__in=DOWN_CODES, then=Value(1)), default=Value(0), output_field=IntegerField())
+    why = open_findings.annotate(rank=rank, is_down=is_down).order_by("-is_down", "-rank", "first_seen", "id")
     return Server.objects.annotate(
         expires_at=Subquery(current.values("not_after")[:1]),
         issuer_name=Subquery(current.values("issuer")[:1]),
         worst=Subquery(worst, output_field=IntegerField()),
         down=Exists(open_findings.filter(code__in=DOWN_CODES)),
+        why_code=Subquery(why.values("code")[:1]),
+        why_address=Subquery(why.values("address")[:1]),
     )
 
 
