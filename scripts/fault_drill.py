@@ -1024,16 +1024,16 @@ class Drill:
         row.ok = row.lost == 0 and row.recovery_s is not None and int(findings) == len(marks)
         return row
 
-    FAULTS = {
+    FAULTS = {  # quick ones first: a drill cut short still has most rows
         "worker_scan": fault_worker_scan,
-        "worker_delivery": fault_worker_delivery,
         "ct_kill": fault_ct_kill,
         "redis": fault_redis,
         "postgres": fault_postgres,
-        "smtp": fault_smtp,
-        "ctlog": fault_ctlog,
-        "webhook_hang": fault_webhook_hang,
         "dns": fault_dns,
+        "webhook_hang": fault_webhook_hang,
+        "worker_delivery": fault_worker_delivery,
+        "ctlog": fault_ctlog,
+        "smtp": fault_smtp,
     }
 
     # load and soak -------------------------------------------------------------------------------
@@ -1136,11 +1136,13 @@ class Drill:
                     row.notes += f"; exited and restarted by the supervisor: {dict(restarted)}"
                 self.rows.append(row)
                 log(f"  {row}")
+                self.write()  # after every row: a drill cut short still leaves its figures
                 time.sleep(5)
             if self.args.load_seconds:
                 log(f"load: {self.args.clients} clients for {self.args.load_seconds} s")
                 self.figures["load"] = self.load(self.args.clients, self.args.load_seconds)
                 log(f"  {self.figures['load']}")
+                self.write()
             if self.args.soak_minutes:
                 log(f"soak: {self.args.soak_minutes} min")
                 self.figures["soak"] = self.soak(self.args.soak_minutes)
@@ -1149,12 +1151,15 @@ class Drill:
             self.figures["restarts_by_supervisor"] = dict(self.stack.restarts)
         finally:
             self.down()
+        print(self.write())
+        log(f"wrote {self.args.output}")
+        return 0 if self.rows and all(r.ok for r in self.rows) else 1
+
+    def write(self) -> str:
         table = render(self.rows, self.figures, self.args)
-        print(table)
         if not self.args.no_write:
             Path(self.args.output).write_text(table)
-            log(f"wrote {self.args.output}")
-        return 0 if self.rows and all(r.ok for r in self.rows) else 1
+        return table
 
     @staticmethod
     def lab_tls_class() -> Any:
