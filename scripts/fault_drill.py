@@ -1178,7 +1178,7 @@ def _count_connections(lab_class: Any) -> None:
             self.most_open = Counter()
 
         async def counted(reader: Any, writer: Any) -> None:
-            key = writer.get_extra_info("sockname")[1]
+            key = tuple(writer.get_extra_info("sockname")[:2])  # (address, port): ports repeat across addresses
             self.open[key] += 1
             self.most_open[key] = max(self.most_open[key], self.open[key])
             try:
