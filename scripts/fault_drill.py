@@ -613,6 +613,17 @@ def due_ids() -> list[int]:
     return [r[0] for r in db_rows("SELECT id FROM monitors_server WHERE removed_at IS NULL AND NOT paused")]
 
 
+def pending_ids() -> list[int]:
+    """Servers due or being scanned now: each must store a scan after a fault injected now."""
+    return [
+        r[0]
+        for r in db_rows(
+            "SELECT id FROM monitors_server WHERE removed_at IS NULL AND NOT paused "
+            "AND (next_scan_at <= now() OR claimed_until > now())"
+        )
+    ]
+
+
 def make_due(ids: list[int] | None = None) -> None:
     """Make servers due now (as their interval running out would), so the next beat pass claims them."""
     if ids is None:
@@ -892,7 +903,7 @@ class Drill:
         )
         make_due()
         wait_until(lambda: len(claimed_now()) > 0, 60, 0.2)
-        marks = scan_marks(due_ids())
+        marks = scan_marks(pending_ids())
         names = self.ct_issue(max(2, self.args.alerts // 2))
         self.redis.stop()
         time.sleep(3)
@@ -918,7 +929,7 @@ class Drill:
         names = self.ct_issue(max(2, self.args.alerts // 2))
         self.lab.ctlog.add_random(self.args.ct_entries)
         self.lab.ctlog.publish()
-        marks = scan_marks(due_ids())
+        marks = scan_marks(pending_ids())
         self.pg.stop("fast")
         time.sleep(5)
         self.pg.start()
@@ -1011,7 +1022,7 @@ class Drill:
         for host in self.lab.addresses:
             self.lab.dns.set(host, "TIMEOUT")  # the resolver never answers
         make_due()
-        marks = scan_marks(due_ids())
+        marks = scan_marks(pending_ids())
         # DNS is re-read every 2 h: force it for the due servers, as a resolver outage would be met.
         db_rows("UPDATE monitors_server SET dns_resolved_at = NULL WHERE id = ANY(%s) RETURNING id", (list(marks),))
         self.scans_recover(row, marks, self.lease + self.beat + 60)
