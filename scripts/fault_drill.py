@@ -1159,6 +1159,11 @@ class Drill:
                 self.figures["soak"] = self.soak(self.args.soak_minutes)
                 log(f"  {self.figures['soak']}")
             self.figures["most_open"] = self.most_open()
+            self.figures["settings"] = {
+                "claim_lease_s": self.lease,
+                "beat_s": self.beat,
+                "delivery_claim_s": self.claim,
+            }
             self.figures["restarts_by_supervisor"] = dict(self.stack.restarts)
         finally:
             self.down()
@@ -1242,14 +1247,19 @@ def render(rows: list[Row], figures: dict[str, Any], args: argparse.Namespace) -
     lines += [
         "## Bounds and guarantees",
         "",
-        "- Scans: a batch's claim is a 40 s lease renewed every 10 s while it scans",
-        "  (monitors/scan_claims.py); a killed worker's servers are claimable one lease later and beat",
-        "  (every 60 s) queues them: lease + one beat pass + the scan itself. Redis' visibility timeout",
-        "  (1,620 s) is longer than any task run, so a running task is never handed out twice.",
-        "- Webhooks are at least once: every event carries `idempotency_key` (its UUID), stable across",
-        "  retries and channels; receivers drop repeats by it. The doubled column counts after that.",
-        "- Email has no receiver-side key: a worker killed after the SMTP server accepted a message and",
-        "  before the delivery row is marked sent would send it again when the claim runs out.",
+        f"- Scans: a batch's claim is a {figures.get('settings', {}).get('claim_lease_s', 40)} s lease renewed every",
+        "  quarter lease while it scans (monitors/scan_claims.py); a killed worker's servers are claimable",
+        f"  one lease later and beat (every {figures.get('settings', {}).get('beat_s', 60)} s) queues them: lease + one",
+        "  beat pass + the scan itself (+ 30 s of queueing on this machine) is the bound. Redis'",
+        "  visibility timeout (1,620 s) is longer than any task run, so a running task is never handed out twice.",
+        "- Processes that exit are restarted by a supervisor, as compose's `restart: unless-stopped` does:",
+        "  a Celery worker can exit when Redis restarts while it holds messages (kombu 5.7's reconnect",
+        "  path); rows that say so count it, and it loses nothing: the work lives in database rows.",
+        "- Deliveries are at least once on the wire, exactly once by key: a webhook event carries its",
+        "  `idempotency_key` (the event's UUID, stable across retries and channels) and an alert email keeps",
+        "  one `Message-ID` per delivery and recipient, so a resend after a crash (the receiver answered,",
+        '  the worker died before recording it) is recognisably the same message. "Doubled" counts',
+        "  distinct keys or Message-IDs for one alert; repeats of the same one are in the notes.",
         "",
         f"Run with: `python scripts/fault_drill.py {' '.join(sys.argv[1:])}`".rstrip(),
         "",
