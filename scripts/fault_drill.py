@@ -1134,10 +1134,16 @@ class Drill:
         _count_connections(self.lab_tls_class())
         try:
             self.up()
+            if self.args.load_seconds:
+                log(f"load: {self.args.clients} clients for {self.args.load_seconds} s")
+                self.figures["load"] = self.load(self.args.clients, self.args.load_seconds)
+                log(f"  {self.figures['load']}")
+                self.write()
             chosen = [f for f in self.FAULTS if not self.args.only or f in self.args.only]
             for name in chosen:
                 log(f"fault: {name}")
                 restarts = Counter(self.stack.restarts)
+                self.lab.tls.most_open = Counter(self.lab.tls.open)  # each row counts its own overlaps
                 try:
                     row = self.FAULTS[name](self)
                 except Exception as error:  # noqa: BLE001 - a row that could not run is a failed row
@@ -1149,16 +1155,12 @@ class Drill:
                 log(f"  {row}")
                 self.write()  # after every row: a drill cut short still leaves its figures
                 time.sleep(5)
-            if self.args.load_seconds:
-                log(f"load: {self.args.clients} clients for {self.args.load_seconds} s")
-                self.figures["load"] = self.load(self.args.clients, self.args.load_seconds)
-                log(f"  {self.figures['load']}")
-                self.write()
             if self.args.soak_minutes:
                 log(f"soak: {self.args.soak_minutes} min")
                 self.figures["soak"] = self.soak(self.args.soak_minutes)
                 log(f"  {self.figures['soak']}")
             self.figures["most_open"] = self.most_open()
+            self.figures["overlaps"] = [list(map(str, o)) for o in getattr(self.lab.tls, "overlaps", [])]
             self.figures["settings"] = {
                 "claim_lease_s": self.lease,
                 "beat_s": self.beat,
@@ -1172,6 +1174,8 @@ class Drill:
         return 0 if self.rows and all(r.ok for r in self.rows) else 1
 
     def write(self) -> str:
+        self.figures["overlaps"] = [list(map(str, o)) for o in getattr(self.lab.tls, "overlaps", [])]
+        self.figures["settings"] = {"claim_lease_s": self.lease, "beat_s": self.beat, "delivery_claim_s": self.claim}
         table = render(self.rows, self.figures, self.args)
         if not self.args.no_write:
             Path(self.args.output).write_text(table)
@@ -1197,6 +1201,9 @@ def _count_connections(lab_class: Any) -> None:
             key = tuple(writer.get_extra_info("sockname")[:2])  # (address, port): ports repeat across addresses
             self.open[key] += 1
             self.most_open[key] = max(self.most_open[key], self.open[key])
+            if self.open[key] > 1 and len(getattr(self, "overlaps", [])) < 20:
+                peer = writer.get_extra_info("peername")
+                self.overlaps = [*getattr(self, "overlaps", []), (time.strftime("%H:%M:%S"), kind, key, peer)]
             try:
                 await handler(reader, writer)
             finally:
