@@ -1174,7 +1174,8 @@ class Drill:
         return 0 if self.rows and all(r.ok for r in self.rows) else 1
 
     def write(self) -> str:
-        self.figures["overlaps"] = [list(map(str, o)) for o in getattr(self.lab.tls, "overlaps", [])]
+        lab = getattr(self, "lab", None)
+        self.figures["overlaps"] = [list(map(str, o)) for o in getattr(getattr(lab, "tls", None), "overlaps", [])]
         self.figures["settings"] = {"claim_lease_s": self.lease, "beat_s": self.beat, "delivery_claim_s": self.claim}
         table = render(self.rows, self.figures, self.args)
         if not self.args.no_write:
