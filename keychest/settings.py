@@ -256,7 +256,10 @@ KEYCHEST_SPOTCHECK_RATE = env_int("KEYCHEST_SPOTCHECK_RATE", 10, minimum=1)
 # 2 s, HSTS at most 3 s), and at most this many at once per web process (the next one is a 503).
 KEYCHEST_SPOTCHECK_DEADLINE = env_float("KEYCHEST_SPOTCHECK_DEADLINE", 5.0, minimum=0.5)
 KEYCHEST_SPOTCHECK_CONCURRENCY = env_int("KEYCHEST_SPOTCHECK_CONCURRENCY", 2, minimum=1)
-CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": 60.0}
+# Beat's pass over due servers (seconds): with the claim lease, the bound on rescanning a killed
+# worker's batch (docs/reliability.md).
+KEYCHEST_SCAN_DUE_SECONDS = env_float("KEYCHEST_SCAN_DUE_SECONDS", 60.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": KEYCHEST_SCAN_DUE_SECONDS}
 # ACME Renewal Information (certificates/ari.py): extra or replaced ACME directories as
 # "<CAA identifier or issuer-name text>=<directory URL>" (an empty URL switches one off).
 KEYCHEST_ARI_DIRECTORIES = env_list("KEYCHEST_ARI_DIRECTORIES", [])
