@@ -18,12 +18,13 @@ from typing import Any
 from django.apps import apps
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from certificates.models import Certificate, CertificateName, RenewalInfo
 from keychest.accounts.decorators import team_required
+from keychest.accounts.types import TeamRequest
 from monitors.models import ScanResult
 from monitors.visibility import logged_under_watched_domains, scanned_by
 
@@ -120,8 +121,8 @@ def sources_of(cert: Certificate) -> list[str]:
 
 
 @team_required()
-def certificate_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def certificate_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     params = {key: request.GET.get(key, "").strip()[:200] for key in ("q", "issuer", "window", "source", "deployed")}
     qs = team_certificates(team)
     qs = _filter(qs, params, "from_upload" in qs.query.annotations).order_by("not_after", "id")
@@ -161,8 +162,8 @@ def _visible_or_404(team: Any, sha256: str) -> Certificate:
 
 
 @team_required()
-def certificate_detail(request: HttpRequest, sha256: str) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def certificate_detail(request: TeamRequest, sha256: str) -> HttpResponse:
+    team = request.team
     cert = _visible_or_404(team, sha256)
     results = list(
         ScanResult.objects.for_team(team)
@@ -202,8 +203,8 @@ def pem_of(der: bytes | memoryview) -> str:
 
 
 @team_required()
-def certificate_pem(request: HttpRequest, sha256: str) -> HttpResponse:
-    cert = _visible_or_404(request.team, sha256)  # type: ignore[attr-defined]
+def certificate_pem(request: TeamRequest, sha256: str) -> HttpResponse:
+    cert = _visible_or_404(request.team, sha256)
     if not cert.der or cert.thinned:
         raise Http404("The DER of this expired certificate is no longer kept")
     response = HttpResponse(pem_of(cert.der), content_type="application/x-pem-file")

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kcproto import netguard, tlsprobe
+from kcproto.x509 import MAX_CERTIFICATE_BYTES
 
 PROTOCOL_VERSION = 1
 MAX_RESULTS_PER_BATCH = 200
 MAX_ADDRESSES = 64
-MAX_CERT_BYTES = 64 * 1024
+MAX_CERT_BYTES = MAX_CERTIFICATE_BYTES  # the one cap, however a certificate arrives
 MAX_TEXT = 500
 # What a report may say about an address: the probe's error codes are short identifiers.
 _TEXT_FIELDS = {"error_code": 40, "error_message": MAX_TEXT, "tls_version": 16, "cipher": 100}

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "certificates",
     "monitors",
     "agents",
+    "discovery",
     "notifications",
     "api",
     "health",
@@ -261,6 +262,13 @@ KEYCHEST_ARI_DIRECTORIES = env_list("KEYCHEST_ARI_DIRECTORIES", [])
 KEYCHEST_ARI_TIMEOUT = env_int("KEYCHEST_ARI_TIMEOUT", 10, minimum=1, maximum=60)
 CELERY_BEAT_SCHEDULE["monitors-ari-refresh"] = {"task": "monitors.tasks.ari_refresh_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["monitors-caa-refresh"] = {"task": "monitors.tasks.caa_refresh_task", "schedule": 600.0}
+# IP-range discovery (discovery/, docs/agent.md): connection attempts per second over all ranges
+# swept by the SaaS (one sweeping task at a time shares it) and the default per range; at most
+# this many ranges per team.
+KEYCHEST_DISCOVERY_RATE = env_float("KEYCHEST_DISCOVERY_RATE", 50.0, minimum=0.1)
+KEYCHEST_DISCOVERY_RANGE_RATE = env_float("KEYCHEST_DISCOVERY_RANGE_RATE", 10.0, minimum=0.1)
+KEYCHEST_DISCOVERY_MAX_RANGES = env_int("KEYCHEST_DISCOVERY_MAX_RANGES", 10, minimum=0)
+CELERY_BEAT_SCHEDULE["discovery-sweep-due"] = {"task": "discovery.tasks.sweep_due", "schedule": 300.0}
 # Scanning agents (agents/, docs/agent.md): `agent_silent` when one is silent for 2x its cadence.
 CELERY_BEAT_SCHEDULE["agents-silent-check"] = {"task": "agents.tasks.agents_silent_check_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["monitors-spotchecks-purge"] = {"task": "monitors.tasks.spotchecks_purge", "schedule": 86400.0}

@@ -27,6 +27,7 @@ from kcproto.checks import DOWN_CODES
 from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
 from monitors.models import Finding, Protocol, ScanResult, Server, TeamCABundle
@@ -56,10 +57,29 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 ROW_FIELDS = ("uuid", "host", "port", "protocol", "paused", "last_scan_at", "tags")
 
 
+# Form errors in the words of the page: which field, and what to do.
+_TOO_LONG = {"max_length": "at most %(limit_value)d characters, please (this has %(show_value)d)"}
+
+
 class AddServerForm(forms.Form):
-    host = forms.CharField(max_length=300, label="Server", help_text="host or host:port, e.g. example.com:443")
+    host = forms.CharField(
+        max_length=300,
+        label="Server",
+        help_text="host or host:port, e.g. example.com:443",
+        error_messages={**_TOO_LONG, "required": "enter a server name, e.g. example.com or mail.example.com:465"},
+    )
     protocol = forms.ChoiceField(choices=[("", "Guess from the port"), *Protocol.choices], required=False)
-    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated")
+    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated", error_messages=_TOO_LONG)
+
+
+def form_problems(form: forms.Form) -> str:
+    """Every error of a bound form as one line: "Tags: at most 300 characters, please (...)"."""
+    lines = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = f"{field.label or name.capitalize()}: " if field is not None else ""
+        lines.append(f"{label}{' '.join(str(error) for error in errors)}.")
+    return " ".join(lines)
 
 
 class BulkAddForm(forms.Form):
@@ -71,8 +91,11 @@ class BulkAddForm(forms.Form):
         ),
         label="Servers, one per line",
         max_length=100_000,
+        error_messages={**_TOO_LONG, "required": "paste at least one server, one per line"},
     )
-    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated, for every server")
+    tags = forms.CharField(
+        max_length=300, required=False, help_text="comma-separated, for every server", error_messages=_TOO_LONG
+    )
     ca_bundle = forms.ModelChoiceField(
         queryset=TeamCABundle.objects.none(),
         required=False,
@@ -144,11 +167,16 @@ def _servers_annotated_unscoped() -> QuerySet[Server]:
         output_field=IntegerField(),
     )
     worst = open_findings.annotate(rank=rank).values("server").annotate(m=Max("rank")).values("m")
+    # The list's "why": the finding behind the status (a "down" one first, then the most severe).
+    is_down = Case(When(code__in=DOWN_CODES, then=Value(1)), default=Value(0), output_field=IntegerField())
+    why = open_findings.annotate(rank=rank, is_down=is_down).order_by("-is_down", "-rank", "first_seen", "id")
     return Server.objects.annotate(
         expires_at=Subquery(current.values("not_after")[:1]),
         issuer_name=Subquery(current.values("issuer")[:1]),
         worst=Subquery(worst, output_field=IntegerField()),
         down=Exists(open_findings.filter(code__in=DOWN_CODES)),
+        why_code=Subquery(why.values("code")[:1]),
+        why_address=Subquery(why.values("address")[:1]),
     )
 
 
@@ -222,8 +250,8 @@ def first_scan_progress(team: Any) -> dict[str, int]:
 
 
 @team_required()
-def server_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     qs = servers_annotated(team)
     search = request.GET.get("q", "").strip()[:200]
     status = request.GET.get("status", "")
@@ -246,7 +274,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
     servers = list(page.object_list)
     for server in servers:
         server.status = server_status(server)  # type: ignore[attr-defined]
-    can_edit = request.membership.has_role(Role.MEMBER)  # type: ignore[attr-defined]
+    can_edit = request.membership.has_role(Role.MEMBER)
     add_form: Any = None
     bulk_form: Any = None
     if can_edit:  # only editors see the add forms
@@ -274,9 +302,9 @@ def server_list(request: HttpRequest) -> HttpResponse:
 
 
 @team_required()
-def server_progress(request: HttpRequest) -> HttpResponse:
+def server_progress(request: TeamRequest) -> HttpResponse:
     """The first-scan progress fragment; htmx polls it while scans run, then reloads the page."""
-    progress = first_scan_progress(request.team)  # type: ignore[attr-defined]
+    progress = first_scan_progress(request.team)
     response = render(request, "dashboard/servers/_progress.html", {"progress": progress})
     if request.headers.get("HX-Request") and not progress["pending"] and request.GET.get("was_pending"):
         response["HX-Refresh"] = "true"
@@ -285,11 +313,11 @@ def server_progress(request: HttpRequest) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_add(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_add(request: TeamRequest) -> HttpResponse:
+    team = request.team
     form = AddServerForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Enter a server as host or host:port.")
+        messages.error(request, f"Not added. {form_problems(form)}")
         return redirect("server_list")
     try:
         with transaction.atomic():
@@ -298,7 +326,7 @@ def server_add(request: HttpRequest) -> HttpResponse:
                 host=form.cleaned_data["host"],
                 protocol=form.cleaned_data["protocol"] or None,
                 tags=_tags(form.cleaned_data["tags"]),
-                added_by=request.user,  # type: ignore[arg-type]
+                added_by=request.user,
             )
     except InvalidTarget as error:
         messages.error(request, f"Not added: {error}")
@@ -306,24 +334,27 @@ def server_add(request: HttpRequest) -> HttpResponse:
     except services.AlreadyWatched as error:
         messages.info(request, f"{error.server.label} is already watched.")
         return redirect("server_list")
-    messages.success(request, f"Watching {server.label}; the first scan runs now.")
+    typed = form.cleaned_data["host"].strip()
+    # A pasted URL is read as its host (and https as port 443): say so rather than do it silently.
+    read_as = f" (read from “{typed[:100]}”)" if "/" in typed else ""
+    messages.success(request, f"Watching {server.label}{read_as}; the first scan runs now.")
     return redirect("server_list")
 
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_bulk_add(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_bulk_add(request: TeamRequest) -> HttpResponse:
+    team = request.team
     form = BulkAddForm(request.POST, team=team)
     if not form.is_valid():
-        messages.error(request, "Paste at least one server, one per line.")
+        messages.error(request, f"Nothing added. {form_problems(form)}")
         return redirect("server_list")
     with transaction.atomic():
         result = services.servers_enrol_bulk(
             team=team,
             text=form.cleaned_data["text"],
             tags=_tags(form.cleaned_data["tags"]),
-            added_by=request.user,  # type: ignore[arg-type]
+            added_by=request.user,
         )
         bundle = form.cleaned_data.get("ca_bundle")
         if bundle is not None:
@@ -343,8 +374,8 @@ def server_bulk_add(request: HttpRequest) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_pause_toggle(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)  # type: ignore[attr-defined]
+def server_pause_toggle(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)
     if server.paused:
         services.server_resume(server=server)
         messages.success(request, f"{server.label} resumed.")
@@ -356,8 +387,8 @@ def server_pause_toggle(request: HttpRequest, server_id: str) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_remove(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)  # type: ignore[attr-defined]
+def server_remove(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)
     services.server_remove(server=server)
     messages.success(request, f"{server.label} is no longer watched (its history is kept).")
     return redirect(_back(request))

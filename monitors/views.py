@@ -23,6 +23,7 @@ from kcproto.checks import CODES
 from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from keychest.ratelimit import Limit, client_network, hit
 from keychest.tenancy import get_for_team_or_404
 from monitors.models import Protocol, ScanResult, Server, SpotCheck
@@ -132,8 +133,8 @@ def spotcheck_result(request: HttpRequest, check_id: str) -> HttpResponse:
 
 
 @team_required(Role.VIEWER)
-def server_detail(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server, request.team, server_id)  # type: ignore[attr-defined]
+def server_detail(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server, request.team, server_id)
     now = timezone.now()
     results = list(ScanResult.objects.filter(server=server, current=True).order_by("address"))
     shas = {sha for r in results for sha in r.chain_sha256}
@@ -162,19 +163,27 @@ def server_detail(request: HttpRequest, server_id: str) -> HttpResponse:
             "resolved": resolved,
             "timeline": timeline,
             "codes": CODES,
-            "can_scan": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
+            "can_scan": request.membership.has_role(Role.MEMBER),
         },
     )
 
 
 @require_POST
 @team_required(Role.MEMBER)
-def server_scan(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server, request.team, server_id)  # type: ignore[attr-defined]
+def server_scan(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server, request.team, server_id)
     if server.removed_at is not None:
         messages.error(request, "This server is no longer watched.")
         return redirect("server_detail", server_id=server.uuid)
     server_scan_soon(server=server)
+    if server.agent is not None:
+        # The SaaS never connects to an agent's server: the agent takes it at its next call.
+        messages.success(
+            request,
+            f"{server.label} is scanned by agent {server.agent.name}: it will be scanned at the "
+            f"agent's next call (every {server.agent.cadence} s).",
+        )
+        return redirect("server_detail", server_id=server.uuid)
 
     def enqueue() -> None:
         from monitors.tasks import scan_server_now

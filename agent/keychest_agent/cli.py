@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kcproto import agentwire, netguard, tlsprobe
+from kcproto import agentwire, netguard, sweep, tlsprobe
 from keychest_agent import __version__
 from keychest_agent.client import Client, Refused, Unauthorized, Unavailable
 from keychest_agent.queue import ResultQueue
@@ -71,8 +71,9 @@ def flush(state: State, client: Client) -> int:
     """Send queued batches, oldest first; stop at the first transient failure. Returns batches sent."""
     sent = 0
     for path in state.queue.pending():
+        body = state.queue.read(path)
         try:
-            answer = client.request("POST", "/api/v1/agent/results", state.queue.read(path))
+            answer = client.request("POST", str(body.pop("path", "/api/v1/agent/results")), body)
         except Refused as exc:
             logger.error("the server refused batch %s (%s); kept aside in queue/rejected", path.name, exc)
             state.queue.reject(path)
@@ -111,8 +112,35 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
             state.queue.put(results[start : start + agentwire.MAX_RESULTS_PER_BATCH])
         for item in results:
             logger.info("scanned %s: %s", item["target"], json.dumps(item["agent_verdict"], sort_keys=True))
-        flush(state, client)
+    for item in work.get("ranges", []):
+        ip_range = agentwire.RangeTarget.from_dict(item)
+        if ip_range.due:
+            state.queue.put_body("/api/v1/agent/sweeps", sweep_range(ip_range, options))
+    flush(state, client)
     return int(work.get("cadence") or 300)
+
+
+def sweep_range(ip_range: agentwire.RangeTarget, options: ScanOptions) -> dict[str, Any]:
+    """Sweep one range politely (its own rate limit) with the scanner's sweep code."""
+    result = tlsprobe.run_sync(
+        sweep.sweep(
+            ip_range.cidr,
+            ip_range.ports,
+            limiters=[sweep.RateLimiter(ip_range.rate_per_second)],
+            allow_private=True,
+            names=ip_range.names,
+            deadline=options.deadline,
+            connect_timeout=options.connect_timeout,
+        )
+    )
+    logger.info(
+        "swept %s: %d TLS services in %d attempts, %.1f s",
+        ip_range.cidr,
+        len(result.services),
+        result.attempts,
+        result.seconds,
+    )
+    return {"range": ip_range.id, "services": [s.as_dict() for s in result.services], "seconds": result.seconds}
 
 
 def run(

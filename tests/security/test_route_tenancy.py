@@ -70,6 +70,7 @@ class Things:
     invitation: Any
     membership: Membership
     agent: Any
+    ip_range: Any
     certificate_sha256: str
     api: APIClient  # the team owner's full key, for the routes that take keys only
 
@@ -85,6 +86,9 @@ ROUTES: dict[str, dict[str, Any]] = {
     "teams/<team_id>/members/<member_id>/remove/": {"team_id": "team", "member_id": "membership"},
     "settings/api-keys/<key_id>/revoke/": {"key_id": "key"},
     "agents/<agent_id>/revoke/": {"agent_id": "agent"},
+    "ranges/<range_id>/": {"range_id": "ip_range"},
+    "ranges/<range_id>/watch/": {"range_id": "ip_range"},
+    "ranges/<range_id>/remove/": {"range_id": "ip_range"},
     "servers/<server_id>/": {"server_id": "server"},
     "servers/<server_id>/scan/": {"server_id": "server"},
     "servers/<server_id>/pause/": {"server_id": "server"},
@@ -119,6 +123,9 @@ ROUTES: dict[str, dict[str, Any]] = {
     "api/v1/api-keys/<id>/": {"id": "key"},
     "api/v1/agents/<id>/": {"id": "agent"},
     "api/v1/agents/<id>/assign/": {"id": "agent"},
+    "api/v1/ranges/<id>/": {"id": "ip_range"},
+    "api/v1/ranges/<id>/services/": {"id": "ip_range"},
+    "api/v1/ranges/<id>/watch/": {"id": "ip_range"},
     # /api/v1.0 (keys only): a host name team A watches
     "api/v1.0/servers/expiration/<domain>": {"domain": "server.host", "key": True},
 }
@@ -194,6 +201,7 @@ def _things(team: Team, user: User, issuer: Any, *, domain: str, member: User) -
         invitation=invitation_create(team=team, by=user, email=f"invitee@{domain}"),
         membership=Membership.objects.get(team=team, user=member),
         agent=agent_create(team=team, name=f"agent {domain}")[0],
+        ip_range=world.ip_range,
         certificate_sha256=world.certificate_sha256,
         api=api,
     )
