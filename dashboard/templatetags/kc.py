@@ -18,6 +18,7 @@ from dashboard.formatting import (
     STATUS_BADGE_HTML,
     badge,
     format_html_fast,
+    host_html,
     issuer_cn,
     optional_url,
     relative_time,
@@ -85,6 +86,7 @@ def certificate_link(sha256: str) -> str:
 def server_link(server: Any) -> str:
     """The server's label, linked to its detail page (escaped: the host comes from users)."""
     url = optional_url("server_detail", server.uuid)
+    name = host_html(server.label)  # escaped, with line-break chances between labels
     if not url:
-        return format_html('<span class="server">{}</span>', server.label)
-    return format_html('<a class="server" href="{}">{}</a>', url, server.label)
+        return format_html('<span class="server">{}</span>', name)
+    return format_html('<a class="server" href="{}">{}</a>', url, name)
