@@ -30,6 +30,7 @@ from monitors.models import Protocol, ScanResult, Server, SpotCheck
 from monitors.scanning import ScanConfig
 from monitors.services import server_scan_soon
 from monitors.spotcheck import spotcheck
+from monitors.tasks import scan_server_now
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,6 @@ def server_scan(request: TeamRequest, server_id: str) -> HttpResponse:
     server_scan_soon(server=server)
 
     def enqueue() -> None:
-        from monitors.tasks import scan_server_now
 
         try:
             scan_server_now.delay(server.pk)
