@@ -61,6 +61,8 @@ def _raise_nofile() -> None:
 
 def _lab_main(count: int, certificates: int, conn) -> None:  # type: ignore[no-untyped-def]
     """The lab process: TLS on `count` addresses, DNS for one name each; counts connections."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     from lab.dns import LabDNS
     from lab.tls import Lab
 
@@ -79,14 +81,16 @@ def _lab_main(count: int, certificates: int, conn) -> None:  # type: ignore[no-u
     addresses = _addresses(count)
     per = max(1, -(-count // certificates))
     ports: list[int] = []
+    chain: list[bytes] = []
     for start in range(0, count, per):
         issued = lab.leaf([_name(i) for i in range(start, min(start + per, count))])
         endpoint = lab.tls(issued, hosts=addresses[start : start + per])
         ports.extend([endpoint.port] * len(addresses[start : start + per]))
+        chain = chain or [issued.der, *(p.public_bytes(Encoding.DER) for p in issued.parents[:-1])]
     dns = LabDNS().start()
     for i, address in enumerate(addresses):
         dns.set(_name(i), [address])
-    conn.send({"ports": ports, "nameserver": dns.nameserver, "root_pem": lab.root_pem})
+    conn.send({"ports": ports, "nameserver": dns.nameserver, "root_pem": lab.root_pem, "chain": chain})
     while (message := conn.recv()) != "stop":
         if message == "count":
             conn.send(accepted[0])
@@ -203,6 +207,19 @@ class Run:
         }
 
 
+def _validation_cost(chain: list[bytes], root_pem: str, rounds: int = 300) -> float:
+    """Seconds of CPU for one strict validation of a served chain (cryptography's verifier plus
+    our diagnosis; issue 13), uncached: the worst case of every server serving its own chain."""
+    from kcproto.validation import trust_store, validate
+
+    store = trust_store(root_pem)
+    validate(chain, _name(0), store)
+    started = time.process_time()
+    for _ in range(rounds):
+        validate(chain, _name(0), store)
+    return (time.process_time() - started) / rounds
+
+
 def _enrol(count: int, ports: list[int], root_pem: str) -> None:
     from keychest.accounts.models import Team
     from monitors.models import Server, TeamCABundle
@@ -233,10 +250,11 @@ def _path_sync(run: Run, env: dict[str, str]) -> dict[str, Any]:
 
 
 def _path_celery(run: Run, env: dict[str, str]) -> dict[str, Any]:
+    from django.db.models import Count
     from django.utils import timezone
 
     from keychest.celery import app
-    from monitors.models import Server
+    from monitors.models import Finding, Server
 
     app.control.purge()
     worker = subprocess.Popen(
@@ -272,7 +290,12 @@ def _path_celery(run: Run, env: dict[str, str]) -> dict[str, Any]:
                     raise RuntimeError("the Celery path did not scan every server")
                 time.sleep(0.1)
 
-        return {"first_scan": run.timed(queue_and_wait), "rescan": run.timed(queue_and_wait)}
+        figures = {}
+        for phase in ("first_scan", "rescan"):
+            figures[phase] = run.timed(queue_and_wait)
+            open_findings = Finding.objects.filter(resolved_at=None).values("code").annotate(n=Count("id"))
+            figures[phase]["open_findings"] = {row["code"]: row["n"] for row in open_findings}
+        return figures
     finally:
         worker.terminate()
         worker.wait(30)
@@ -307,6 +330,13 @@ def child(count: int, certificates: int, concurrency: int) -> dict[str, Any]:
         bare.append(run.bare())
     finally:
         run.stop()
+    per_validation = _validation_cost(run.info["chain"], run.info["root_pem"])
+    rescan = report["manage_py_scan_sync"]["rescan"]
+    report["validation"] = {
+        "cpu_ms_per_chain": round(per_validation * 1000, 3),
+        # The pass validates each distinct chain once; here 1 chain per server at worst.
+        "worst_case_share_of_rescan": round(per_validation * count / rescan["seconds"], 3),
+    }
     bare_rate = sum(b["servers_per_second"] for b in bare) / len(bare)
     report["bare"] = bare
     report["bare_servers_per_second"] = round(bare_rate, 1)
@@ -342,6 +372,7 @@ def main() -> None:
     summary = {
         str(r["servers"]): {
             "bare_servers_per_second": r["bare_servers_per_second"],
+            "validation": r["validation"],
             **{
                 f"{label}_{phase}": {
                     "servers_per_second": r[label][phase]["servers_per_second"],

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_PREFIX_ADDRESSES = sweep.MAX_RANGE_ADDRESSES
 CLAIM_LEASE = timedelta(hours=1)
+SWEEP_LOCK = "discovery:sweeping"
 JITTER = 0.1
 
 
@@ -104,8 +106,10 @@ def range_remove(*, ip_range: IPRange) -> IPRange:
 
 # --- sweeping -----------------------------------------------------------------------------------
 def ranges_claim_due(*, limit: int = 20, now: datetime | None = None) -> list[int]:
-    """Claim due ranges the SaaS sweeps itself (never an agent's)."""
+    """Claim due ranges the SaaS sweeps itself (never an agent's), as many as one pass can sweep
+    at the global rate within the claim (at least one)."""
     now = now or timezone.now()
+    budget = CLAIM_LEASE.total_seconds() * 0.8 * float(settings.KEYCHEST_DISCOVERY_RATE)
     with transaction.atomic():
         due = (
             IPRange.objects.filter(removed_at=None, agent=None, next_sweep_at__lte=now)
@@ -113,9 +117,30 @@ def ranges_claim_due(*, limit: int = 20, now: datetime | None = None) -> list[in
             .order_by("next_sweep_at")
             .select_for_update(skip_locked=True)
         )
-        ids = list(due.values_list("id", flat=True)[:limit])
+        ids: list[int] = []
+        attempts = 0
+        for pk, cidr, ports in due.values_list("id", "cidr", "ports")[:limit]:
+            size = ipaddress.ip_network(cidr).num_addresses * max(1, len(ports))
+            if ids and attempts + size > budget:
+                break
+            ids.append(pk)
+            attempts += size
         IPRange.objects.filter(pk__in=ids).update(claimed_until=now + CLAIM_LEASE)
     return ids
+
+
+def ranges_sweep_due(*, now: datetime | None = None) -> int:
+    """One sweeping pass at a time in the whole deployment, so that the global rate limit holds
+    across workers; returns how many ranges were swept."""
+    if not cache.add(SWEEP_LOCK, "1", timeout=int(CLAIM_LEASE.total_seconds())):
+        return 0
+    try:
+        ids = ranges_claim_due(now=now)
+        if ids:
+            ranges_sweep(ids)
+        return len(ids)
+    finally:
+        cache.delete(SWEEP_LOCK)
 
 
 def watched_names(team_id: int) -> list[str]:

@@ -194,14 +194,15 @@ def address_specs(server: Server, checked: Checked, run: ScanPass, now: datetime
     return specs
 
 
-Current = dict[tuple[int, str, bool], ScanResult]
+# One server's current results by (address, alternate).
+Current = dict[tuple[str, bool], ScanResult]
 
 
 def primary_writes(server: Server, checked: Checked, current: Current, now: datetime) -> Writes:
     """The address's result row: touched when unchanged, else a new row (and what changed)."""
     probe, validation = checked.probe, checked.validation
     state = digest(probe, [p.sha256 for p in validation.chain] if validation else [])
-    previous = current.get((server.pk, probe.address, False))
+    previous = current.get((probe.address, False))
     if previous is not None and previous.state_digest == state:
         return Writes(touch=[previous.pk])
     row = result_row(server, probe, validation, state, now)
@@ -212,7 +213,7 @@ def primary_writes(server: Server, checked: Checked, current: Current, now: date
 def alternate_writes(server: Server, checked: Checked, current: Current, now: datetime) -> Writes:
     """The second certificate: its own row and history, kept while the address serves it."""
     probe, alternate = checked.probe, checked.alternate
-    previous = current.get((server.pk, probe.address, True))
+    previous = current.get((probe.address, True))
     if alternate is None or alternate.leaf is None:
         if previous is None or not (probe.alternate_probed or not probe.ok):
             return Writes()
@@ -237,9 +238,7 @@ def gone_writes(server: Server, live: set[str], current: Current, now: datetime)
     """Addresses no longer behind the name (not when DNS gave nothing to scan this time)."""
     if not live:
         return Writes()
-    gone = [
-        (address, alt, row) for (sid, address, alt), row in current.items() if sid == server.pk and address not in live
-    ]
+    gone = [(address, alt, row) for (address, alt), row in current.items() if address not in live]
     return Writes(
         retire=[row.pk for _, _, row in gone],
         timeline=[
@@ -343,9 +342,9 @@ def store_observed(
     ids = [s.pk for s in servers]
     # One current row per (server, address, alternate): the second certificate of an address
     # (the other key family) has rows of its own, so every reader of current results sees it.
-    current: Current = {
-        (r.server_id, r.address, r.alternate): r for r in ScanResult.objects.filter(server_id__in=ids, current=True)
-    }
+    current: dict[int, Current] = {pk: {} for pk in ids}
+    for row in ScanResult.objects.filter(server_id__in=ids, current=True):
+        current[row.server_id][(row.address, row.alternate)] = row
     open_findings = {
         (f.server_id, f.code, f.address): f for f in Finding.objects.filter(server_id__in=ids, resolved_at=None)
     }
@@ -355,7 +354,7 @@ def store_observed(
         if keep is not None:
             servers = keep(servers)
         # The chains of current results were stored when those rows were written.
-        known = {sha for row in current.values() for sha in row.chain_sha256}
+        known = {sha for rows in current.values() for row in rows.values() for sha in row.chain_sha256}
         unknown = [
             StoreItem(parsed=p, source="scan", source_ref=ref)
             for sha, (p, ref) in run.parsed.items()
@@ -364,7 +363,7 @@ def store_observed(
         if unknown:
             certificates_store_bulk(items=unknown)
         servers_update(servers, observed, elapsed, now)
-        by_server = {s.pk: server_writes(s, checked[s.pk], current, run, now) for s in servers}
+        by_server = {s.pk: server_writes(s, checked[s.pk], current[s.pk], run, now) for s in servers}
         writes = merged(list(by_server.values()))
         # DNS failed: the addresses could not be looked at, so their findings stand.
         dns_failed = {

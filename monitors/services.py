@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -20,6 +21,7 @@ from certificates.models import Certificate
 from kcproto.targets import (
     PROTOCOL_PORT_DEFAULTS,
     InvalidTarget,
+    non_public_reason,
     parse_port,
     parse_protocol,
     parse_target,
@@ -62,6 +64,52 @@ def _fraction(value: float | None, name: str) -> float | None:
     if not 0 < number < 1:
         raise InvalidTarget(f"{name} must be a fraction between 0 and 1")
     return number
+
+
+class PrivateTarget(InvalidTarget):
+    """A loopback, private or local-only target while this deployment scans only public ones."""
+
+
+# What netguard's reasons mean to someone adding a server. Only these are refused at input:
+# the ones people type (documentation and reserved ranges are left to the scanner's refusal).
+_NON_PUBLIC_WORDS = {
+    "loopback": "a loopback address (the machine KeyChest itself runs on)",
+    "private": "an address inside a private network",
+    "unique_local": "an address inside a private network",
+    "cgnat": "a carrier-grade NAT address inside a provider's network",
+    "link_local": "a link-local address that only exists on one network segment",
+    "metadata": "a cloud metadata service address",
+    "local_name": "a name that only exists inside a local network",
+    "unspecified": "not an address of any machine",
+}
+
+
+def target_refusal(*, team: Team, host: str) -> str | None:
+    """Plain words for a target the scanner will never reach from here, or None.
+
+    Refused at input time (not as a "down" server later) unless private targets are allowed
+    (KEYCHEST_ALLOW_PRIVATE_TARGETS) or the team already scans through an agent inside its
+    network (a server or domain assigned to one; agents sit above this layer, so their own rows
+    are reached only through these relations). The SaaS scanner refuses such targets anyway.
+    """
+    if settings.KEYCHEST_ALLOW_PRIVATE_TARGETS:
+        return None
+    reason = (non_public_reason(host) or "").removeprefix("embedded_")
+    if reason not in _NON_PUBLIC_WORDS or _team_uses_agents(team):
+        return None
+    what = _NON_PUBLIC_WORDS[reason]
+    return (
+        f"{host} is {what}, so KeyChest cannot reach it from the internet. "
+        "Enter the server's public name or address instead."
+    )
+
+
+def _team_uses_agents(team: Team) -> bool:
+    active = {"agent__isnull": False, "agent__revoked_at": None}
+    return (
+        Server.objects.for_team(team).filter(removed_at=None, **active).exists()
+        or WatchedDomain.objects.for_team(team).filter(removed_at=None, **active).exists()
+    )
 
 
 def domain_agent_id(*, team: Team, host: str) -> int | None:
@@ -118,6 +166,11 @@ def server_enrol(
     protocol's usual port is used (443 for TLS). Raises InvalidTarget or AlreadyWatched.
     """
     name, parsed_port, proto = _enrol_target(host, port, protocol)
+    refusal = target_refusal(team=team, host=name)
+    if refusal is not None:
+        raise PrivateTarget(refusal)
+    # A pinned address is not checked here: pinning a name to an address inside the network is
+    # how a server meant for a team agent is added before it is assigned to it.
     pinned = _pinned_address(pinned_ip)
     interval = DEFAULT_SCAN_INTERVAL if scan_interval is None else int(scan_interval)
     if interval < MIN_SCAN_INTERVAL:

@@ -40,7 +40,7 @@ from agents.services import (
 from api.access import key_from_header
 from api.v1.base import V1Mixin
 from api.v1.views import UUID_RE
-from keychest.ratelimit import client_ip
+from keychest.ratelimit import Limit, client_ip, hit
 from keychest.tenancy import get_for_team_or_404
 from monitors.models import Server, WatchedDomain
 
@@ -168,6 +168,8 @@ class AgentViewSet(
 
 # --- the agent protocol -------------------------------------------------------------------------
 MAX_BODY = 8 * 1024 * 1024
+# Enrolment is the one call without a key: a few tries per address (tokens are 256-bit anyway).
+ENROL_LIMIT = Limit("agent-enrol", 20, 3600)
 
 AgentView = Callable[[HttpRequest, Agent], HttpResponse]
 
@@ -217,6 +219,11 @@ def agent_required(view: AgentView) -> Callable[[HttpRequest], HttpResponse]:
 @require_http_methods(["POST"])
 def agent_enrol_view(request: HttpRequest) -> HttpResponse:
     """POST {"token": "kcat_...", "version": "..."} -> {"key": "kcag_...", "agent": uuid} (shown once)."""
+    verdict = hit(ENROL_LIMIT, client_ip(request))
+    if not verdict.allowed:
+        response = _error("too many enrolment attempts from this address", 429)
+        response["Retry-After"] = str(verdict.retry_after)
+        return response
     try:
         body = _json_body(request)
         token = body.get("token") if isinstance(body, dict) else None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import include, path
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import Resolver404, include, path, re_path, resolve
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -28,6 +30,22 @@ class SwaggerView(SpectacularSwaggerSplitView):
             "style-src 'self'", "style-src 'self' 'unsafe-inline'"
         )
         return response
+
+
+@csrf_exempt  # the view it hands over to is a DRF view: that view's own rules apply
+def without_trailing_slash(request: HttpRequest, path: str) -> HttpResponse:
+    """`/api/v1/servers/{id}` answers as `/api/v1/servers/{id}/` does, for every method.
+
+    Django's APPEND_SLASH answers 301, and clients that follow a 301 turn PATCH and DELETE into
+    GET: the change silently does not happen. The canonical URLs (and the schema) keep the slash.
+    """
+    try:
+        match = resolve(f"{request.path_info}/")
+    except Resolver404:
+        raise Http404("No such API URL") from None
+    if match.func is without_trailing_slash:
+        raise Http404("No such API URL")
+    return match.func(request, *match.args, **match.kwargs)
 
 
 router = SimpleRouter()
@@ -59,4 +77,6 @@ urlpatterns = [
     path("agent/sweeps", agents.agent_sweeps_view, name="v1-agent-sweeps"),
     path("calendar/<str:token>.ics", views.CalendarFeedView.as_view(), name="api_calendar_feed"),
     path("", include(router.urls)),
+    # Last: only what no route above matched.
+    re_path(r"^(?P<path>.*[^/])$", without_trailing_slash),
 ]

@@ -249,3 +249,40 @@ def test_an_agent_silent_for_twice_its_cadence_raises_one_event(alice_client, en
     with time_machine.travel(start + dt.timedelta(seconds=1300), tick=False):
         assert agents_silent_check() == 1
     assert Event.objects.filter(kind="agent_silent").count() == 2
+
+
+def test_enrolment_attempts_are_rate_limited_per_address(client) -> None:
+    for _ in range(20):
+        answer = client.post("/api/v1/agent/enrol", {"token": "kcat_wrong"}, content_type="application/json")
+        assert answer.status_code == 400
+    limited = client.post("/api/v1/agent/enrol", {"token": "kcat_wrong"}, content_type="application/json")
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+
+
+def test_the_agent_and_range_lists_take_a_bounded_number_of_queries(
+    alice_client, people, django_assert_max_num_queries
+) -> None:
+    from discovery.models import IPRange
+
+    for n in range(5):
+        agent, _ = agent_create(team=people.team_a, name=f"dc{n}")
+        server = server_enrol(team=people.team_a, host=f"s{n}.corp.test")
+        Server.objects.filter(pk=server.pk).update(agent=agent)
+        IPRange.objects.create(team=people.team_a, cidr=f"10.{n}.0.0/24", ports=[443], agent=agent)
+    with django_assert_max_num_queries(12):
+        assert len(alice_client.get("/api/v1/agents/").json()["results"]) == 5
+    with django_assert_max_num_queries(12):
+        assert len(alice_client.get("/api/v1/ranges/").json()["results"]) == 5
+    with django_assert_max_num_queries(14):
+        assert alice_client.get("/agents/").status_code == 200
+
+
+def test_scan_now_on_an_agents_server_makes_it_due_for_the_agent_only(alice_client, intranet, enrolled) -> None:
+    Server.objects.filter(pk=intranet.pk).update(next_scan_at=timezone.now() + dt.timedelta(hours=8))
+    assert enrolled.work().json()["targets"][0]["due"] is False
+    answer = alice_client.post(f"/servers/{intranet.uuid}/scan/", follow=True)
+    assert b"scanned by agent intranet" in answer.content
+    assert b'data-testid="scanned-by-agent"' in answer.content
+    assert enrolled.work().json()["targets"][0]["due"] is True
+    # Nothing was scanned by the SaaS meanwhile (the task path skips the server too).
+    assert not ScanResult.objects.filter(server=intranet).exists()
