@@ -229,6 +229,15 @@ def claim_create(*, email: str, secret: str | None, ip: str | None, user_agent: 
     if secret is not None and not key_is_well_formed(secret):
         return ClaimResult(ClaimStatus.INVALID_KEY, email=clean_email)
     limits = _limits()
+    # Per client first, the global cap last (security finding 6): claims refused for their IP
+    # or their address must not use up everyone's budget. Every attempt counts here, a repeated
+    # one too (each writes an audit row). Only the first refusal of a window is audited, so a
+    # flood of refused claims writes no more rows than the budget allows.
+    per_ip = hit(limits["claims_ip"], _ip(ip) or "unknown")
+    if not per_ip.allowed:
+        if per_ip.used == per_ip.limit + 1:
+            audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail="claims per IP per hour")
+        return ClaimResult(ClaimStatus.TOO_MANY, email=clean_email)
     if secret is not None:
         existing = ApiKey.objects.select_related("team", "user").filter(key_hash=key_hash(secret)).first()
         if existing is not None:
@@ -236,11 +245,6 @@ def claim_create(*, email: str, secret: str | None, ip: str | None, user_agent: 
     else:
         secret = key_generate()
 
-    # Per client first, the global cap last (security finding 6): claims refused for their IP
-    # or their address must not use up everyone's budget.
-    if not hit(limits["claims_ip"], _ip(ip) or "unknown").allowed:
-        audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail="claims per IP per hour")
-        return ClaimResult(ClaimStatus.TOO_MANY, email=clean_email)
     if ClaimBlock.objects.filter(email=clean_email).exists():
         audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail=f"{clean_email} blocks automatic keys")
         return ClaimResult(ClaimStatus.NOT_ALLOWED, email=clean_email)

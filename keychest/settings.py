@@ -148,7 +148,8 @@ if not CELERY_BROKER_URL:
     _queue_dir = VAR_DIR / "celery-queue"
     for _folder in (_queue_dir, VAR_DIR / "celery-processed"):
         _folder.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    # A host name, though the transport ignores it: without one kombu warns on every connection.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
@@ -255,7 +256,10 @@ KEYCHEST_SPOTCHECK_RATE = env_int("KEYCHEST_SPOTCHECK_RATE", 10, minimum=1)
 # 2 s, HSTS at most 3 s), and at most this many at once per web process (the next one is a 503).
 KEYCHEST_SPOTCHECK_DEADLINE = env_float("KEYCHEST_SPOTCHECK_DEADLINE", 5.0, minimum=0.5)
 KEYCHEST_SPOTCHECK_CONCURRENCY = env_int("KEYCHEST_SPOTCHECK_CONCURRENCY", 2, minimum=1)
-CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": 60.0}
+# Beat's pass over due servers (seconds): with the claim lease, the bound on rescanning a killed
+# worker's batch (docs/reliability.md).
+KEYCHEST_SCAN_DUE_SECONDS = env_float("KEYCHEST_SCAN_DUE_SECONDS", 60.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": KEYCHEST_SCAN_DUE_SECONDS}
 # ACME Renewal Information (certificates/ari.py): extra or replaced ACME directories as
 # "<CAA identifier or issuer-name text>=<directory URL>" (an empty URL switches one off).
 KEYCHEST_ARI_DIRECTORIES = env_list("KEYCHEST_ARI_DIRECTORIES", [])

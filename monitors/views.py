@@ -176,6 +176,14 @@ def server_scan(request: TeamRequest, server_id: str) -> HttpResponse:
         messages.error(request, "This server is no longer watched.")
         return redirect("server_detail", server_id=server.uuid)
     server_scan_soon(server=server)
+    if server.agent is not None:
+        # The SaaS never connects to an agent's server: the agent takes it at its next call.
+        messages.success(
+            request,
+            f"{server.label} is scanned by agent {server.agent.name}: it will be scanned at the "
+            f"agent's next call (every {server.agent.cadence} s).",
+        )
+        return redirect("server_detail", server_id=server.uuid)
 
     def enqueue() -> None:
         from monitors.tasks import scan_server_now

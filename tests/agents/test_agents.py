@@ -275,3 +275,14 @@ def test_the_agent_and_range_lists_take_a_bounded_number_of_queries(
         assert len(alice_client.get("/api/v1/ranges/").json()["results"]) == 5
     with django_assert_max_num_queries(14):
         assert alice_client.get("/agents/").status_code == 200
+
+
+def test_scan_now_on_an_agents_server_makes_it_due_for_the_agent_only(alice_client, intranet, enrolled) -> None:
+    Server.objects.filter(pk=intranet.pk).update(next_scan_at=timezone.now() + dt.timedelta(hours=8))
+    assert enrolled.work().json()["targets"][0]["due"] is False
+    answer = alice_client.post(f"/servers/{intranet.uuid}/scan/", follow=True)
+    assert b"scanned by agent intranet" in answer.content
+    assert b'data-testid="scanned-by-agent"' in answer.content
+    assert enrolled.work().json()["targets"][0]["due"] is True
+    # Nothing was scanned by the SaaS meanwhile (the task path skips the server too).
+    assert not ScanResult.objects.filter(server=intranet).exists()
