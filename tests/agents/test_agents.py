@@ -286,3 +286,31 @@ def test_scan_now_on_an_agents_server_makes_it_due_for_the_agent_only(alice_clie
     assert enrolled.work().json()["targets"][0]["due"] is True
     # Nothing was scanned by the SaaS meanwhile (the task path skips the server too).
     assert not ScanResult.objects.filter(server=intranet).exists()
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "imap", "postgres"])
+def test_the_agent_speaks_starttls_with_the_scanners_code(people, lab, enrolled, protocol) -> None:
+    bundle = ca_bundle_create(team=people.team_a, name="lab root", pem=lab.root_pem)
+    endpoint = lab.starttls(protocol, lab.leaf(["mail.corp.test"]), hosts=["127.0.0.7"])
+    server = server_enrol(
+        team=people.team_a,
+        host=f"mail.corp.test:{endpoint.port}",
+        protocol=protocol,
+        pinned_ip="127.0.0.7",
+        ca_bundle=bundle,
+    )
+    Server.objects.filter(pk=server.pk).update(agent=enrolled.agent)
+    work = enrolled.work().json()
+    assert work["targets"][0]["protocol"] == protocol
+    assert enrolled.report(lab_scan(work["targets"], work["ca_bundle"])).json()["accepted"] == [str(server.uuid)]
+    row = ScanResult.objects.get(server=server, current=True, alternate=False)
+    assert row.trusted is True and row.names == ["mail.corp.test"]
+
+
+def test_the_work_list_carries_only_the_own_teams_private_cas(people, enrolled) -> None:
+    mine = self_signed(["corp-a-root"]).cert_pem
+    theirs = self_signed(["corp-b-root"]).cert_pem
+    ca_bundle_create(team=people.team_a, name="a", pem=mine)
+    ca_bundle_create(team=people.team_b, name="b", pem=theirs)
+    bundle = enrolled.work().json()["ca_bundle"]
+    assert mine.strip() in bundle and theirs.strip() not in bundle
