@@ -66,7 +66,12 @@ class Service:
             "port": self.port,
             "protocol": self.protocol,
             "sni": self.sni,
-            "probe": agentwire.probe_to_wire(self.probe),
+            # The leaf is all the server keeps of a found service: a /22 report stays small.
+            "probe": {
+                **agentwire.probe_to_wire(self.probe),
+                "chain": agentwire.probe_to_wire(self.probe)["chain"][:1],
+                "alt_chain": [],
+            },
         }
 
 

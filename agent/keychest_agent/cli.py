@@ -129,8 +129,8 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
     due = [t for t in targets if t.due]
     if due:
         results = tlsprobe.run_sync(scan_targets(due, ca_bundle=str(work.get("ca_bundle", "")), options=options))
-        for start in range(0, len(results), agentwire.MAX_RESULTS_PER_BATCH):
-            state.queue.put(results[start : start + agentwire.MAX_RESULTS_PER_BATCH])
+        for batch in agentwire.batches(results):
+            state.queue.put(batch)
         for item in results:
             logger.info("scanned %s: %s", item["target"], json.dumps(item["agent_verdict"], sort_keys=True))
     for item in work.get("ranges", []):

@@ -4,6 +4,7 @@ list, results judged by the server (never by the agent), clock skew, silence, an
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import time_machine
@@ -314,3 +315,11 @@ def test_the_work_list_carries_only_the_own_teams_private_cas(people, enrolled) 
     ca_bundle_create(team=people.team_b, name="b", pem=theirs)
     bundle = enrolled.work().json()["ca_bundle"]
     assert mine.strip() in bundle and theirs.strip() not in bundle
+
+
+def test_results_travel_in_batches_under_the_request_size_limit() -> None:
+    item = {"target": "x", "probes": [{"chain": ["A" * 30_000] * 3}]}
+    split = agentwire.batches([item] * 100)
+    assert sum(len(b) for b in split) == 100 and len(split) >= 10
+    assert all(len(json.dumps({"results": b})) < 2_621_440 for b in split)
+    assert [len(b) for b in agentwire.batches([{"target": "y"}] * 450)] == [200, 200, 50]
