@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Local development defaults; production sets DEBUG=0 and a real SECRET_KEY.
 export DEBUG ?= 1
 
-.PHONY: run test test-all test-fast lint format migrate demo venv dev-venv clean check-deploy backup restore-drill
+.PHONY: run test test-all test-fast lint format migrate demo venv dev-venv clean check-deploy backup restore-drill faults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ lint: dev-venv
 format: dev-venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The fault drill (docs/reliability.md): the whole stack on its own PostgreSQL and Redis, each
+# fault of issue 21 injected while work runs, load and a 30-minute soak; writes the report.
+faults: dev-venv
+	$(BIN)/python scripts/fault_drill.py $(FAULTS_ARGS)
 
 check-deploy: venv
 	DEBUG=0 SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=keychest.example.com \

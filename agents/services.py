@@ -21,9 +21,11 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from agents.models import DEFAULT_CADENCE, ENROLMENT_TOKEN_HOURS, MAX_CADENCE, MIN_CADENCE, Agent
+from discovery.models import IPRange
+from discovery.services import services_store, watched_names
 from events.models import EventKind, Severity
 from events.services import NewEvent, events_record_bulk
-from kcproto import agentwire
+from kcproto import agentwire, sweep
 from kcproto.agentwire import WireError
 from monitors.models import ScanResult, Server, TeamCABundle, WatchedDomain
 from monitors.scanning import Observed, ScanSummary, scan_store
@@ -187,6 +189,8 @@ def agent_work(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
             ).as_dict()
         )
     bundles = TeamCABundle.objects.for_team(agent.team).order_by("pk").values_list("pem", flat=True)
+    ranges = list(IPRange.objects.for_team(agent.team).filter(agent=agent, removed_at=None).order_by("pk"))
+    names = watched_names(agent.team_id) if ranges else []
     return {
         "protocol": agentwire.PROTOCOL_VERSION,
         "agent": str(agent.uuid),
@@ -194,7 +198,17 @@ def agent_work(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
         "server_time": now.isoformat(),
         "targets": targets,
         "ca_bundle": "\n".join(bundles),
-        "ranges": [],
+        "ranges": [
+            agentwire.RangeTarget(
+                id=str(r.uuid),
+                cidr=r.cidr,
+                ports=list(r.ports),
+                names=names,
+                rate_per_second=r.rate,
+                due=r.next_sweep_at is None or r.next_sweep_at <= now,
+            ).as_dict()
+            for r in ranges
+        ],
     }
 
 
@@ -281,6 +295,46 @@ def _uuids(texts: list[str]) -> list[str]:
         except ValueError:
             continue
     return out
+
+
+def agent_sweep_report(*, agent: Agent, data: Any, now: datetime | None = None) -> dict[str, int]:
+    """Store a sweep of one of this agent's ranges (services outside the range are dropped)."""
+    now = now or timezone.now()
+    if not isinstance(data, dict):
+        raise AgentRefused("a sweep report is an object")
+    ip_range = (
+        IPRange.objects.for_team(agent.team)
+        .filter(agent=agent, removed_at=None, uuid__in=_uuids([str(data.get("range", ""))[:40]]))
+        .first()
+    )
+    if ip_range is None:
+        raise AgentRefused("not-found")
+    items = data.get("services") or []
+    if not isinstance(items, list) or len(items) > sweep.MAX_RANGE_ADDRESSES * 4:
+        raise AgentRefused("services must be a list")
+    services = []
+    try:
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("port"), int):
+                raise WireError("a service has an address, a port and a probe")
+            probe = agentwire.probe_from_wire(item.get("probe"), port=item["port"])
+            if not probe.ok:
+                continue
+            sni = item.get("sni") or ""
+            protocol = item.get("protocol") or "tls"
+            if not isinstance(sni, str) or not isinstance(protocol, str):
+                raise WireError("sni and protocol are strings")
+            services.append(sweep.Service(probe.address, probe.port, protocol[:10], sni[:253], probe))
+    except WireError as exc:
+        raise AgentRefused(str(exc)) from None
+    seconds = data.get("seconds")
+    new, vanished = services_store(
+        ip_range=ip_range,
+        services=services,
+        now=now,
+        seconds=float(seconds) if isinstance(seconds, int | float) else None,
+    )
+    return {"services": len(services), "new": new, "vanished": vanished}
 
 
 # --- health -------------------------------------------------------------------------------------

@@ -142,7 +142,10 @@ def enrolments_release(*, api_key: ApiKey, ip: str | None) -> int:
     items = list(PendingEnrolment.objects.filter(api_key=api_key).order_by("created_at", "id"))
     for item in items:
         if item.kind == EnrolmentKind.SERVER:
-            server_enrol_for_key(api_key=api_key, host=item.host, port=item.port)
+            server, created = server_enrol_for_key(api_key=api_key, host=item.host, port=item.port)
+            if created:
+                # The id servers/add answered while the key was unconfirmed stays the server's id.
+                Server.objects.filter(pk=server.pk).update(uuid=item.uuid)
         else:
             certificate_upload(team=api_key.team, der=bytes(item.der or b""), user=api_key.user, api_key=api_key)
         audit_record(

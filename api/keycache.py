@@ -14,12 +14,9 @@ deactivated, renamed or deleted; a team deleted — advances it (`auth_epoch_bum
 services and by model signals as a net for admin edits). The key look-up reads the epoch in the
 same statement (one snapshot), so an entry always carries the epoch its rows were read under.
 
-Using an entry costs no round trip of its own: the request's first statement carries the check
-(`EpochGuard`: `SELECT kc_auth_epoch_is(e); <the statement>` in one message and one implicit
-transaction, so a changed epoch aborts the statement before it reads or writes anything). The
-caller then drops the entry and serves the request from a fresh look-up. Views that have no
-statement to carry it check the epoch with a query of its own (`epoch_read`). So a revoked key
-is refused by every process on its very next request. Entries also expire after
+Using an entry costs one small query: authentication reads the current epoch (`epoch_read`, a
+prepared statement) before the view runs, and when it has moved on drops the entry and looks
+the key up again. So a revoked key is refused by every process on its very next request. Entries also expire after
 `KEYCHEST_API_KEY_CACHE_SECONDS` (and the time-based rules — an unconfirmed key's 7-day window —
 are checked on every use).
 
@@ -36,13 +33,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 
 from api.models import ApiKey
 from keychest.accounts.models import Membership, Team, User
@@ -50,7 +46,6 @@ from keychest.sqlrows import Part, column, execute_prepared, table
 
 MAX_ENTRIES = 10_000
 EPOCH_SEQUENCE = "api_auth_epoch"
-EPOCH_CHANGED = "KCAE1"  # the SQLSTATE kc_auth_epoch_is() raises
 _EPOCH_VALUE = "(SELECT last_value FROM api_auth_epoch)"  # EPOCH_SEQUENCE
 
 # The columns authentication needs, by model; everything else stays deferred (loaded on access).
@@ -106,57 +101,6 @@ def auth_epoch_bump() -> None:
     """
     _epoch_advance()
     transaction.on_commit(_epoch_advance)
-
-
-class EpochChanged(Exception):
-    """The epoch a cached key was loaded under is no longer the current one."""
-
-
-class EpochGuard:
-    """A `connection.execute_wrapper` that makes the next statement check the epoch first.
-
-    In autocommit (a web request) the check and the statement go in one message, which
-    PostgreSQL runs as one implicit transaction: when the check fails, the statement does not
-    run. In a transaction the check is a statement of its own under a savepoint, so that its
-    failure leaves the caller's transaction usable; so is it before an `executemany`, which
-    cannot carry it. Savepoint commands pass unchecked.
-    `finish()` checks with a query of its own when no statement ran. Raises EpochChanged.
-    """
-
-    _PASS = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
-
-    def __init__(self, epoch: int) -> None:
-        self.sql = f"SELECT kc_auth_epoch_is({int(epoch)})"
-        self.checked = False
-
-    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        if self.checked or sql.startswith(self._PASS):
-            return execute(sql, params, many, context)
-        self.checked = True
-        if connection.get_autocommit() and not many:
-            return _refusing_stale(execute, f"{self.sql}; {sql}", params, many, context)
-        self._check(context["cursor"])
-        return execute(sql, params, many, context)
-
-    def _check(self, cursor: Any) -> None:
-        with nullcontext() if connection.get_autocommit() else transaction.atomic():
-            _refusing_stale(cursor.execute, self.sql)
-
-    def finish(self) -> None:
-        """Check the epoch unless a statement already did."""
-        if not self.checked:
-            self.checked = True
-            with connection.cursor() as cursor:
-                self._check(cursor)
-
-
-def _refusing_stale(execute: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return execute(*args)
-    except DatabaseError as exc:
-        if getattr(exc.__cause__, "pgcode", None) == EPOCH_CHANGED:
-            raise EpochChanged from exc
-        raise
 
 
 class KeyRecord:

@@ -33,3 +33,12 @@ def certificate_sources(cert: Certificate) -> list[str]:
     it was read from a CT log (not because it names a watched domain)."""
     found = [k for k in ("scan", "upload") if getattr(cert, f"from_{k}", False)]
     return [*found, "ct"] if cert.ct_logged else found
+
+
+def one_per_issuance(qs: QuerySet[Certificate]) -> QuerySet[Certificate]:
+    """A precertificate left out when its final certificate is in `qs` too (what the team sees),
+    not merely somewhere in the store: another team's final certificate must not hide it."""
+    final = Certificate.objects.filter(
+        id__in=qs.values("id"), issuance_key=OuterRef("issuance_key"), is_precertificate=False
+    )
+    return qs.exclude(Q(is_precertificate=True) & Exists(final))

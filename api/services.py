@@ -23,7 +23,8 @@ from django.utils import timezone
 
 from api import emails
 from api.audit import audit_record
-from api.keycache import auth_epoch_bump
+from api.enrolment import enrolments_release
+from api.keycache import auth_epoch_bump, key_load
 from api.keys import key_display_prefix, key_generate, key_hash, key_is_well_formed
 from api.models import (
     ApiKey,
@@ -127,7 +128,6 @@ def apikey_revoke(*, api_key: ApiKey, by: User, ip: str | None = None) -> ApiKey
 def apikey_find(secret: str) -> ApiKey | None:
     """The key row for a presented secret, with its user, team and the user's role in that team
     (`member_role`): one hand-written query (api/keycache.py), never cached."""
-    from api.keycache import key_load
 
     if not secret or len(secret) > 128:
         return None
@@ -229,6 +229,15 @@ def claim_create(*, email: str, secret: str | None, ip: str | None, user_agent: 
     if secret is not None and not key_is_well_formed(secret):
         return ClaimResult(ClaimStatus.INVALID_KEY, email=clean_email)
     limits = _limits()
+    # Per client first, the global cap last (security finding 6): claims refused for their IP
+    # or their address must not use up everyone's budget. Every attempt counts here, a repeated
+    # one too (each writes an audit row). Only the first refusal of a window is audited, so a
+    # flood of refused claims writes no more rows than the budget allows.
+    per_ip = hit(limits["claims_ip"], _ip(ip) or "unknown")
+    if not per_ip.allowed:
+        if per_ip.used == per_ip.limit + 1:
+            audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail="claims per IP per hour")
+        return ClaimResult(ClaimStatus.TOO_MANY, email=clean_email)
     if secret is not None:
         existing = ApiKey.objects.select_related("team", "user").filter(key_hash=key_hash(secret)).first()
         if existing is not None:
@@ -236,11 +245,6 @@ def claim_create(*, email: str, secret: str | None, ip: str | None, user_agent: 
     else:
         secret = key_generate()
 
-    # Per client first, the global cap last (security finding 6): claims refused for their IP
-    # or their address must not use up everyone's budget.
-    if not hit(limits["claims_ip"], _ip(ip) or "unknown").allowed:
-        audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail="claims per IP per hour")
-        return ClaimResult(ClaimStatus.TOO_MANY, email=clean_email)
     if ClaimBlock.objects.filter(email=clean_email).exists():
         audit_record(team=None, action=AuditAction.CLAIM_REFUSED, ip=ip, detail=f"{clean_email} blocks automatic keys")
         return ClaimResult(ClaimStatus.NOT_ALLOWED, email=clean_email)
@@ -380,8 +384,6 @@ def claim_confirm(*, claim: Claim, ip: str | None, password: str | None = None) 
     """The address owner confirms: the key works fully, held items become watched items."""
     from allauth.account.models import EmailAddress
     from django.contrib.auth.password_validation import validate_password
-
-    from api.enrolment import enrolments_release
 
     with transaction.atomic():
         locked = _lock_pending(claim)

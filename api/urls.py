@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from api import fastpath, views_pages, views_v10
+from api import views_pages, views_v10
 
 v10 = [
     path("ping", views_v10.PingView.as_view(), name="v10_ping"),
     path("user", views_v10.UserView.as_view(), name="v10_user"),
     path("access/claim", views_v10.ClaimView.as_view(), name="v10_claim"),
     path("access/claim/<str:email>", views_v10.ClaimGenerateView.as_view(), name="v10_claim_generate"),
-    # The two hottest calls: a lean path, falling back to the DRF view (api/fastpath.py).
-    path("servers/add", fastpath.servers_add, name="v10_servers_add"),
+    path("servers/add", views_v10.ServerAddView.as_view(), name="v10_servers_add"),
     path("certificate/add", views_v10.CertificateAddView.as_view(), name="v10_certificate_add"),
-    path("servers/expiration/<str:domain>", fastpath.servers_expiration, name="v10_servers_expiration"),
+    path("servers/expiration/<str:domain>", views_v10.ExpirationView.as_view(), name="v10_servers_expiration"),
 ]
 
 pages = [

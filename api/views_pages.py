@@ -15,15 +15,16 @@ from api.exports import calendar_feed_rotate, calendar_feed_url
 from api.models import ApiKey, AuditEntry, ClaimBlock, ClaimKind, Scope
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from keychest.ratelimit import client_ip
 from keychest.tenancy import get_for_team_or_404
 
 CLAIM_ACTIONS = {"confirm", "revoke", "block"}
 
 
-def _keys_context(request: HttpRequest) -> dict[str, object]:
-    team = request.team  # type: ignore[attr-defined]
-    membership = request.membership  # type: ignore[attr-defined]
+def _keys_context(request: TeamRequest) -> dict[str, object]:
+    team = request.team
+    membership = request.membership
     keys = ApiKey.objects.for_team(team).select_related("user").order_by("-created_at", "-id")
     return {
         "team": team,
@@ -38,17 +39,17 @@ def _keys_context(request: HttpRequest) -> dict[str, object]:
 
 
 @team_required()
-def keys_page(request: HttpRequest) -> HttpResponse:
+def keys_page(request: TeamRequest) -> HttpResponse:
     return render(request, "api/keys.html", _keys_context(request))
 
 
 @team_required(Role.MEMBER)
 @require_POST
-def key_create(request: HttpRequest) -> HttpResponse:
+def key_create(request: TeamRequest) -> HttpResponse:
     try:
         new = services.apikey_create(
-            team=request.team,  # type: ignore[attr-defined]
-            user=request.user,  # type: ignore[arg-type]
+            team=request.team,
+            user=request.user,
             name=request.POST.get("name", ""),
             scopes=request.POST.getlist("scopes"),
             ip=client_ip(request),
@@ -66,10 +67,10 @@ def key_create(request: HttpRequest) -> HttpResponse:
 
 @team_required()
 @require_POST
-def key_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
-    api_key = get_for_team_or_404(ApiKey, request.team, key_id)  # type: ignore[attr-defined]
+def key_revoke(request: TeamRequest, key_id: str) -> HttpResponse:
+    api_key = get_for_team_or_404(ApiKey, request.team, key_id)
     try:
-        services.apikey_revoke(api_key=api_key, by=request.user, ip=client_ip(request))  # type: ignore[arg-type]
+        services.apikey_revoke(api_key=api_key, by=request.user, ip=client_ip(request))
     except PermissionDenied as error:
         messages.error(request, str(error))
         return redirect("api_keys")
@@ -79,16 +80,16 @@ def key_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
 
 @team_required()
 @require_POST
-def claims_unblock(request: HttpRequest) -> HttpResponse:
-    services.claim_unblock(user=request.user, ip=client_ip(request))  # type: ignore[arg-type]
+def claims_unblock(request: TeamRequest) -> HttpResponse:
+    services.claim_unblock(user=request.user, ip=client_ip(request))
     messages.success(request, "Scripts may ask for keys for your address again; each still needs your confirmation.")
     return redirect("api_keys")
 
 
 @team_required()
 @require_POST
-def calendar_rotate(request: HttpRequest) -> HttpResponse:
-    calendar_feed_rotate(user=request.user)  # type: ignore[arg-type]
+def calendar_rotate(request: TeamRequest) -> HttpResponse:
+    calendar_feed_rotate(user=request.user)
     messages.success(request, "A new calendar address was made; the old one no longer works.")
     return redirect("api_keys")
 

@@ -33,7 +33,7 @@ from api.services import claim_create
 from kcproto.targets import InvalidTarget, parse_target
 from kcproto.x509 import MAX_CERTIFICATE_BYTES, CertificateParseError
 from keychest.ratelimit import client_ip
-from monitors.services import AlreadyWatched, server_enrol
+from monitors.services import AlreadyWatched, server_enrol, target_refusal
 
 
 class CompatView(APIView):
@@ -181,7 +181,10 @@ class ServerAddSerializer(serializers.Serializer):
 
 
 class ServerAddResponseSerializer(StatusSerializer):
-    id = serializers.UUIDField(required=False)
+    id = serializers.UUIDField(
+        required=False, help_text="the server's id (a held item's id becomes its server's id on confirmation)"
+    )
+    key = serializers.CharField(required=False, help_text="host:port, as servers/expiration/{domain} takes it")
     domain = serializers.CharField(required=False)
     port = serializers.IntegerField(required=False)
     pending = serializers.BooleanField(required=False)
@@ -207,7 +210,7 @@ class ServerAddView(CompatView):
 
 
 def server_add_answer(caller: Caller | None, data: Any, ip: str) -> tuple[dict[str, Any], int]:
-    """The body and status of POST /servers/add (shared by the view and api/fastpath.py)."""
+    """The body and status of POST /servers/add."""
     refused = _refusal(caller, Scope.ENROL)
     if refused is not None:
         return refused
@@ -220,12 +223,19 @@ def server_add_answer(caller: Caller | None, data: Any, ip: str) -> tuple[dict[s
     except InvalidTarget as exc:
         return {"status": "invalid-domain", "detail": str(exc)}, 400
     if caller.api_key is not None and not caller.api_key.is_confirmed():
+        refusal = target_refusal(team=caller.team, host=host)
+        if refusal is not None:
+            return {"status": "invalid-domain", "detail": refusal}, 400
         try:
             item, created = enrolment_hold_server(api_key=caller.api_key, host=host, port=port or 443, ip=ip)
         except HoldBudgetSpent as exc:
             return {"status": "too-many", "detail": str(exc)}, 429
+        # As the original service did, a held item has an `id` and a `key` from the start; the
+        # id becomes the server's once the key is confirmed (api.enrolment.enrolments_release).
         return {
             "status": "success" if created else "already-inserted",
+            "id": item.uuid,
+            "key": f"{host}:{item.port}",
             "domain": host,
             "port": item.port,
             "pending": True,
@@ -239,11 +249,19 @@ def server_add_answer(caller: Caller | None, data: Any, ip: str) -> tuple[dict[s
         return {
             "status": "already-inserted",
             "id": existing.uuid,
+            "key": f"{existing.host}:{existing.port}",
             "domain": existing.host,
             "port": existing.port,
             "pending": False,
         }, 200
-    return {"status": "success", "id": server.uuid, "domain": server.host, "port": server.port, "pending": False}, 200
+    return {
+        "status": "success",
+        "id": server.uuid,
+        "key": f"{server.host}:{server.port}",
+        "domain": server.host,
+        "port": server.port,
+        "pending": False,
+    }, 200
 
 
 class CertificateAddSerializer(serializers.Serializer):
@@ -348,7 +366,7 @@ class ExpirationView(CompatView):
 
 
 def expiration_answer(caller: Caller | None, domain: str) -> tuple[dict[str, Any], int]:
-    """The body and status of GET /servers/expiration/{domain} (shared with api/fastpath.py).
+    """The body and status of GET /servers/expiration/{domain}.
 
     Unconfirmed keys (enrol scope only) may still read the status of what they enrolled.
     """

@@ -26,7 +26,7 @@ ensure_db kc_api_bench
 ensure_db kc_bench_dashboard
 ensure_db kc_bench_reports
 ensure_db kc_bench_ct
-run scanner env DATABASE_URL="$PG/kc_bench_scanner" .venv/bin/python bench/scan_throughput.py
+run scanner env DATABASE_URL="$PG/kc_bench_scanner" REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}" .venv/bin/python bench/scan_throughput.py
 run api env DATABASE_URL="$PG/kc_api_bench" .venv/bin/python bench/api.py
 run dashboard env DATABASE_URL="$PG/kc_bench_dashboard" .venv/bin/python bench/dashboard.py
 run metrics env DATABASE_URL="$PG/kc_bench_dashboard" .venv/bin/python bench/metrics.py

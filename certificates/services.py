@@ -178,20 +178,26 @@ def _one_per_issuance(qs: QuerySet[Certificate]) -> QuerySet[Certificate]:
 
 
 def certificates_for(
-    domain: str, include_subdomains: bool = True, valid_at: datetime | None = None
+    domain: str,
+    include_subdomains: bool = True,
+    valid_at: datetime | None = None,
+    *,
+    one_per_issuance: bool = True,
 ) -> QuerySet[Certificate]:
     """Certificates naming `domain` (and, by default, any name under it), newest first.
 
     A wildcard covering the name counts ("*.example.com" for "www.example.com"). One row per
-    issuance: a precertificate is left out when its final certificate is stored. `valid_at`
-    keeps only certificates valid at that moment. Raises InvalidName for a malformed domain.
+    issuance: a precertificate is left out when its final certificate is stored (unless
+    `one_per_issuance` is off: a caller that shows only part of the store, a team's view, must
+    merge within that part). `valid_at` keeps only certificates valid at that moment. Raises
+    InvalidName for a malformed domain.
     """
     name = normalise_name(domain)
     names = CertificateName.objects.filter(_names_query(name, include_subdomains=include_subdomains))
     if valid_at is not None:
         names = names.filter(not_before__lte=valid_at, not_after__gt=valid_at)
     qs = Certificate.objects.filter(id__in=names.values("certificate_id"))
-    return _one_per_issuance(qs).order_by("-not_before", "-id")
+    return (_one_per_issuance(qs) if one_per_issuance else qs).order_by("-not_before", "-id")
 
 
 def newest_certificate_for_name(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -16,6 +16,7 @@ from agents.models import DEFAULT_CADENCE, MAX_CADENCE, MIN_CADENCE, Agent
 from agents.services import agent_create, agent_revoke, server_assign
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role, Team
+from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 from monitors.models import Server
 
@@ -30,14 +31,14 @@ class AgentForm(forms.Form):
     )
 
 
-def _page(request: HttpRequest, team: Team, *, form: AgentForm, token: str = "", status: int = 200) -> HttpResponse:
+def _page(request: TeamRequest, team: Team, *, form: AgentForm, token: str = "", status: int = 200) -> HttpResponse:
     now = timezone.now()
     agents = list(
         Agent.objects.for_team(team).annotate(server_count=Count("servers", filter=Q(servers__removed_at=None)))
     )
     for agent in agents:
         agent.current_state = agent.state(now)  # type: ignore[attr-defined]
-    can_edit = request.membership.has_role(Role.ADMIN)  # type: ignore[attr-defined]
+    can_edit = request.membership.has_role(Role.ADMIN)
     servers = Server.objects.for_team(team).filter(removed_at=None).select_related("agent").order_by("host", "port")
     return render(
         request,
@@ -57,11 +58,11 @@ def _page(request: HttpRequest, team: Team, *, form: AgentForm, token: str = "",
 
 
 @team_required()
-def agent_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def agent_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     if request.method != "POST":
         return _page(request, team, form=AgentForm())
-    if not request.membership.has_role(Role.ADMIN):  # type: ignore[attr-defined]
+    if not request.membership.has_role(Role.ADMIN):
         return HttpResponse("Only admins and owners can create agents.", status=403)
     form = AgentForm(request.POST)
     if not form.is_valid():
@@ -75,8 +76,8 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @team_required(Role.ADMIN)
-def agent_revoke_view(request: HttpRequest, agent_id: str) -> HttpResponse:
-    agent = get_for_team_or_404(Agent, request.team, agent_id)  # type: ignore[attr-defined]
+def agent_revoke_view(request: TeamRequest, agent_id: str) -> HttpResponse:
+    agent = get_for_team_or_404(Agent, request.team, agent_id)
     agent_revoke(agent=agent)
     messages.success(request, f"Agent {agent.name} is revoked: its key no longer works.")
     return redirect("agent_list")
@@ -84,8 +85,8 @@ def agent_revoke_view(request: HttpRequest, agent_id: str) -> HttpResponse:
 
 @require_POST
 @team_required(Role.ADMIN)
-def agent_assign_view(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def agent_assign_view(request: TeamRequest) -> HttpResponse:
+    team = request.team
     server = get_for_team_or_404(Server.objects.filter(removed_at=None), team, request.POST.get("server", ""))
     chosen = request.POST.get("agent", "")
     agent = get_for_team_or_404(Agent.objects.filter(revoked_at=None), team, chosen) if chosen else None

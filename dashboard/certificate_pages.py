@@ -15,15 +15,15 @@ import base64
 from datetime import timedelta
 from typing import Any
 
-from django.apps import apps
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from certificates.models import Certificate, CertificateName, RenewalInfo
+from certificates.models import Certificate, CertificateName, RenewalInfo, UploadedCertificate
 from keychest.accounts.decorators import team_required
+from keychest.accounts.types import TeamRequest
 from monitors.models import ScanResult
 from monitors.visibility import logged_under_watched_domains, scanned_by
 
@@ -40,20 +40,6 @@ SOURCES = (("", "Any source"), ("scan", "Seen on a server"), ("ct", "From CT log
 DEPLOYED = (("", "Deployed or not"), ("yes", "Deployed now"), ("no", "Not deployed"))
 
 
-def _uploads(team: Any) -> QuerySet[Any] | None:
-    """The team's uploaded certificates, when the API app (which owns uploads) is installed.
-
-    Looked up through the app registry: certificates/ must not import api/.
-    """
-    if not apps.is_installed("api"):
-        return None
-    try:
-        model = apps.get_model("api", "UploadedCertificate")
-    except LookupError:
-        return None
-    return model.objects.filter(team=team)
-
-
 def team_certificates(team: Any) -> QuerySet[Certificate]:
     """Every certificate the team may see, one row per issuance, with source and deployment flags.
 
@@ -62,9 +48,8 @@ def team_certificates(team: Any) -> QuerySet[Certificate]:
     scanned = scanned_by(team)
     deployed = scanned.filter(current=True, server__removed_at=None)
     visible = Q(sha256__in=scanned.values("leaf_sha256"))
-    uploads = _uploads(team)
-    if uploads is not None:
-        visible |= Q(id__in=uploads.values("certificate_id"))
+    uploads = UploadedCertificate.objects.filter(team=team)
+    visible |= Q(id__in=uploads.values("certificate_id"))
     logged = logged_under_watched_domains(team)
     if logged is not None:
         visible |= logged
@@ -76,10 +61,9 @@ def team_certificates(team: Any) -> QuerySet[Certificate]:
         .annotate(
             from_scan=Exists(scanned.filter(leaf_sha256=OuterRef("sha256"))),
             deployed=Exists(deployed.filter(leaf_sha256=OuterRef("sha256"))),
+            from_upload=Exists(uploads.filter(certificate=OuterRef("pk"))),
         )
     )
-    if uploads is not None:
-        qs = qs.annotate(from_upload=Exists(uploads.filter(certificate=OuterRef("pk"))))
     return qs
 
 
@@ -120,8 +104,8 @@ def sources_of(cert: Certificate) -> list[str]:
 
 
 @team_required()
-def certificate_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def certificate_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     params = {key: request.GET.get(key, "").strip()[:200] for key in ("q", "issuer", "window", "source", "deployed")}
     qs = team_certificates(team)
     qs = _filter(qs, params, "from_upload" in qs.query.annotations).order_by("not_after", "id")
@@ -161,8 +145,8 @@ def _visible_or_404(team: Any, sha256: str) -> Certificate:
 
 
 @team_required()
-def certificate_detail(request: HttpRequest, sha256: str) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def certificate_detail(request: TeamRequest, sha256: str) -> HttpResponse:
+    team = request.team
     cert = _visible_or_404(team, sha256)
     results = list(
         ScanResult.objects.for_team(team)
@@ -202,8 +186,8 @@ def pem_of(der: bytes | memoryview) -> str:
 
 
 @team_required()
-def certificate_pem(request: HttpRequest, sha256: str) -> HttpResponse:
-    cert = _visible_or_404(request.team, sha256)  # type: ignore[attr-defined]
+def certificate_pem(request: TeamRequest, sha256: str) -> HttpResponse:
+    cert = _visible_or_404(request.team, sha256)
     if not cert.der or cert.thinned:
         raise Http404("The DER of this expired certificate is no longer kept")
     response = HttpResponse(pem_of(cert.der), content_type="application/x-pem-file")

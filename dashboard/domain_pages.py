@@ -11,8 +11,8 @@ from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,12 +23,13 @@ from kcproto.names import InvalidName, reversed_name
 from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
-from monitors.domains import domain_unwatch, domain_watch
+from monitors.domains import domain_unwatch, domain_watch, hosts_auto_watch
 from monitors.models import DiscoveredHost, Server, WatchedDomain
 from monitors.registrations import registered_domain_of, registrations_for_names
-from monitors.visibility import names_the_team_may_see, visible_hosts
+from monitors.visibility import names_the_team_may_see, visible_host_counts, visible_hosts
 
 PAGE_SIZE = 50
 
@@ -68,17 +69,12 @@ def domain_issuances(watched: WatchedDomain) -> QuerySet[Certificate]:
 
 
 @team_required()
-def domain_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
-    domains = list(
-        WatchedDomain.objects.for_team(team)
-        .filter(removed_at=None)
-        .annotate(
-            hosts=Count("discovered_hosts", distinct=True),
-            unwatched=Count("discovered_hosts", filter=Q(discovered_hosts__watched_at=None), distinct=True),
-        )
-        .order_by("domain", "id")
-    )
+def domain_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
+    domains = list(WatchedDomain.objects.for_team(team).filter(removed_at=None).order_by("domain", "id"))
+    counts = visible_host_counts(team, domains)
+    for d in domains:
+        d.hosts, d.unwatched = counts.get(d.pk, (0, 0))  # type: ignore[attr-defined]
     now = timezone.now()
     registrations = registrations_for_names({d.domain for d in domains})
     for d in domains:
@@ -91,39 +87,41 @@ def domain_list(request: HttpRequest) -> HttpResponse:
             "team": team,
             "domains": domains,
             "form": WatchDomainForm(),
-            "can_edit": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
+            "can_edit": request.membership.has_role(Role.MEMBER),
         },
     )
 
 
 @team_required(Role.MEMBER)
 @require_POST
-def domain_add(request: HttpRequest) -> HttpResponse:
+def domain_add(request: TeamRequest) -> HttpResponse:
     form = WatchDomainForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Enter a domain name, e.g. example.com.")
         return redirect("domain_list")
     try:
         watched = domain_watch(
-            team=request.team,  # type: ignore[attr-defined]
+            team=request.team,
             domain=form.cleaned_data["domain"],
             auto_watch=form.cleaned_data["auto_watch"],
-            added_by=request.user,  # type: ignore[arg-type]
+            added_by=request.user,
         )
     except InvalidName as error:
         messages.error(request, f"Not watched: {error}")
         return redirect("domain_list")
-    messages.success(request, f"Watching {watched.domain} in Certificate Transparency; its history is below.")
+    typed = form.cleaned_data["domain"].strip()
+    read_as = f" (read from “{typed[:100]}”)" if typed.lower().rstrip(".") != watched.domain else ""
+    messages.success(request, f"Watching {watched.domain}{read_as} in Certificate Transparency; its history is below.")
     return redirect("domain_detail", domain_id=watched.uuid)
 
 
-def _watched(request: HttpRequest, domain_id: Any) -> WatchedDomain:
-    return get_for_team_or_404(WatchedDomain.objects.filter(removed_at=None), request.team, domain_id)  # type: ignore[attr-defined]
+def _watched(request: TeamRequest, domain_id: Any) -> WatchedDomain:
+    return get_for_team_or_404(WatchedDomain.objects.filter(removed_at=None), request.team, domain_id)
 
 
 @team_required()
-def domain_detail(request: HttpRequest, domain_id: Any) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def domain_detail(request: TeamRequest, domain_id: Any) -> HttpResponse:
+    team = request.team
     watched = _watched(request, domain_id)
     tab = "hosts" if request.GET.get("tab") == "hosts" else "history"
     hosts = visible_hosts(watched).order_by("name", "id")
@@ -163,14 +161,14 @@ def domain_detail(request: HttpRequest, domain_id: Any) -> HttpResponse:
             "page_obj": page,
             "rows": rows,
             "host_count": hosts.count(),
-            "can_edit": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
+            "can_edit": request.membership.has_role(Role.MEMBER),
         },
     )
 
 
 @team_required(Role.MEMBER)
 @require_POST
-def domain_remove(request: HttpRequest, domain_id: Any) -> HttpResponse:
+def domain_remove(request: TeamRequest, domain_id: Any) -> HttpResponse:
     watched = _watched(request, domain_id)
     domain_unwatch(watched_domain=watched)
     messages.success(request, f"{watched.domain} is no longer watched (its history is kept).")
@@ -179,15 +177,13 @@ def domain_remove(request: HttpRequest, domain_id: Any) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def domain_auto_watch(request: HttpRequest, domain_id: Any) -> HttpResponse:
+def domain_auto_watch(request: TeamRequest, domain_id: Any) -> HttpResponse:
     watched = _watched(request, domain_id)
     enable = request.POST.get("enable") == "1"
     watched = domain_watch(
         team=watched.team, domain=watched.domain, include_subdomains=watched.include_subdomains, auto_watch=enable
     )
     if enable:
-        from monitors.domains import hosts_auto_watch
-
         pending = list(visible_hosts(watched).filter(watched_at=None).values_list("name", flat=True))
         added = hosts_auto_watch(watched_domain=watched, names=pending)
         messages.success(
@@ -200,12 +196,12 @@ def domain_auto_watch(request: HttpRequest, domain_id: Any) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def domain_host_watch(request: HttpRequest, domain_id: Any, host_id: Any) -> HttpResponse:
+def domain_host_watch(request: TeamRequest, domain_id: Any, host_id: Any) -> HttpResponse:
     watched = _watched(request, domain_id)
-    host = get_for_team_or_404(visible_hosts(watched), request.team, host_id)  # type: ignore[attr-defined]
+    host = get_for_team_or_404(visible_hosts(watched), request.team, host_id)
     try:
         with transaction.atomic():
-            server = services.server_enrol(team=watched.team, host=host.name, added_by=request.user)  # type: ignore[arg-type]
+            server = services.server_enrol(team=watched.team, host=host.name, added_by=request.user)
         messages.success(request, f"Watching {server.label}.")
     except services.AlreadyWatched as already:
         messages.info(request, f"{already.server.label} is already watched.")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from monitors.issuance import issuance_policy_set
 from monitors.models import IssuancePolicy, WatchedDomain
 
@@ -36,9 +37,9 @@ class IssuancePolicyForm(forms.Form):
 
 
 @team_required()
-def issuance_policy(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
-    can_edit = request.membership.has_role(Role.ADMIN)  # type: ignore[attr-defined]
+def issuance_policy(request: TeamRequest) -> HttpResponse:
+    team = request.team
+    can_edit = request.membership.has_role(Role.ADMIN)
     policy = IssuancePolicy.objects.for_team(team).first()
     initial = {
         "allowed_issuers": "\n".join(policy.allowed_issuers) if policy else "",

@@ -37,6 +37,7 @@ from dashboard.formatting import (
     when_abs_html,
     when_html,
 )
+from kcproto.checks import CODES
 
 # Stands for a server's UUID in a URL reversed once per page; no route contains it.
 _UUID = "00000000-0000-4000-8000-0000000000ee"
@@ -53,6 +54,7 @@ class ServerRow(TypedDict):
     status_html: str
     expires_html: str
     issuer: str
+    why: str
     last_scan_html: str
     tags_html: str
     pause_url: str
@@ -85,6 +87,21 @@ def _tags_cell(tags: Iterable[Any]) -> str:
     return SafeString("".join([format_html_fast('<span class="tag">{}</span>', tag) for tag in tags]))
 
 
+def why_text(server: Any) -> str:
+    """The status's reason in the words of kcproto.checks.CODES ("Nothing accepts connections on
+    the port (192.0.2.1)"), or what the server waits for."""
+    if server.paused:
+        return "Paused: not scanned until resumed"
+    if server.last_scan_at is None:
+        return "Waiting for its first scan"
+    code = getattr(server, "why_code", None)
+    if not code:
+        return ""
+    words = CODES[code][1] if code in CODES else code.replace("_", " ")
+    address = getattr(server, "why_address", "") or ""
+    return f"{words} ({address})" if address else words
+
+
 def server_rows(servers: Iterable[Any], *, now: datetime | None = None, tz: tzinfo | None = None) -> list[ServerRow]:
     """The list's rows for servers from `servers_annotated` with `status` set (as the view does)."""
     now = now or timezone.now()
@@ -110,6 +127,7 @@ def server_rows(servers: Iterable[Any], *, now: datetime | None = None, tz: tzin
                 status_html=STATUS_BADGE_HTML.get(server.status) or badge(server.status),
                 expires_html=_expires_cell(server.expires_at, now, tz),
                 issuer=issuer_cell(server.issuer_name or "", language),
+                why=why_text(server),
                 last_scan_html=when_html(server.last_scan_at, now=now, tz=tz),
                 tags_html=_tags_cell(server.tags or ()),
                 pause_url=pause.replace(_UUID, key),

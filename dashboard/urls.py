@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from dashboard import agent_pages, policy_pages, views
+from dashboard import agent_pages, policy_pages, range_pages, views
 from dashboard import certificate_pages as pages
 from dashboard import domain_pages as pages_domains
 
@@ -23,6 +23,10 @@ register_converter(Sha256Converter, "sha256")
 
 urlpatterns = [
     path("agents/", agent_pages.agent_list, name="agent_list"),
+    path("ranges/", range_pages.range_list, name="range_list"),
+    path("ranges/<uuid:range_id>/", range_pages.range_detail, name="range_detail"),
+    path("ranges/<uuid:range_id>/watch/", range_pages.range_watch, name="range_watch"),
+    path("ranges/<uuid:range_id>/remove/", range_pages.range_remove_view, name="range_remove"),
     path("agents/assign/", agent_pages.agent_assign_view, name="agent_assign"),
     path("agents/<uuid:agent_id>/revoke/", agent_pages.agent_revoke_view, name="agent_revoke"),
     path("dashboard/", views.dashboard, name="dashboard"),

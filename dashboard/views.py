@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -11,13 +11,14 @@ from dashboard.charts import HEIGHT, WIDTH, calendar_columns
 from dashboard.selectors import dashboard_for
 from health.checks import team_freshness_from
 from keychest.accounts.decorators import team_required
+from keychest.accounts.types import TeamRequest
 
 
 @team_required()
-def dashboard(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def dashboard(request: TeamRequest) -> HttpResponse:
+    team = request.team
     now = timezone.now()
-    data = dashboard_for(team=team, now=now, tz=request.user.tzinfo)  # type: ignore[union-attr]
+    data = dashboard_for(team=team, now=now, tz=request.user.tzinfo)
     return render(
         request,
         "dashboard/index.html",

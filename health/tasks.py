@@ -36,7 +36,7 @@ def canary_scan(now: datetime | None = None) -> Heartbeat:
     except InvalidTarget as error:
         ok, summary, details = False, f"The canary target {target!r} is not valid: {error}", {}
     else:
-        ok, summary, details = _judge(target, result)
+        ok, summary, details = _judge(target, result.as_dict())
     beat, _ = Heartbeat.objects.update_or_create(
         name=CANARY, defaults={"at": now, "ok": ok, "summary": summary[:500], "details": details}
     )

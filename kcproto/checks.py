@@ -136,67 +136,74 @@ def address_checks(
     address = probe.address
     if probe.error_code:
         return [FindingSpec(probe.error_code, probe.error_message or CODES[probe.error_code][1], address)]
-    out: list[FindingSpec] = []
     if validation is None or validation.leaf is None:
         reason = validation.malformed if validation else "no certificate"
         return [FindingSpec("malformed_certificate", f"The certificate cannot be parsed: {reason}", address)]
+    validity = validity_checks(
+        validation,
+        address,
+        now=now,
+        due_fraction=due_fraction,
+        overdue_fraction=overdue_fraction,
+        ari_window=ari_window,
+    )
+    found = validity + trust_checks(validation, address, host=host)
+    codes = {spec.code for spec in found}
+    if not validation.trusted and validation.verifier_error and not codes & _EXPLAINS_REFUSAL:
+        message = f"Untrusted: refused by the web PKI profile: {validation.verifier_error}"
+        found.append(FindingSpec("untrusted", message, address))
+    return found + transport_checks(probe)
+
+
+def validity_checks(
+    validation: Validation,
+    address: str,
+    *,
+    now: datetime,
+    due_fraction: float | None = None,
+    overdue_fraction: float | None = None,
+    ari_window: tuple[datetime, datetime] | None = None,
+) -> list[FindingSpec]:
+    """Expired, not yet valid, renewal overdue or due (by its own lifetime or the CA's ARI window)."""
     leaf = validation.leaf
+    assert leaf is not None
     state = renewal.renewal_state(
         leaf.not_before, leaf.not_after, now, due_fraction=due_fraction, overdue_fraction=overdue_fraction
     )
     expiry = {"not_after": leaf.not_after.isoformat(), "not_before": leaf.not_before.isoformat()}
     days = renewal.days_left(leaf.not_after, now)
+    ari = {}
+    if ari_window is not None:
+        ari = {**expiry, "ari_window_start": ari_window[0].isoformat(), "ari_window_end": ari_window[1].isoformat()}
     if state == "expired":
-        out.append(FindingSpec("expired", f"The certificate expired {abs(days):.1f} days ago", address, expiry))
-    elif state == "not_yet_valid":
-        out.append(
-            FindingSpec(
-                "not_yet_valid",
-                f"The certificate is valid only from {leaf.not_before:%Y-%m-%d %H:%M} UTC",
-                address,
-                expiry,
-            )
+        return [FindingSpec("expired", f"The certificate expired {abs(days):.1f} days ago", address, expiry)]
+    if state == "not_yet_valid":
+        message = f"The certificate is valid only from {leaf.not_before:%Y-%m-%d %H:%M} UTC"
+        return [FindingSpec("not_yet_valid", message, address, expiry)]
+    if ari_window is not None and now >= ari_window[1]:
+        message = f"Renewal overdue: the CA's suggested renewal window (ARI) ended {ari_window[1]:%Y-%m-%d %H:%M} UTC"
+        return [FindingSpec("renewal_overdue", message, address, ari)]
+    if state == "overdue":
+        message = f"Renewal overdue: {days:.1f} days left of {leaf.lifetime.days} days"
+        return [FindingSpec("renewal_overdue", message, address, expiry)]
+    if state == "due":
+        message = f"Renewal due: {days:.1f} days left of {leaf.lifetime.days} days"
+        return [FindingSpec("renewal_due", message, address, expiry)]
+    if ari_window is not None and now >= ari_window[0]:
+        message = (
+            f"Renewal due: the CA suggests renewing now (ARI window {ari_window[0]:%Y-%m-%d %H:%M} to "
+            f"{ari_window[1]:%Y-%m-%d %H:%M} UTC), {days:.1f} days before expiry"
         )
-    elif ari_window is not None and now >= ari_window[1]:
-        out.append(
-            FindingSpec(
-                "renewal_overdue",
-                f"Renewal overdue: the CA's suggested renewal window (ARI) ended {ari_window[1]:%Y-%m-%d %H:%M} UTC",
-                address,
-                {**expiry, "ari_window_start": ari_window[0].isoformat(), "ari_window_end": ari_window[1].isoformat()},
-            )
-        )
-    elif state == "overdue":
-        out.append(
-            FindingSpec(
-                "renewal_overdue",
-                f"Renewal overdue: {days:.1f} days left of {leaf.lifetime.days} days",
-                address,
-                expiry,
-            )
-        )
-    elif state == "due":
-        out.append(
-            FindingSpec(
-                "renewal_due", f"Renewal due: {days:.1f} days left of {leaf.lifetime.days} days", address, expiry
-            )
-        )
-    elif ari_window is not None and now >= ari_window[0]:
-        out.append(
-            FindingSpec(
-                "renewal_due",
-                f"Renewal due: the CA suggests renewing now (ARI window {ari_window[0]:%Y-%m-%d %H:%M} to "
-                f"{ari_window[1]:%Y-%m-%d %H:%M} UTC), {days:.1f} days before expiry",
-                address,
-                {**expiry, "ari_window_start": ari_window[0].isoformat(), "ari_window_end": ari_window[1].isoformat()},
-            )
-        )
+        return [FindingSpec("renewal_due", message, address, ari)]
+    return []
+
+
+def trust_checks(validation: Validation, address: str, *, host: str) -> list[FindingSpec]:
+    """Host name, the chain's own reasons, CA flag on the leaf, key and signature strength, extensions."""
+    out: list[FindingSpec] = []
     if not validation.hostname_ok:
-        out.append(
-            FindingSpec(
-                "hostname_mismatch", validation.hostname_reason or f"The certificate does not name {host}", address
-            )
-        )
+        message = validation.hostname_reason or f"The certificate does not name {host}"
+        out.append(FindingSpec("hostname_mismatch", message, address))
     out.extend(FindingSpec(r.code, r.message, address) for r in validation.reasons)
     if validation.ca_leaf:
         out.append(FindingSpec("ca_leaf", "The server certificate is marked as a CA certificate", address))
@@ -213,13 +220,16 @@ def address_checks(
                 level="" if not validation.trusted else "warning",
             )
         )
-    codes = {spec.code for spec in out}
-    if not validation.trusted and validation.verifier_error and not codes & _EXPLAINS_REFUSAL:
-        out.append(
-            FindingSpec("untrusted", f"Untrusted: refused by the web PKI profile: {validation.verifier_error}", address)
-        )
+    return out
+
+
+def transport_checks(probe: Probe) -> list[FindingSpec]:
+    """What the connection showed beyond the certificate: an over-long chain, TLS 1.0/1.1."""
+    out: list[FindingSpec] = []
     if probe.chain_truncated:
-        out.append(FindingSpec("chain_too_long", "The server sends more certificates than KeyChest reads", address))
+        out.append(
+            FindingSpec("chain_too_long", "The server sends more certificates than KeyChest reads", probe.address)
+        )
     if probe.legacy_versions:
         versions = ", ".join(probe.legacy_versions)
         only = probe.tls_version in LEGACY_VERSIONS
@@ -228,11 +238,8 @@ def address_checks(
             if only
             else f"The server also accepts {versions}"
         )
-        out.append(
-            FindingSpec(
-                "legacy_tls", message, address, {"versions": list(probe.legacy_versions)}, "error" if only else ""
-            )
-        )
+        details = {"versions": list(probe.legacy_versions)}
+        out.append(FindingSpec("legacy_tls", message, probe.address, details, "error" if only else ""))
     return out
 
 

@@ -63,12 +63,26 @@ def label_is_plain(label: str) -> bool:
     return bool(_LDH_LABEL.fullmatch(label)) and label[2:4] != "--"
 
 
+def name_problem(text: str) -> str:
+    """Plain words for a name the IDNA codec refuses, saying what to type instead (the codec's
+    own message, "Codepoint U+0020 at position 3 ...", speaks Unicode, not user)."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    for char in text:
+        if char.isspace():
+            return f"“{shown}” has a space in it; a host name has none (enter one name per line)"
+        if not (char.isalnum() or char in "-."):
+            return f"“{shown}” contains “{char}”; a host name holds only letters, digits, hyphens and dots"
+    if any(label.startswith("-") or label.endswith("-") for label in text.split(".")):
+        return f"“{shown}” has a part that starts or ends with a hyphen, which a host name cannot have"
+    return f"“{shown}” is not a valid host name"
+
+
 @lru_cache(maxsize=65536)
 def _idna_encode(host: str) -> str:
     try:
         return idna.encode(host, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError, ValueError) as exc:
-        raise InvalidName(f"not a valid IDNA 2008 name: {exc}") from None
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidName(name_problem(host)) from None
 
 
 def normalise_name(name: str) -> str:

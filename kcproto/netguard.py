@@ -202,6 +202,17 @@ def classify(ip: IPAddress | str) -> str | None:
     return None
 
 
+def network_refusal(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """Why some address of `network` is not public ("private", "loopback", ...), or None."""
+    rules: Sequence[tuple[_V4 | _V6, str]] = _V4_RULES if network.version == 4 else _V6_RULES
+    for rule, reason in rules:
+        if network.overlaps(rule):  # type: ignore[arg-type]
+            return reason
+    if isinstance(network, ipaddress.IPv6Network) and not network.subnet_of(_V6_GLOBAL_UNICAST):
+        return "reserved"
+    return classify(network.network_address) or classify(network.broadcast_address)
+
+
 def is_public(ip: IPAddress | str) -> bool:
     return classify(ip) is None
 

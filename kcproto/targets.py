@@ -11,7 +11,7 @@ import ipaddress
 import idna
 
 from kcproto import netguard
-from kcproto.names import label_is_plain
+from kcproto.names import label_is_plain, name_problem
 
 PROTOCOLS = ("tls", "smtp", "imap", "pop3", "ftp", "ldap", "xmpp", "postgres")
 
@@ -80,18 +80,54 @@ def normalise_host(text: str) -> str:
     else:
         try:
             ascii_name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
-        except idna.IDNAError as exc:
+        except idna.IDNAError:
             # Underscore labels (e.g. _dmarc) are not host names; the idna package refuses them too.
-            raise InvalidTarget(f"not a valid host name ({exc})") from None
+            raise InvalidTarget(name_problem(name)) from None
     if len(ascii_name) > MAX_NAME:
-        raise InvalidTarget("host name longer than 253 characters")
+        raise InvalidTarget("a host name has at most 253 characters")
     labels = ascii_name.split(".")
     if any(not label or len(label) > MAX_LABEL for label in labels):
-        raise InvalidTarget("host name label empty or longer than 63 characters")
+        raise InvalidTarget("each dot-separated part of a host name has 1 to 63 characters")
     if labels[-1].isdigit():
         # "1.2.3" or "127.1": resolvers would read it as an address; refuse the ambiguity.
-        raise InvalidTarget("host name looks like an incomplete IP address")
+        raise InvalidTarget(f"“{name[:80]}” looks like an incomplete IP address; enter all four numbers or a name")
     return ascii_name
+
+
+# Names that never resolve on the internet (RFC 6761 localhost, RFC 6762 .local, RFC 8375
+# .home.arpa, and .internal, reserved for private use by ICANN in 2024).
+_LOCAL_SUFFIXES = ("localhost", "local", "home.arpa", "internal")
+
+
+def non_public_reason(host: str) -> str | None:
+    """Why a normalised host can never be reached from the internet, or None (a name may still
+    resolve to private addresses; only the scan can tell). Reasons are netguard.classify's,
+    plus "local_name" for the names above."""
+    literal = netguard.parse_ip_literal(host)
+    if literal is not None:
+        return netguard.classify(literal)
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    if any(host == suffix or host.endswith("." + suffix) for suffix in _LOCAL_SUFFIXES):
+        return "local_name"
+    return None
+
+
+def url_host(text: str) -> str:
+    """The `host[:port]` of a URL someone pasted ("https://x.example/path" -> "x.example"), or
+    the text itself when it is no URL."""
+    raw = (text or "").strip()
+    if "://" in raw:
+        raw = raw.partition("://")[2]
+    return raw.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+
+
+def domain_from_input(text: str) -> str:
+    """A domain as people paste it: a URL or `name:port` gives its name, as Servers reads it."""
+    host = url_host(text)
+    if host.count(":") == 1 and not host.startswith("["):
+        host = host.split(":", 1)[0]
+    return host
 
 
 def parse_port(text: str | int) -> int:

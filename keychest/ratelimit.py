@@ -10,6 +10,7 @@ takes several hits of a window from Redis at once and spends them locally (see t
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from dataclasses import dataclass
@@ -70,6 +71,23 @@ def client_ip(request: object) -> str:
     if settings.SECURE_PROXY_SSL_HEADER and meta.get("HTTP_X_FORWARDED_FOR"):
         return meta["HTTP_X_FORWARDED_FOR"].split(",")[-1].strip()
     return meta.get("REMOTE_ADDR", "") or "unknown"
+
+
+def client_network(request: object) -> str:
+    """The key to rate-limit a client by: its IPv4 address, or the /64 of its IPv6 address.
+
+    One IPv6 subscriber is given a whole /64 (SLAAC, RFC 6177 and most ISPs), so a per-address
+    limit would let it rotate through 2**64 addresses; an IPv4-mapped address counts as IPv4."""
+    address = client_ip(request)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
 
 
 def redis_client() -> Any | None:

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "certificates",
     "monitors",
     "agents",
+    "discovery",
     "notifications",
     "api",
     "health",
@@ -147,7 +148,8 @@ if not CELERY_BROKER_URL:
     _queue_dir = VAR_DIR / "celery-queue"
     for _folder in (_queue_dir, VAR_DIR / "celery-processed"):
         _folder.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    # A host name, though the transport ignores it: without one kombu warns on every connection.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
@@ -250,13 +252,27 @@ KEYCHEST_SCAN_LEGACY_INTERVAL = env_int("KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 36
 # on the legacy cadence, on new addresses, and on every scan of addresses that have one.
 KEYCHEST_SCAN_ALTERNATE_KEY = env_bool("KEYCHEST_SCAN_ALTERNATE_KEY", True)
 KEYCHEST_SPOTCHECK_RATE = env_int("KEYCHEST_SPOTCHECK_RATE", 10, minimum=1)
-CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": 60.0}
+# The public spot check runs in the web thread, bounded: per-address deadline (DNS gets at most
+# 2 s, HSTS at most 3 s), and at most this many at once per web process (the next one is a 503).
+KEYCHEST_SPOTCHECK_DEADLINE = env_float("KEYCHEST_SPOTCHECK_DEADLINE", 5.0, minimum=0.5)
+KEYCHEST_SPOTCHECK_CONCURRENCY = env_int("KEYCHEST_SPOTCHECK_CONCURRENCY", 2, minimum=1)
+# Beat's pass over due servers (seconds): with the claim lease, the bound on rescanning a killed
+# worker's batch (docs/reliability.md).
+KEYCHEST_SCAN_DUE_SECONDS = env_float("KEYCHEST_SCAN_DUE_SECONDS", 60.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["monitors-scan-due"] = {"task": "monitors.tasks.scan_due", "schedule": KEYCHEST_SCAN_DUE_SECONDS}
 # ACME Renewal Information (certificates/ari.py): extra or replaced ACME directories as
 # "<CAA identifier or issuer-name text>=<directory URL>" (an empty URL switches one off).
 KEYCHEST_ARI_DIRECTORIES = env_list("KEYCHEST_ARI_DIRECTORIES", [])
 KEYCHEST_ARI_TIMEOUT = env_int("KEYCHEST_ARI_TIMEOUT", 10, minimum=1, maximum=60)
 CELERY_BEAT_SCHEDULE["monitors-ari-refresh"] = {"task": "monitors.tasks.ari_refresh_task", "schedule": 600.0}
 CELERY_BEAT_SCHEDULE["monitors-caa-refresh"] = {"task": "monitors.tasks.caa_refresh_task", "schedule": 600.0}
+# IP-range discovery (discovery/, docs/agent.md): connection attempts per second over all ranges
+# swept by the SaaS (one sweeping task at a time shares it) and the default per range; at most
+# this many ranges per team.
+KEYCHEST_DISCOVERY_RATE = env_float("KEYCHEST_DISCOVERY_RATE", 50.0, minimum=0.1)
+KEYCHEST_DISCOVERY_RANGE_RATE = env_float("KEYCHEST_DISCOVERY_RANGE_RATE", 10.0, minimum=0.1)
+KEYCHEST_DISCOVERY_MAX_RANGES = env_int("KEYCHEST_DISCOVERY_MAX_RANGES", 10, minimum=0)
+CELERY_BEAT_SCHEDULE["discovery-sweep-due"] = {"task": "discovery.tasks.sweep_due", "schedule": 300.0}
 # Scanning agents (agents/, docs/agent.md): `agent_silent` when one is silent for 2x its cadence.
 CELERY_BEAT_SCHEDULE["agents-silent-check"] = {"task": "agents.tasks.agents_silent_check_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["monitors-spotchecks-purge"] = {"task": "monitors.tasks.spotchecks_purge", "schedule": 86400.0}
@@ -430,6 +446,8 @@ KEYCHEST_UNCONFIRMED_MAX_ITEMS = env_int("KEYCHEST_UNCONFIRMED_MAX_ITEMS", 100, 
 KEYCHEST_UNCONFIRMED_MAX_BYTES = env_int("KEYCHEST_UNCONFIRMED_MAX_BYTES", 1024 * 1024, minimum=65536)
 # Invitation emails one address may receive per day (from every team together).
 KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_INVITATIONS_PER_ADDRESS_PER_DAY", 3, minimum=1)
+# Confirmation emails one outside address may receive per day (channel addresses, notification_email).
+KEYCHEST_CONFIRMATIONS_PER_ADDRESS_PER_DAY = env_int("KEYCHEST_CONFIRMATIONS_PER_ADDRESS_PER_DAY", 3, minimum=1)
 KEYCHEST_CLAIM_PER_IP_PER_HOUR = env_int("KEYCHEST_CLAIM_PER_IP_PER_HOUR", 30, minimum=0)
 # Requests per minute through the API, per key (or signed-in user) and per client address.
 KEYCHEST_API_RATE_PER_KEY = env_int("KEYCHEST_API_RATE_PER_KEY", 600, minimum=1)

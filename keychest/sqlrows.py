@@ -242,3 +242,68 @@ def insert_or_find(instance: M, *, name: str, unique: Sequence[str], where: str 
     instance._state.adding = False
     instance._state.db = connection.alias
     return True, None
+
+
+UPDATE_CHUNK = 1000
+
+
+def update_rows(
+    model: type[Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    same: dict[str, Any] | None = None,
+) -> int:
+    """Set `fields` per row (`rows`: the primary key, then one value per field) and the `same`
+    values on every row, in set-based statements whose cost does not grow with an expression per
+    row and field (Django's `bulk_update` builds one CASE WHEN per row and field):
+
+        UPDATE t SET f = v.f, g = %s FROM (VALUES (%s::bigint, %s::jsonb), ...) AS v(pk, f) WHERE t.pk = v.pk
+
+    Values are prepared as `save()` prepares them. On other databases it falls back to
+    `bulk_update`. Returns the number of rows updated."""
+    if not rows:
+        return 0
+    meta = model._meta
+    db = connections[connection.alias]
+    targets = [cast("Field[Any, Any]", meta.get_field(name)) for name in fields]
+    constants = [(cast("Field[Any, Any]", meta.get_field(name)), value) for name, value in (same or {}).items()]
+    if connection.vendor != "postgresql":
+        return _update_rows_portable(model, targets, rows, constants)
+    pk = meta.pk
+    assert pk is not None
+    cells = ", ".join(f"%s::{f.db_type(db)}" for f in [pk, *targets])
+    assignments = [f'"{f.column}" = v."{f.column}"' for f in targets] + [f'"{f.column}" = %s' for f, _ in constants]
+    names = ", ".join(f'"{f.column}"' for f in [pk, *targets])
+    fixed = [f.get_db_prep_save(value, db) for f, value in constants]
+    updated = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), UPDATE_CHUNK):
+            chunk = rows[start : start + UPDATE_CHUNK]
+            values = ", ".join([f"({cells})"] * len(chunk))
+            params: list[Any] = list(fixed)
+            for row in chunk:
+                params.append(row[0])
+                params.extend(f.get_db_prep_save(value, db) for f, value in zip(targets, row[1:], strict=True))
+            cursor.execute(
+                f'UPDATE "{meta.db_table}" AS t SET {", ".join(assignments)} '  # noqa: S608 - names from model meta, values as parameters
+                f'FROM (VALUES {values}) AS v({names}) WHERE t."{pk.column}" = v."{pk.column}"',
+                params,
+            )
+            updated += cursor.rowcount
+    return updated
+
+
+def _update_rows_portable(
+    model: type[Model], targets: list[Field[Any, Any]], rows: Sequence[Sequence[Any]], constants: list[Any]
+) -> int:
+    instances = []
+    for row in rows:
+        instance = model(pk=row[0])
+        for field, value in zip(targets, row[1:], strict=True):
+            setattr(instance, field.attname, value)
+        for field, value in constants:
+            setattr(instance, field.attname, value)
+        instances.append(instance)
+    names = [f.name for f in targets] + [f.name for f, _ in constants]
+    return model._default_manager.bulk_update(instances, names, batch_size=500)

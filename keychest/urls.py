@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from keychest import views
+from keychest.accounts.confirm import confirm_email
 
 # The composition root: apps are named by string (as in INSTALLED_APPS), so the platform package
 # imports none of the apps above it (docs/architecture.md).
@@ -14,6 +15,8 @@ urlpatterns = [
     # First among the includes: scripts call the API far more often than people load pages, and
     # Django tries patterns in order (no other app has a pattern under api/ or settings/api-keys/).
     path("", include("api.urls")),
+    # Before allauth's own route of the same name: the confirming browser is signed in too.
+    path("accounts/confirm-email/<str:key>/", confirm_email, name="account_confirm_email"),
     path("accounts/", include("allauth.urls")),
     path("", include("keychest.accounts.urls")),
     path("", include("monitors.pages_urls")),

@@ -19,7 +19,8 @@ from certificates.matching import Match, Watch, watchers_changed
 from certificates.models import CertificateName
 from events.services import NewEvent, events_record_bulk
 from kcproto.names import InvalidName, ip_literal, is_public_suffix, normalise_name, reversed_name
-from kcproto.targets import InvalidTarget
+from kcproto.targets import InvalidTarget, domain_from_input
+from monitors.issuance import unexpected_issuance_events
 from monitors.models import DiscoveredHost, WatchedDomain
 from monitors.services import AlreadyWatched, server_enrol
 from monitors.visibility import names_the_team_may_see, visible_names
@@ -46,7 +47,7 @@ def domain_watch(
     Raises kcproto.names.InvalidName for a malformed domain (wildcards are refused: watch
     the parent instead) and for a public suffix ("com", "co.uk": everybody's names are under it).
     """
-    name = normalise_name(domain)
+    name = normalise_name(domain_from_input(domain))
     if name.startswith("*."):
         raise InvalidName("watch the domain itself; its sub-domains are included")
     if ip_literal(name) is not None:
@@ -213,6 +214,5 @@ class WatchedDomainProvider:
         hosts_record_bulk(names_by_domain={wd: names_by_watch[wd.pk] for wd in watched}, seen_at=seen_at, notify=True)
 
     def issuance_events(self, matches: Sequence[Match]) -> list[NewEvent]:
-        from monitors.issuance import unexpected_issuance_events
 
         return unexpected_issuance_events(matches)

@@ -27,6 +27,7 @@ from kcproto.checks import DOWN_CODES
 from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
+from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
 from monitors.models import Finding, Protocol, ScanResult, Server, TeamCABundle
@@ -56,10 +57,29 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 ROW_FIELDS = ("uuid", "host", "port", "protocol", "paused", "last_scan_at", "tags")
 
 
+# Form errors in the words of the page: which field, and what to do.
+_TOO_LONG = {"max_length": "at most %(limit_value)d characters, please (this has %(show_value)d)"}
+
+
 class AddServerForm(forms.Form):
-    host = forms.CharField(max_length=300, label="Server", help_text="host or host:port, e.g. example.com:443")
+    host = forms.CharField(
+        max_length=300,
+        label="Server",
+        help_text="host or host:port, e.g. example.com:443",
+        error_messages={**_TOO_LONG, "required": "enter a server name, e.g. example.com or mail.example.com:465"},
+    )
     protocol = forms.ChoiceField(choices=[("", "Guess from the port"), *Protocol.choices], required=False)
-    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated")
+    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated", error_messages=_TOO_LONG)
+
+
+def form_problems(form: forms.Form) -> str:
+    """Every error of a bound form as one line: "Tags: at most 300 characters, please (...)"."""
+    lines = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = f"{field.label or name.capitalize()}: " if field is not None else ""
+        lines.append(f"{label}{' '.join(str(error) for error in errors)}.")
+    return " ".join(lines)
 
 
 class BulkAddForm(forms.Form):
@@ -71,8 +91,11 @@ class BulkAddForm(forms.Form):
         ),
         label="Servers, one per line",
         max_length=100_000,
+        error_messages={**_TOO_LONG, "required": "paste at least one server, one per line"},
     )
-    tags = forms.CharField(max_length=300, required=False, help_text="comma-separated, for every server")
+    tags = forms.CharField(
+        max_length=300, required=False, help_text="comma-separated, for every server", error_messages=_TOO_LONG
+    )
     ca_bundle = forms.ModelChoiceField(
         queryset=TeamCABundle.objects.none(),
         required=False,
@@ -144,11 +167,16 @@ def _servers_annotated_unscoped() -> QuerySet[Server]:
         output_field=IntegerField(),
     )
     worst = open_findings.annotate(rank=rank).values("server").annotate(m=Max("rank")).values("m")
+    # The list's "why": the finding behind the status (a "down" one first, then the most severe).
+    is_down = Case(When(code__in=DOWN_CODES, then=Value(1)), default=Value(0), output_field=IntegerField())
+    why = open_findings.annotate(rank=rank, is_down=is_down).order_by("-is_down", "-rank", "first_seen", "id")
     return Server.objects.annotate(
         expires_at=Subquery(current.values("not_after")[:1]),
         issuer_name=Subquery(current.values("issuer")[:1]),
         worst=Subquery(worst, output_field=IntegerField()),
         down=Exists(open_findings.filter(code__in=DOWN_CODES)),
+        why_code=Subquery(why.values("code")[:1]),
+        why_address=Subquery(why.values("address")[:1]),
     )
 
 
@@ -216,14 +244,39 @@ def _progress(counts: dict[str, int]) -> dict[str, int]:
     return {"total": counts["recent"], "pending": counts["pending"], "done": counts["recent"] - counts["pending"]}
 
 
-def first_scan_progress(team: Any) -> dict[str, int]:
-    """How many servers added in the last hour still wait for their first scan."""
-    return _progress(_server_counts(team))
+def first_scan_progress(team: Any, ids: list[int] | None = None) -> dict[str, int]:
+    """How many servers added in the last hour still wait for their first scan; with `ids`, of
+    those servers only (what this person just added: not what others added in the hour)."""
+    if ids is None:
+        return _progress(_server_counts(team))
+    counts = (
+        Server.objects.for_team(team)
+        .filter(pk__in=ids, removed_at=None, paused=False)
+        .aggregate(recent=Count("pk"), pending=Count("pk", filter=Q(last_scan_at=None)))
+    )
+    return _progress(counts)
+
+
+# The servers the person's last add created, and the lines it could not read: the progress bar
+# counts these, and the errors stay on the page after the progress reloads it (issue 14).
+BATCH_KEY = "kc_last_add"
+MAX_BATCH_ERRORS = 50
+
+
+def _batch_remember(request: HttpRequest, team: Any, ids: list[int], errors: list[str]) -> None:
+    request.session[BATCH_KEY] = {"team": str(team.uuid), "ids": ids, "errors": errors[:MAX_BATCH_ERRORS]}
+
+
+def _batch(request: HttpRequest, team: Any) -> dict[str, Any] | None:
+    batch = request.session.get(BATCH_KEY)
+    if not isinstance(batch, dict) or batch.get("team") != str(team.uuid):
+        return None
+    return batch
 
 
 @team_required()
-def server_list(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_list(request: TeamRequest) -> HttpResponse:
+    team = request.team
     qs = servers_annotated(team)
     search = request.GET.get("q", "").strip()[:200]
     status = request.GET.get("status", "")
@@ -238,6 +291,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
     if tag:
         qs = _filter_tag(qs, tag)
     counts = _server_counts(team)
+    batch = _batch(request, team)
     paginator = Paginator(qs.only(*ROW_FIELDS).order_by(*SORTS[sort]), PAGE_SIZE)
     if not (search or status or tag):
         # Unfiltered, the page lists exactly the servers counted above: no COUNT of its own.
@@ -246,7 +300,7 @@ def server_list(request: HttpRequest) -> HttpResponse:
     servers = list(page.object_list)
     for server in servers:
         server.status = server_status(server)  # type: ignore[attr-defined]
-    can_edit = request.membership.has_role(Role.MEMBER)  # type: ignore[attr-defined]
+    can_edit = request.membership.has_role(Role.MEMBER)
     add_form: Any = None
     bulk_form: Any = None
     if can_edit:  # only editors see the add forms
@@ -267,16 +321,18 @@ def server_list(request: HttpRequest) -> HttpResponse:
         "statuses": STATUSES,
         "add_form": add_form,
         "bulk_form": bulk_form,
-        "progress": _progress(counts),
+        "progress": first_scan_progress(team, batch["ids"]) if batch else _progress(counts),
+        "bulk_errors": batch["errors"] if batch else [],
         "can_edit": can_edit,
     }
     return render(request, "dashboard/servers/list.html", context)
 
 
 @team_required()
-def server_progress(request: HttpRequest) -> HttpResponse:
+def server_progress(request: TeamRequest) -> HttpResponse:
     """The first-scan progress fragment; htmx polls it while scans run, then reloads the page."""
-    progress = first_scan_progress(request.team)  # type: ignore[attr-defined]
+    batch = _batch(request, request.team)
+    progress = first_scan_progress(request.team, batch["ids"] if batch else None)
     response = render(request, "dashboard/servers/_progress.html", {"progress": progress})
     if request.headers.get("HX-Request") and not progress["pending"] and request.GET.get("was_pending"):
         response["HX-Refresh"] = "true"
@@ -285,11 +341,11 @@ def server_progress(request: HttpRequest) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_add(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_add(request: TeamRequest) -> HttpResponse:
+    team = request.team
     form = AddServerForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Enter a server as host or host:port.")
+        messages.error(request, f"Not added. {form_problems(form)}")
         return redirect("server_list")
     try:
         with transaction.atomic():
@@ -298,7 +354,7 @@ def server_add(request: HttpRequest) -> HttpResponse:
                 host=form.cleaned_data["host"],
                 protocol=form.cleaned_data["protocol"] or None,
                 tags=_tags(form.cleaned_data["tags"]),
-                added_by=request.user,  # type: ignore[arg-type]
+                added_by=request.user,
             )
     except InvalidTarget as error:
         messages.error(request, f"Not added: {error}")
@@ -306,24 +362,28 @@ def server_add(request: HttpRequest) -> HttpResponse:
     except services.AlreadyWatched as error:
         messages.info(request, f"{error.server.label} is already watched.")
         return redirect("server_list")
-    messages.success(request, f"Watching {server.label}; the first scan runs now.")
+    _batch_remember(request, team, [server.pk], [])
+    typed = form.cleaned_data["host"].strip()
+    # A pasted URL is read as its host (and https as port 443): say so rather than do it silently.
+    read_as = f" (read from “{typed[:100]}”)" if "/" in typed else ""
+    messages.success(request, f"Watching {server.label}{read_as}; the first scan runs now.")
     return redirect("server_list")
 
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_bulk_add(request: HttpRequest) -> HttpResponse:
-    team = request.team  # type: ignore[attr-defined]
+def server_bulk_add(request: TeamRequest) -> HttpResponse:
+    team = request.team
     form = BulkAddForm(request.POST, team=team)
     if not form.is_valid():
-        messages.error(request, "Paste at least one server, one per line.")
+        messages.error(request, f"Nothing added. {form_problems(form)}")
         return redirect("server_list")
     with transaction.atomic():
         result = services.servers_enrol_bulk(
             team=team,
             text=form.cleaned_data["text"],
             tags=_tags(form.cleaned_data["tags"]),
-            added_by=request.user,  # type: ignore[arg-type]
+            added_by=request.user,
         )
         bundle = form.cleaned_data.get("ca_bundle")
         if bundle is not None:
@@ -336,15 +396,16 @@ def server_bulk_add(request: HttpRequest) -> HttpResponse:
         parts.append(f"{len(result.errors)} not understood")
     level = messages.success if result.created else messages.warning
     level(request, ", ".join(parts) + ".")
-    for error in result.errors[:20]:
-        messages.error(request, f"Line {error.line_number}: {error.line} — {error.message}")
+    # Per-line errors are shown in a card (bulk_errors) that outlives the progress's reload.
+    lines = [f"Line {error.line_number}: {error.line} — {error.message}" for error in result.errors]
+    _batch_remember(request, team, [server.pk for server in result.created], lines)
     return redirect(f"{reverse('server_list')}?sort=-last_scan")
 
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_pause_toggle(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)  # type: ignore[attr-defined]
+def server_pause_toggle(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)
     if server.paused:
         services.server_resume(server=server)
         messages.success(request, f"{server.label} resumed.")
@@ -356,8 +417,8 @@ def server_pause_toggle(request: HttpRequest, server_id: str) -> HttpResponse:
 
 @team_required(Role.MEMBER)
 @require_POST
-def server_remove(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)  # type: ignore[attr-defined]
+def server_remove(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server.objects.filter(removed_at=None), request.team, server_id)
     services.server_remove(server=server)
     messages.success(request, f"{server.label} is no longer watched (its history is kept).")
     return redirect(_back(request))

@@ -11,19 +11,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from certificates.ari import renewal_info_refresh
+from certificates.models import Certificate
 from kcproto.targets import (
     PROTOCOL_PORT_DEFAULTS,
     InvalidTarget,
+    non_public_reason,
     parse_port,
     parse_protocol,
     parse_target,
 )
 from keychest.sqlrows import insert_or_find
-from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle, WatchedDomain
+from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, SpotCheck, TeamCABundle, WatchedDomain
 from monitors.scan_claims import scans_queue_after_commit
 
 if TYPE_CHECKING:
@@ -62,6 +66,52 @@ def _fraction(value: float | None, name: str) -> float | None:
     return number
 
 
+class PrivateTarget(InvalidTarget):
+    """A loopback, private or local-only target while this deployment scans only public ones."""
+
+
+# What netguard's reasons mean to someone adding a server. Only these are refused at input:
+# the ones people type (documentation and reserved ranges are left to the scanner's refusal).
+_NON_PUBLIC_WORDS = {
+    "loopback": "a loopback address (the machine KeyChest itself runs on)",
+    "private": "an address inside a private network",
+    "unique_local": "an address inside a private network",
+    "cgnat": "a carrier-grade NAT address inside a provider's network",
+    "link_local": "a link-local address that only exists on one network segment",
+    "metadata": "a cloud metadata service address",
+    "local_name": "a name that only exists inside a local network",
+    "unspecified": "not an address of any machine",
+}
+
+
+def target_refusal(*, team: Team, host: str) -> str | None:
+    """Plain words for a target the scanner will never reach from here, or None.
+
+    Refused at input time (not as a "down" server later) unless private targets are allowed
+    (KEYCHEST_ALLOW_PRIVATE_TARGETS) or the team already scans through an agent inside its
+    network (a server or domain assigned to one; agents sit above this layer, so their own rows
+    are reached only through these relations). The SaaS scanner refuses such targets anyway.
+    """
+    if settings.KEYCHEST_ALLOW_PRIVATE_TARGETS:
+        return None
+    reason = (non_public_reason(host) or "").removeprefix("embedded_")
+    if reason not in _NON_PUBLIC_WORDS or _team_uses_agents(team):
+        return None
+    what = _NON_PUBLIC_WORDS[reason]
+    return (
+        f"{host} is {what}, so KeyChest cannot reach it from the internet. "
+        "Enter the server's public name or address instead."
+    )
+
+
+def _team_uses_agents(team: Team) -> bool:
+    active = {"agent__isnull": False, "agent__revoked_at": None}
+    return (
+        Server.objects.for_team(team).filter(removed_at=None, **active).exists()
+        or WatchedDomain.objects.for_team(team).filter(removed_at=None, **active).exists()
+    )
+
+
 def domain_agent_id(*, team: Team, host: str) -> int | None:
     """The agent of the closest watched domain above `host` that is assigned to one: servers under
     it are scanned by that agent from the moment they are enrolled, never by the SaaS."""
@@ -73,6 +123,25 @@ def domain_agent_id(*, team: Team, host: str) -> int | None:
     )
     by_length = sorted(found, key=lambda row: len(row[0]), reverse=True)
     return by_length[0][1] if by_length else None
+
+
+def _enrol_target(host: str, port: int | str | None, protocol: str | None) -> tuple[str, int, str]:
+    """(host, port, protocol) of an enrolment; an explicit `port` wins over one in `host`."""
+    name, parsed_port = parse_target(host)
+    if port not in (None, ""):
+        parsed_port = parse_port(port)  # type: ignore[arg-type]
+    if parsed_port is None:
+        parsed_port = PROTOCOL_PORT_DEFAULTS.get((protocol or "tls").strip().lower(), 443)
+    return name, parsed_port, parse_protocol(protocol, parsed_port)
+
+
+def _pinned_address(pinned_ip: str | None) -> str | None:
+    if not pinned_ip:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(pinned_ip).strip().strip("[]")))
+    except ValueError:
+        raise InvalidTarget(f"pinned IP {pinned_ip!r} is not an IP address") from None
 
 
 def server_enrol(
@@ -96,18 +165,13 @@ def server_enrol(
     `host` may carry a port (`example.com:8443`); an explicit `port` wins. Without a port the
     protocol's usual port is used (443 for TLS). Raises InvalidTarget or AlreadyWatched.
     """
-    name, parsed_port = parse_target(host)
-    if port not in (None, ""):
-        parsed_port = parse_port(port)  # type: ignore[arg-type]
-    if parsed_port is None:
-        parsed_port = PROTOCOL_PORT_DEFAULTS.get((protocol or "tls").strip().lower(), 443)
-    proto = parse_protocol(protocol, parsed_port)
-    pinned: str | None = None
-    if pinned_ip:
-        try:
-            pinned = str(ipaddress.ip_address(str(pinned_ip).strip().strip("[]")))
-        except ValueError:
-            raise InvalidTarget(f"pinned IP {pinned_ip!r} is not an IP address") from None
+    name, parsed_port, proto = _enrol_target(host, port, protocol)
+    refusal = target_refusal(team=team, host=name)
+    if refusal is not None:
+        raise PrivateTarget(refusal)
+    # A pinned address is not checked here: pinning a name to an address inside the network is
+    # how a server meant for a team agent is added before it is assigned to it.
+    pinned = _pinned_address(pinned_ip)
     interval = DEFAULT_SCAN_INTERVAL if scan_interval is None else int(scan_interval)
     if interval < MIN_SCAN_INTERVAL:
         raise InvalidTarget(f"scan interval must be at least {MIN_SCAN_INTERVAL} seconds")
@@ -292,7 +356,6 @@ SPOTCHECK_RETENTION = timedelta(days=30)
 
 def spotchecks_purge(*, older_than: timedelta = SPOTCHECK_RETENTION) -> int:
     """Forget public spot checks (and their shareable links) after the retention period."""
-    from monitors.models import SpotCheck
 
     deleted, _ = SpotCheck.objects.filter(created_at__lt=timezone.now() - older_than).delete()
     return deleted
@@ -300,8 +363,6 @@ def spotchecks_purge(*, older_than: timedelta = SPOTCHECK_RETENTION) -> int:
 
 def served_certificates_ari_refresh(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
     """Read ARI (certificates/ari.py) for the leaf certificates watched servers serve now."""
-    from certificates.ari import renewal_info_refresh
-    from certificates.models import Certificate
 
     now = now or timezone.now()
     served = (

@@ -1,33 +1,39 @@
 """One-off checks of any host[:port] without storing anything into any team.
 
-Used by `manage.py spotcheck` and the public spot-check page: the same probes, validation and
-check sequence as a team scan, returned as one JSON-able dict.
+The spot check is the scan pipeline without storing (issue 20): the same network phase
+(`monitors.scanning.observe`), validation and judging (`monitors.scan_storing`) run on an unsaved
+server, and the answer is a typed `SpotCheckResult`. Used by `manage.py spotcheck`, the public
+spot-check page (which keeps `as_dict()` with the check's shareable link) and the canary.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from certificates.ari import windows_for
 from kcproto import checks, hsts, netguard, tlsprobe
 from kcproto.checks import FindingSpec
 from kcproto.targets import PROTOCOL_PORT_DEFAULTS, InvalidTarget, parse_protocol, parse_target
-from kcproto.validation import trust_store, validate
-from monitors.scanning import ScanConfig
+from kcproto.validation import Validation
+from kcproto.x509 import ParsedCertificate
+from monitors.models import Server, TeamCABundle
+from monitors.scan_findings import dns_specs
+from monitors.scan_pass import ScanPass
+from monitors.scan_storing import address_specs, check_address, resolution_apply
+from monitors.scanning import ScanConfig, observe
 
 SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 
 
-def _finding(spec: FindingSpec) -> dict[str, Any]:
+def finding_dict(spec: FindingSpec) -> dict[str, Any]:
     return {"code": spec.code, "severity": spec.severity, "message": spec.message, "address": spec.address}
 
 
-def _cert(parsed: Any) -> dict[str, Any]:
+def certificate_dict(parsed: ParsedCertificate) -> dict[str, Any]:
     return {
         "subject": parsed.subject,
         "issuer": parsed.issuer,
@@ -41,6 +47,73 @@ def _cert(parsed: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class SpotDns:
+    """The DNS answer (empty when an address was given)."""
+
+    addresses: list[str] = field(default_factory=list)
+    refused: list[list[str]] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SpotAddress:
+    """What one address served and what is wrong with it."""
+
+    probe: tlsprobe.Probe
+    validation: Validation | None
+    alternate: Validation | None
+    findings: list[FindingSpec]
+    hsts: hsts.Hsts | None = None
+
+    @property
+    def leaf_sha256(self) -> str:
+        return self.validation.leaf.sha256 if self.validation and self.validation.leaf else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        probe, validation, alternate = self.probe, self.validation, self.alternate
+        return {
+            "ip": probe.address,
+            "error_code": probe.error_code,
+            "error_message": probe.error_message,
+            "tls_version": probe.tls_version,
+            "cipher": probe.cipher,
+            "legacy_tls": probe.legacy_versions,
+            "trusted": validation.trusted if validation else None,
+            "chain": [certificate_dict(p) for p in validation.chain] if validation else [],
+            "alternate_chain": [certificate_dict(p) for p in alternate.chain] if alternate and alternate.leaf else [],
+            "findings": [finding_dict(s) for s in self.findings],
+            # Whether current browsers and OpenSSL refuse this address (docs/scanner.md).
+            "clients_refuse": checks.clients_refuse(self.findings),
+            "hsts": self.hsts.as_dict() if self.hsts is not None else None,
+            "elapsed_ms": probe.elapsed_ms,
+        }
+
+
+@dataclass(frozen=True)
+class SpotCheckResult:
+    """A spot check's answer; `as_dict()` is the JSON the result page and `--json` show."""
+
+    host: str
+    port: int
+    protocol: str
+    checked_at: datetime
+    dns: SpotDns
+    addresses: list[SpotAddress]
+    findings: list[FindingSpec]  # every finding, gravest first
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "protocol": self.protocol,
+            "checked_at": self.checked_at.isoformat(),
+            "dns": {"addresses": self.dns.addresses, "refused": self.dns.refused, "error": self.dns.error},
+            "addresses": [a.as_dict() for a in self.addresses],
+            "findings": [finding_dict(s) for s in self.findings],
+        }
+
+
 def spotcheck(
     *,
     target: str,
@@ -50,128 +123,77 @@ def spotcheck(
     config: ScanConfig | None = None,
     now: datetime | None = None,
     check_hsts: bool | None = None,
-) -> dict[str, Any]:
+) -> SpotCheckResult:
     """Check `target` (host[:port]) now. Raises InvalidTarget for an unreadable target.
 
     HSTS is asked for on implicit TLS on an HTTP port (`hsts.HTTP_PORTS`), or on any TLS port
     with `check_hsts=True`; `check_hsts=False` never sends HTTP."""
     config = config or ScanConfig.from_settings()
     now = now or timezone.now()
+    server = _unsaved_server(target, ip, protocol, ca_pem)
+    observed = observe([server], config=config, now=now, force_dns=True)[server.pk]
+    dns = SpotDns()
+    if observed.resolution is not None:
+        resolution_apply(server, observed.resolution, now)
+        dns = SpotDns(list(server.dns_addresses), [list(r) for r in server.dns_refused], observed.resolution.error)
+    run = ScanPass([server], now)
+    checked = [check_address(server, probe, run) for probe in observed.probes]
+    wants_hsts = server.protocol == "tls" and (check_hsts if check_hsts is not None else server.port in hsts.HTTP_PORTS)
+    headers = _hsts(server, [c.probe.address for c in checked if c.probe.ok], config) if wants_hsts else {}
+    addresses = [
+        SpotAddress(
+            c.probe,
+            c.validation,
+            c.alternate,
+            address_specs(server, c, run, now) + _hsts_specs(headers.get(c.probe.address), c.probe.address),
+            headers.get(c.probe.address),
+        )
+        for c in checked
+    ]
+    specs = (dns_specs(server) if not server.pinned_ip else []) + [s for a in addresses for s in a.findings]
+    disagreement = checks.ips_disagree({a.probe.address: a.leaf_sha256 for a in addresses})
+    specs += [disagreement] if disagreement else []
+    specs.sort(key=lambda s: (SEVERITY_ORDER[s.severity], s.code, s.address))
+    return SpotCheckResult(server.host, server.port, server.protocol, now, dns, addresses, specs)
+
+
+def _unsaved_server(target: str, ip: str | None, protocol: str | None, ca_pem: str) -> Server:
+    """The target as a server row that is never saved: the scan pipeline's input."""
     host, port = parse_target(target)
     if port is None:
         port = PROTOCOL_PORT_DEFAULTS.get((protocol or "tls").lower(), 443)
-    proto = parse_protocol(protocol, port)
-    specs: list[FindingSpec] = []
-    dns: dict[str, Any] = {"addresses": [], "refused": [], "error": ""}
+    pinned = None
     if ip:
         parsed_ip = netguard.parse_ip_literal(ip)
         if parsed_ip is None:
             raise InvalidTarget(f"{ip!r} is not an IP address")
-        addresses = [str(parsed_ip)]
-    else:
-        resolution = netguard.resolve(
-            host, allow_private=config.allow_private, timeout=config.dns_timeout, nameservers=config.nameservers or None
-        )
-        addresses = [str(a) for a in resolution.addresses]
-        dns = {"addresses": addresses, "refused": [list(r) for r in resolution.refused], "error": resolution.error}
-        for address, reason in resolution.refused:
-            specs.append(FindingSpec("target_refused", f"{address} is not a public address ({reason})", address))
-        if not addresses and not resolution.refused:
-            if resolution.error and resolution.error != "no_answer":
-                specs.append(FindingSpec("dns_failure", f"{host} does not resolve ({resolution.error})"))
-            else:
-                specs.append(FindingSpec("no_addresses", f"{host} has no A or AAAA records"))
+        pinned = str(parsed_ip)
+    server = Server(host=host, port=port, protocol=parse_protocol(protocol, port), pinned_ip=pinned)
+    server.ca_bundle = TeamCABundle(pem=ca_pem) if ca_pem else None
+    return server
 
-    async def run() -> list[tlsprobe.Probe]:
+
+def _hsts(server: Server, answered: list[str], config: ScanConfig) -> dict[str, hsts.Hsts]:
+    if not answered:
+        return {}
+    budget = min(hsts.DEADLINE_SECONDS, config.deadline)
+
+    async def ask() -> list[hsts.Hsts]:
         return list(
             await asyncio.gather(
                 *(
-                    tlsprobe.probe(
-                        a,
-                        port,
-                        sni=host,
-                        protocol=proto,
-                        allow_private=config.allow_private,
-                        deadline_seconds=config.deadline,
-                        connect_timeout=config.connect_timeout,
-                        legacy_probe=config.legacy_probe,
-                        alternate_key=config.alternate_key,
+                    hsts.hsts_check(
+                        a, server.port, host=server.host, allow_private=config.allow_private, deadline_seconds=budget
                     )
-                    for a in addresses
+                    for a in answered
                 )
             )
         )
 
-    probes = tlsprobe.run_sync(run()) if addresses else []
-    hsts_by_address: dict[str, hsts.Hsts] = {}
-    wants_hsts = proto == "tls" and (check_hsts if check_hsts is not None else port in hsts.HTTP_PORTS)
-    answered = [p.address for p in probes if p.ok]
-    if wants_hsts and answered:
+    return dict(zip(answered, tlsprobe.run_sync(ask()), strict=True))
 
-        async def ask() -> list[hsts.Hsts]:
-            return list(
-                await asyncio.gather(
-                    *(hsts.hsts_check(a, port, host=host, allow_private=config.allow_private) for a in answered)
-                )
-            )
 
-        hsts_by_address = dict(zip(answered, tlsprobe.run_sync(ask()), strict=True))
-    store = trust_store(ca_pem)
-    per_address: list[dict[str, Any]] = []
-    leaf_by_address: dict[str, str] = {}
-    for probe in probes:
-        validation = validate(probe.chain_der, host, store, now=now) if probe.ok and probe.chain_der else None
-        # The CA's renewal window (ARI), when the store knows it for this certificate.
-        ari = windows_for([validation.leaf.sha256]) if validation and validation.leaf else {}
-        found = checks.address_checks(
-            probe,
-            validation,
-            host=host,
-            now=now,
-            ari_window=ari.get(validation.leaf.sha256) if validation and validation.leaf else None,
-        )
-        # The other key family's certificate, when the address serves one side by side.
-        second = validate(probe.alt_chain_der, host, store, now=now) if probe.ok and probe.alt_chain_der else None
-        if second is not None and second.leaf is not None:
-            alt_found = checks.address_checks(
-                dataclasses.replace(probe, legacy_versions=[], chain_truncated=False), second, host=host, now=now
-            )
-            found = checks.merge_alternate(found, alt_found, second.leaf.key_type)
-        header = hsts_by_address.get(probe.address)
-        if header is not None and not header.error and not header.present:
-            found.append(
-                FindingSpec("hsts_missing", f"HTTP {header.status} without Strict-Transport-Security", probe.address)
-            )
-        specs.extend(found)
-        leaf_by_address[probe.address] = validation.leaf.sha256 if validation and validation.leaf else ""
-        per_address.append(
-            {
-                "ip": probe.address,
-                "error_code": probe.error_code,
-                "error_message": probe.error_message,
-                "tls_version": probe.tls_version,
-                "cipher": probe.cipher,
-                "legacy_tls": probe.legacy_versions,
-                "trusted": validation.trusted if validation else None,
-                "chain": [_cert(p) for p in validation.chain] if validation else [],
-                "alternate_chain": [_cert(p) for p in second.chain] if second is not None and second.leaf else [],
-                "findings": [_finding(s) for s in found],
-                # Whether current browsers and OpenSSL refuse this address (docs/scanner.md).
-                "clients_refuse": checks.clients_refuse(found),
-                "hsts": header.as_dict() if header is not None else None,
-                "elapsed_ms": probe.elapsed_ms,
-            }
-        )
-    disagreement = checks.ips_disagree(leaf_by_address)
-    if disagreement is not None:
-        specs.append(disagreement)
-    specs.sort(key=lambda s: (SEVERITY_ORDER[s.severity], s.code, s.address))
-    return {
-        "host": host,
-        "port": port,
-        "protocol": proto,
-        "checked_at": now.isoformat(),
-        "dns": dns,
-        "addresses": per_address,
-        "findings": [_finding(s) for s in specs],
-    }
+def _hsts_specs(header: hsts.Hsts | None, address: str) -> list[FindingSpec]:
+    if header is None or header.error or header.present:
+        return []
+    return [FindingSpec("hsts_missing", f"HTTP {header.status} without Strict-Transport-Security", address)]

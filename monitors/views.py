@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django import forms
@@ -19,11 +23,14 @@ from kcproto.checks import CODES
 from kcproto.targets import InvalidTarget
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
-from keychest.ratelimit import Limit, client_ip, hit
+from keychest.accounts.types import TeamRequest
+from keychest.ratelimit import Limit, client_network, hit
 from keychest.tenancy import get_for_team_or_404
 from monitors.models import Protocol, ScanResult, Server, SpotCheck
+from monitors.scanning import ScanConfig
 from monitors.services import server_scan_soon
 from monitors.spotcheck import spotcheck
+from monitors.tasks import scan_server_now
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +44,80 @@ class SpotCheckForm(forms.Form):
     )
 
 
+class _Slots:
+    """Public spot checks running now in this web process (each holds a web thread, bounded)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+
+    @contextmanager
+    def take(self, limit: int) -> Iterator[bool]:
+        with self.lock:
+            taken = self.running < limit
+            self.running += taken
+        try:
+            yield taken
+        finally:
+            with self.lock:
+                self.running -= taken
+
+
+_slots = _Slots()
+BUSY_RETRY_SECONDS = 5
+
+
+def public_spotcheck_config() -> ScanConfig:
+    """A public spot check's bounds: at most ~2.5 s of DNS, the spot-check deadline per address
+    (its probes run side by side), then at most 3 s of HSTS."""
+    deadline = min(float(settings.KEYCHEST_SPOTCHECK_DEADLINE), float(settings.KEYCHEST_SCAN_DEADLINE))
+    config = ScanConfig.from_settings()
+    return dataclasses.replace(
+        config,
+        deadline=deadline,
+        connect_timeout=min(config.connect_timeout, deadline),
+        dns_timeout=min(config.dns_timeout, 2.0),
+    )
+
+
+def _refused(request: HttpRequest, form: SpotCheckForm, message: str, status: int, retry: int) -> HttpResponse:
+    form.add_error(None, message)
+    response = render(request, "monitors/spotcheck.html", {"form": form}, status=status)
+    response["Retry-After"] = str(retry)
+    return response
+
+
 def spotcheck_form(request: HttpRequest) -> HttpResponse:
     form = SpotCheckForm(request.POST or None)
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        per_minute = hit(Limit("spotcheck-minute", settings.KEYCHEST_SPOTCHECK_RATE, 60), client_ip(request))
-        per_day = hit(Limit("spotcheck-day", settings.KEYCHEST_SPOTCHECK_RATE * 50, 86400), client_ip(request))
-        if not (per_minute.allowed and per_day.allowed):
-            retry = per_minute.retry_after if not per_minute.allowed else per_day.retry_after
-            form.add_error(None, f"Too many spot checks from your address; try again in {retry} seconds.")
-            response = render(request, "monitors/spotcheck.html", {"form": form}, status=429)
-            response["Retry-After"] = str(retry)
-            return response
+    if request.method != "POST":
+        return render(request, "monitors/spotcheck.html", {"form": form})
+    if not form.is_valid():
+        return render(request, "monitors/spotcheck.html", {"form": form}, status=400)
+    client = client_network(request)  # an IPv6 client is its /64
+    per_minute = hit(Limit("spotcheck-minute", settings.KEYCHEST_SPOTCHECK_RATE, 60), client)
+    per_day = hit(Limit("spotcheck-day", settings.KEYCHEST_SPOTCHECK_RATE * 50, 86400), client)
+    if not (per_minute.allowed and per_day.allowed):
+        retry = per_minute.retry_after if not per_minute.allowed else per_day.retry_after
+        return _refused(
+            request, form, f"Too many spot checks from your address; try again in {retry} seconds.", 429, retry
+        )
+    with _slots.take(settings.KEYCHEST_SPOTCHECK_CONCURRENCY) as taken:
+        if not taken:
+            message = f"Too many spot checks are running; try again in {BUSY_RETRY_SECONDS} seconds."
+            return _refused(request, form, message, 503, BUSY_RETRY_SECONDS)
         try:
-            result = spotcheck(target=form.cleaned_data["target"], protocol=form.cleaned_data["protocol"] or None)
+            result = spotcheck(
+                target=form.cleaned_data["target"],
+                protocol=form.cleaned_data["protocol"] or None,
+                config=public_spotcheck_config(),
+            )
         except InvalidTarget as exc:
             form.add_error("target", str(exc))
-            status = 400
-        else:
-            check = SpotCheck.objects.create(
-                host=result["host"], port=result["port"], protocol=result["protocol"], result=result
-            )
-            return redirect("spotcheck_result", check_id=check.uuid)
-    elif request.method == "POST":
-        status = 400
-    return render(request, "monitors/spotcheck.html", {"form": form}, status=status)
+            return render(request, "monitors/spotcheck.html", {"form": form}, status=400)
+    check = SpotCheck.objects.create(
+        host=result.host, port=result.port, protocol=result.protocol, result=result.as_dict()
+    )
+    return redirect("spotcheck_result", check_id=check.uuid)
 
 
 def _result_context(result: dict[str, Any]) -> dict[str, Any]:
@@ -78,8 +134,8 @@ def spotcheck_result(request: HttpRequest, check_id: str) -> HttpResponse:
 
 
 @team_required(Role.VIEWER)
-def server_detail(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server, request.team, server_id)  # type: ignore[attr-defined]
+def server_detail(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server, request.team, server_id)
     now = timezone.now()
     results = list(ScanResult.objects.filter(server=server, current=True).order_by("address"))
     shas = {sha for r in results for sha in r.chain_sha256}
@@ -108,22 +164,29 @@ def server_detail(request: HttpRequest, server_id: str) -> HttpResponse:
             "resolved": resolved,
             "timeline": timeline,
             "codes": CODES,
-            "can_scan": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
+            "can_scan": request.membership.has_role(Role.MEMBER),
         },
     )
 
 
 @require_POST
 @team_required(Role.MEMBER)
-def server_scan(request: HttpRequest, server_id: str) -> HttpResponse:
-    server = get_for_team_or_404(Server, request.team, server_id)  # type: ignore[attr-defined]
+def server_scan(request: TeamRequest, server_id: str) -> HttpResponse:
+    server = get_for_team_or_404(Server, request.team, server_id)
     if server.removed_at is not None:
         messages.error(request, "This server is no longer watched.")
         return redirect("server_detail", server_id=server.uuid)
     server_scan_soon(server=server)
+    if server.agent is not None:
+        # The SaaS never connects to an agent's server: the agent takes it at its next call.
+        messages.success(
+            request,
+            f"{server.label} is scanned by agent {server.agent.name}: it will be scanned at the "
+            f"agent's next call (every {server.agent.cadence} s).",
+        )
+        return redirect("server_detail", server_id=server.uuid)
 
     def enqueue() -> None:
-        from monitors.tasks import scan_server_now
 
         try:
             scan_server_now.delay(server.pk)

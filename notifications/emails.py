@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.urls import reverse
@@ -37,9 +39,18 @@ def alert(*, to: str, channel: Channel, delivery: Delivery, events: Sequence[Eve
         headers={
             **headers_for(unsubscribe_url),
             "Idempotency-Key": str(delivery.uuid),
+            # Stable per (delivery, recipient): a resend after a crash between the SMTP server's
+            # "250" and the delivery's row update is recognisably the same message (docs/reliability.md).
+            "Message-ID": alert_message_id(delivery=delivery, to=to),
             "Auto-Submitted": "auto-generated",
         },
     )
+
+
+def alert_message_id(*, delivery: Delivery, to: str) -> str:
+    host = urlsplit(settings.SITE_URL).hostname or "keychest.local"
+    recipient = hashlib.sha256(to.strip().lower().encode()).hexdigest()[:16]
+    return f"<alert-{delivery.uuid}-{recipient}@{host}>"
 
 
 def channel_disabled(*, to: list[str], channel: Channel, reason: str) -> None:

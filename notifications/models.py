@@ -247,3 +247,18 @@ class ReportSend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.period} for {self.user_id}: {self.status}"
+
+
+class RecipientConfirmation(TeamOwnedModel):
+    """An outside address on a team's email channel, and whether its holder agreed to get mail
+    (security finding 7): until `confirmed_at` it gets the one confirmation email and nothing else."""
+
+    email = models.EmailField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "email"], name="recipientconfirmation_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({'confirmed' if self.confirmed_at else 'waiting'})"

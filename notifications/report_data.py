@@ -106,7 +106,18 @@ def problem_label(code: str, message: str = "") -> str:
 
 def _servers_part(reports: dict[int, TeamReport], team_ids: list[int], now: datetime) -> None:
     """Counts, expiring certificates per server:port and open problems, for all teams at once."""
-    live = Q(server__removed_at=None)
+    _server_counts(reports, team_ids)
+    _expiring_part(reports, team_ids, now)
+    _problems_part(reports, team_ids)
+
+
+# Rows of servers that are still watched.
+_LIVE = Q(server__removed_at=None)
+
+
+def _server_counts(reports: dict[int, TeamReport], team_ids: list[int]) -> None:
+    """Servers and distinct certificates served, per team."""
+    live = _LIVE
     for team_id, count in (
         Server.objects.filter(team_id__in=team_ids, removed_at=None)
         .values("team_id")
@@ -122,6 +133,11 @@ def _servers_part(reports: dict[int, TeamReport], team_ids: list[int], now: date
         .values_list("team_id", "n")
     ):
         reports[team_id].certificates = count
+
+
+def _expiring_part(reports: dict[int, TeamReport], team_ids: list[int], now: datetime) -> None:
+    """Certificates expiring within SOON_DAYS, one row per (server, certificate)."""
+    live = _LIVE
     policies = {p.team_id: p for p in TeamScanPolicy.objects.filter(team_id__in=team_ids)}
     soon = now + timedelta(days=SOON_DAYS)
     # One row per (server, certificate), with every address that serves it.
@@ -157,6 +173,11 @@ def _servers_part(reports: dict[int, TeamReport], team_ids: list[int], now: date
         (report.expiring_now if result.not_after < now + timedelta(days=NOW_DAYS) else report.expiring_soon).append(
             expiry
         )
+
+
+def _problems_part(reports: dict[int, TeamReport], team_ids: list[int]) -> None:
+    """Open findings (expiry and informational ones aside) and failing addresses, per team."""
+    live = _LIVE
     with_findings: set[int] = set()
     for finding in (
         Finding.objects.filter(live, team_id__in=team_ids, resolved_at=None)

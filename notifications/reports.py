@@ -243,6 +243,62 @@ def team_section_render(block: dict[str, Any]) -> dict[str, Any]:
     return block
 
 
+def _team_block(team: TeamReport, now: datetime, zone: tzinfo) -> dict[str, Any]:
+    """One team's section of the report, its times in the reader's zone."""
+    return {
+        "name": team.name,
+        "servers": team.servers,
+        "domains": team.domains,
+        "certificates": team.certificates,
+        "problem_count": len(team.problems),
+        "expiring_now": _expiry_rows(team.expiring_now, now, zone),
+        "expiring_soon": _expiry_rows(team.expiring_soon, now, zone),
+        "problems": [
+            {
+                "server": p.server,
+                "label": p.label,
+                "code": p.code,
+                "since": absolute(p.since, zone) if p.since else "",
+            }
+            for p in team.problems[:MAX_ROWS]
+        ],
+        "problems_more": max(0, len(team.problems) - MAX_ROWS),
+        "issued": [
+            {
+                "subject": i.subject,
+                "issuer": i.issuer,
+                "not_after": absolute(i.not_after, zone) if i.not_after else "",
+                "seen": absolute(i.occurred_at, zone),
+            }
+            for i in team.issued[:MAX_ROWS]
+        ],
+        "issued_more": max(0, len(team.issued) - MAX_ROWS),
+        "domain_expiries": [
+            {
+                "domain": d.domain,
+                "relative": relative(d.expires_at, now),
+                "absolute": absolute(d.expires_at, zone),
+                "registrar": d.registrar,
+            }
+            for d in team.domain_expiries[:MAX_ROWS]
+        ],
+        "needs_attention": team.needs_attention,
+    }
+
+
+def _totals(teams: list[TeamReport]) -> dict[str, int]:
+    """The counts over all the reader's teams."""
+    return {
+        "servers": sum(t.servers for t in teams),
+        "domains": sum(t.domains for t in teams),
+        "certificates": sum(t.certificates for t in teams),
+        "problems": sum(len(t.problems) for t in teams),
+        "expiring_now": sum(len(t.expiring_now) for t in teams),
+        "expiring_soon": sum(len(t.expiring_soon) for t in teams),
+        "issued": sum(len(t.issued) for t in teams),
+    }
+
+
 def report_context(
     *,
     user: User,
@@ -261,66 +317,15 @@ def report_context(
         if key in sections:
             team_blocks.append(sections[key])
             continue
-        team_blocks.append(
-            {
-                "name": team.name,
-                "servers": team.servers,
-                "domains": team.domains,
-                "certificates": team.certificates,
-                "problem_count": len(team.problems),
-                "expiring_now": _expiry_rows(team.expiring_now, now, zone),
-                "expiring_soon": _expiry_rows(team.expiring_soon, now, zone),
-                "problems": [
-                    {
-                        "server": p.server,
-                        "label": p.label,
-                        "code": p.code,
-                        "since": absolute(p.since, zone) if p.since else "",
-                    }
-                    for p in team.problems[:MAX_ROWS]
-                ],
-                "problems_more": max(0, len(team.problems) - MAX_ROWS),
-                "issued": [
-                    {
-                        "subject": i.subject,
-                        "issuer": i.issuer,
-                        "not_after": absolute(i.not_after, zone) if i.not_after else "",
-                        "seen": absolute(i.occurred_at, zone),
-                    }
-                    for i in team.issued[:MAX_ROWS]
-                ],
-                "issued_more": max(0, len(team.issued) - MAX_ROWS),
-                "domain_expiries": [
-                    {
-                        "domain": d.domain,
-                        "relative": relative(d.expires_at, now),
-                        "absolute": absolute(d.expires_at, zone),
-                        "registrar": d.registrar,
-                    }
-                    for d in team.domain_expiries[:MAX_ROWS]
-                ],
-                "needs_attention": team.needs_attention,
-            }
-        )
+        team_blocks.append(_team_block(team, now, zone))
         sections[key] = team_section_render(team_blocks[-1])
-    expiring_now = sum(len(t.expiring_now) for t in teams)
-    expiring_soon = sum(len(t.expiring_soon) for t in teams)
-    problems = sum(len(t.problems) for t in teams)
     return {
         "user": user,
         "week": week,
         "generated": absolute(now, zone),
         "timezone": user.timezone,
         "teams": team_blocks,
-        "totals": {
-            "servers": sum(t.servers for t in teams),
-            "domains": sum(t.domains for t in teams),
-            "certificates": sum(t.certificates for t in teams),
-            "problems": problems,
-            "expiring_now": expiring_now,
-            "expiring_soon": expiring_soon,
-            "issued": sum(len(t.issued) for t in teams),
-        },
+        "totals": _totals(teams),
         "all_good": not any(t.needs_attention for t in teams),
         "dashboard_url": site + _path("dashboard"),
         "preferences_url": site + _path("notification_preferences"),

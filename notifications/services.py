@@ -43,6 +43,7 @@ from notifications.models import (
     NotificationPreferences,
     new_channel_secret,
 )
+from notifications.recipients import recipients_confirm_request
 from notifications.transports import Outcome, transport_for
 from notifications.wording import collapse
 
@@ -127,6 +128,8 @@ def channel_create(
         members = list(email_members)
         if members:
             channel.email_members.set(members)
+        if channel.kind == ChannelKind.EMAIL:
+            recipients_confirm_request(channel=channel)
     return channel
 
 
@@ -217,6 +220,8 @@ def channel_send_test(*, channel: Channel) -> Delivery:
     if not verdict.allowed:
         raise ChannelRateLimited(verdict.retry_after)
     with transaction.atomic():
+        if channel.kind == ChannelKind.EMAIL:
+            recipients_confirm_request(channel=channel)  # ask again those who have not answered
         delivery = Delivery.objects.create(
             team_id=channel.team_id, channel=channel, is_test=True, collecting=False, send_after=timezone.now()
         )

@@ -24,6 +24,7 @@ from keychest.secretbox import SecretUnreadable
 from notifications import emails
 from notifications.apprise_urls import InvalidAppriseUrl, apprise_plugin, apprise_secrets
 from notifications.models import Channel, ChannelKind, DigestMode, NotificationPreferences, Severity
+from notifications.recipients import confirmed_addresses
 from notifications.unsubscribe import address_unsubscribe_url, unsubscribe_url
 from notifications.wording import MAX_LISTED, event_label, summary_line
 
@@ -192,8 +193,12 @@ class EmailTransport(Transport):
             wanted = [e for e in events if pref is None or pref.wants(e.alert_kind)]
             if wanted:
                 chosen.setdefault(user.notification_address().lower(), Recipient(wanted, user))
-        for address in channel.extra_addresses():
-            chosen.setdefault(address, Recipient(list(events)))
+        # Outside addresses get nothing until their holder confirmed (security finding 7).
+        extra = channel.extra_addresses()
+        allowed = confirmed_addresses(channel.team, extra)
+        for address in extra:
+            if address in allowed:
+                chosen.setdefault(address, Recipient(list(events)))
         return chosen
 
     def notify(self, channel: Channel, delivery: Delivery, events: Sequence[Event]) -> Outcome:

@@ -13,4 +13,5 @@ urlpatterns = [
     path("notifications/channels/<uuid:channel_id>/delete/", views.channel_delete, name="channel_delete"),
     path("account/notifications/", views.preferences, name="notification_preferences"),
     path("notifications/unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("notifications/recipients/<str:token>/", views.recipient_confirm, name="recipient_confirm"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -11,27 +12,28 @@ from django.views.decorators.http import require_POST
 
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Membership, Role, User
+from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
-from notifications import services
+from notifications import recipients, services
 from notifications.forms import ChannelForm, NotificationPreferencesForm
 from notifications.models import Channel, ChannelKind, DeliveryAttempt, DigestMode, EventKind, NotificationPreferences
 from notifications.unsubscribe import LISTS, address_unsubscribe_read, unsubscribe_read
 
 
-def _live_channels(request: HttpRequest):  # type: ignore[no-untyped-def]
-    return Channel.objects.for_team(request.team).filter(deleted_at=None)  # type: ignore[attr-defined]
+def _live_channels(request: TeamRequest):  # type: ignore[no-untyped-def]
+    return Channel.objects.for_team(request.team).filter(deleted_at=None)
 
 
-def _member_choices(request: HttpRequest) -> list[tuple[str, str]]:
+def _member_choices(request: TeamRequest) -> list[tuple[str, str]]:
     return [
         (str(m.user.uuid), m.user.email)
-        for m in Membership.objects.filter(team=request.team).select_related("user").order_by("user__email")  # type: ignore[attr-defined]
+        for m in Membership.objects.filter(team=request.team).select_related("user").order_by("user__email")
     ]
 
 
 @team_required(Role.VIEWER)
-def channel_list(request: HttpRequest) -> HttpResponse:
-    can_manage = request.membership.has_role(Role.ADMIN)  # type: ignore[attr-defined]
+def channel_list(request: TeamRequest) -> HttpResponse:
+    can_manage = request.membership.has_role(Role.ADMIN)
     members = _member_choices(request)
     form = ChannelForm(members=members, initial={"kind": ChannelKind.EMAIL})
     if request.method == "POST":
@@ -43,10 +45,10 @@ def channel_list(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             chosen = User.objects.filter(
                 uuid__in=data["email_members"],
-                memberships__team=request.team,  # type: ignore[attr-defined]
+                memberships__team=request.team,
             )
             channel = services.channel_create(
-                team=request.team,  # type: ignore[attr-defined]
+                team=request.team,
                 kind=data["kind"],
                 name=data["name"],
                 url=data["url"] or "",
@@ -64,40 +66,66 @@ def channel_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "notifications/channel_list.html",
-        {"channels": channels, "form": form, "can_manage": can_manage, "team": request.team},  # type: ignore[attr-defined]
+        {"channels": channels, "form": form, "can_manage": can_manage, "team": request.team},
     )
 
 
 @team_required(Role.VIEWER)
-def channel_detail(request: HttpRequest, channel_id: str) -> HttpResponse:
-    channel = get_for_team_or_404(_live_channels(request), request.team, channel_id)  # type: ignore[attr-defined]
+def channel_detail(request: TeamRequest, channel_id: str) -> HttpResponse:
+    """The channel. A webhook's signing secret shows masked; an admin's POST `reveal=secret`
+    shows it in full in that one answer (never cached, never in a URL: security finding 8)."""
+    channel = get_for_team_or_404(_live_channels(request), request.team, channel_id)
+    can_manage = request.membership.has_role(Role.ADMIN)
+    reveal = request.method == "POST" and request.POST.get("reveal") == "secret"
+    if reveal and not can_manage:
+        raise PermissionDenied("Only admins see the signing secret.")
     deliveries = list(channel.deliveries.order_by("-created_at", "-id")[:20])
     attempts = (
         DeliveryAttempt.objects.filter(delivery__channel=channel)
         .select_related("delivery")
         .order_by("-started_at", "-id")[:50]
     )
-    return render(
+    response = render(
         request,
         "notifications/channel_detail.html",
         {
             "channel": channel,
             "deliveries": deliveries,
             "attempts": attempts,
-            "can_manage": request.membership.has_role(Role.ADMIN),  # type: ignore[attr-defined]
+            "can_manage": can_manage,
+            "secret_revealed": reveal,
             "kinds": [EventKind(k).label for k in channel.event_kinds if k in EventKind.values],
             "members": channel.email_members.all(),
+            "waiting": recipients.waiting_addresses(channel) if channel.kind == ChannelKind.EMAIL else [],
         },
+    )
+    if reveal:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+def recipient_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """An outside address agrees to get a team's alerts: GET explains, only POST confirms."""
+    confirmation = recipients.recipient_from_token(token)
+    if confirmation is None:
+        return render(request, "accounts/address_confirm.html", {"invalid": True}, status=404)
+    confirmed = request.method == "POST"
+    if confirmed:
+        recipients.recipient_confirm(confirmation=confirmation)
+    return render(
+        request,
+        "accounts/address_confirm.html",
+        {"email": confirmation.email, "purpose": "team", "confirmed": confirmed},
     )
 
 
-def _admin_channel(request: HttpRequest, channel_id: str) -> Channel:
-    return get_for_team_or_404(_live_channels(request), request.team, channel_id)  # type: ignore[attr-defined]
+def _admin_channel(request: TeamRequest, channel_id: str) -> Channel:
+    return get_for_team_or_404(_live_channels(request), request.team, channel_id)
 
 
 @team_required(Role.ADMIN)
 @require_POST
-def channel_test(request: HttpRequest, channel_id: str) -> HttpResponse:
+def channel_test(request: TeamRequest, channel_id: str) -> HttpResponse:
     channel = _admin_channel(request, channel_id)
     if not channel.enabled:
         messages.error(request, "Enable the channel first.")
@@ -113,7 +141,7 @@ def channel_test(request: HttpRequest, channel_id: str) -> HttpResponse:
 
 @team_required(Role.ADMIN)
 @require_POST
-def channel_enable(request: HttpRequest, channel_id: str) -> HttpResponse:
+def channel_enable(request: TeamRequest, channel_id: str) -> HttpResponse:
     channel = _admin_channel(request, channel_id)
     services.channel_enable(channel=channel)
     messages.success(request, "Channel enabled.")
@@ -122,7 +150,7 @@ def channel_enable(request: HttpRequest, channel_id: str) -> HttpResponse:
 
 @team_required(Role.ADMIN)
 @require_POST
-def channel_secret(request: HttpRequest, channel_id: str) -> HttpResponse:
+def channel_secret(request: TeamRequest, channel_id: str) -> HttpResponse:
     channel = _admin_channel(request, channel_id)
     services.channel_rotate_secret(channel=channel)
     messages.success(request, "New signing secret created; update your receiver.")
@@ -131,7 +159,7 @@ def channel_secret(request: HttpRequest, channel_id: str) -> HttpResponse:
 
 @team_required(Role.ADMIN)
 @require_POST
-def channel_delete(request: HttpRequest, channel_id: str) -> HttpResponse:
+def channel_delete(request: TeamRequest, channel_id: str) -> HttpResponse:
     channel = _admin_channel(request, channel_id)
     services.channel_delete(channel=channel)
     messages.success(request, f"Channel “{channel.name}” deleted.")

@@ -281,8 +281,8 @@ def main() -> int:
         print(json.dumps(summary, indent=2, default=str), flush=True)
         if args.no_serve:
             return 0
-        address = os.environ.get("KEYCHEST_RUN_ADDRESS", "127.0.0.1:8000")
-        print(f"\nSign in at http://{address}/ as {DEMO_EMAIL} / {DEMO_PASSWORD}\n", flush=True)
+        # run_all.py prints the one greeting (sign in as the demo account, not "sign up there").
+        os.environ["KEYCHEST_RUN_SIGN_IN_AS"] = f"{DEMO_EMAIL} / {DEMO_PASSWORD}"
         product = subprocess.Popen([sys.executable, str(BASE / "scripts" / "run_all.py")])  # noqa: S603
         # Ctrl-C reaches both through the terminal; a SIGTERM to the demo alone is passed on, so
         # the web server, worker and beat never outlive the lab they scan.

@@ -27,6 +27,7 @@ def processes(host: str) -> dict[str, list[str]]:
             "celery",
             "-A",
             "keychest",
+            "--quiet",  # no start-up banner listing every task; the log lines stay
             "worker",
             "-l",
             "info",
@@ -43,9 +44,15 @@ def processes(host: str) -> dict[str, list[str]]:
 def main() -> int:
     host = os.environ.get("KEYCHEST_RUN_ADDRESS", "127.0.0.1:8000")
     running = {name: subprocess.Popen(cmd) for name, cmd in processes(host).items()}  # noqa: S603
+    sign_in_as = os.environ.get("KEYCHEST_RUN_SIGN_IN_AS", "")  # make demo's account
+    how = (
+        f"sign in as {sign_in_as}"
+        if sign_in_as
+        else "sign up there; with the console email backend the verification link is printed in this "
+        "terminal (EMAIL_URL=file:///dir writes it to a folder)"
+    )
     print(
-        f"\nKeyChest is starting at http://{host}/ — sign up there; with the console email backend the "
-        "verification link is printed in this terminal (EMAIL_URL=file:///dir writes it to a folder).\n"
+        f"\nKeyChest is starting at http://{host}/ — {how}.\n"
         "Press Ctrl-C to stop the web server, the worker, beat and the CT follower.\n",
         flush=True,
     )

@@ -33,7 +33,7 @@ SSLYZE_VENV = ROOT / "var" / "sslyze-venv"
 
 def ours(scenario: Scenario, endpoint: Endpoint, ca_pem: str) -> tuple[verdicts.Opinion, list[str]]:
     """KeyChest's spot check of the scenario (Django set up, a database available)."""
-    from kcproto.checks import FindingSpec, clients_refuse
+    from kcproto.checks import clients_refuse
     from monitors.scanning import ScanConfig
     from monitors.spotcheck import spotcheck
 
@@ -46,7 +46,7 @@ def ours(scenario: Scenario, endpoint: Endpoint, ca_pem: str) -> tuple[verdicts.
         config=config,
         check_hsts=False,
     )
-    specs = [FindingSpec(f["code"], f["message"], f["address"], level=f["severity"]) for f in result["findings"]]
+    specs = result.findings
     verdict = verdicts.REFUSES if clients_refuse(specs) else verdicts.CONNECTS
     errors = [s.message for s in specs if s.severity in ("error", "critical")]
     return verdicts.Opinion(verdict, errors[0][:120] if errors else ""), sorted({s.code for s in specs})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import ipaddress
 import json
 import logging
 import os
@@ -18,10 +19,11 @@ import random
 import signal
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from kcproto import agentwire, netguard, tlsprobe
+from kcproto import agentwire, netguard, sweep, tlsprobe
 from keychest_agent import __version__
 from keychest_agent.client import Client, Refused, Unauthorized, Unavailable
 from keychest_agent.queue import ResultQueue
@@ -57,6 +59,25 @@ class State:
         os.replace(temporary, self.file)
 
 
+class InsecureServer(Exception):
+    """A plain-HTTP server URL off this machine: the agent key would cross the network in clear."""
+
+
+def check_server_url(server: str, *, allow_http: bool = False) -> str:
+    """The server URL, refused when it is plain HTTP to anything but this machine (loopback)."""
+    parts = urllib.parse.urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InsecureServer(f"{server!r} is not an http(s) URL")
+    if parts.scheme == "http" and not allow_http:
+        try:
+            loopback = ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = parts.hostname == "localhost"
+        if not loopback:
+            raise InsecureServer(f"{server} is plain HTTP: use https:// (or --allow-http on a trusted network)")
+    return server.rstrip("/")
+
+
 def enrol(state: State, *, server: str, token: str, ca_file: str = "") -> dict[str, Any]:
     """Exchange the one-time token for this agent's key and keep it in the state folder."""
     client = Client(server=server, ca_file=ca_file)
@@ -71,8 +92,9 @@ def flush(state: State, client: Client) -> int:
     """Send queued batches, oldest first; stop at the first transient failure. Returns batches sent."""
     sent = 0
     for path in state.queue.pending():
+        body = state.queue.read(path)
         try:
-            answer = client.request("POST", "/api/v1/agent/results", state.queue.read(path))
+            answer = client.request("POST", str(body.pop("path", "/api/v1/agent/results")), body)
         except Refused as exc:
             logger.error("the server refused batch %s (%s); kept aside in queue/rejected", path.name, exc)
             state.queue.reject(path)
@@ -107,12 +129,39 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
     due = [t for t in targets if t.due]
     if due:
         results = tlsprobe.run_sync(scan_targets(due, ca_bundle=str(work.get("ca_bundle", "")), options=options))
-        for start in range(0, len(results), agentwire.MAX_RESULTS_PER_BATCH):
-            state.queue.put(results[start : start + agentwire.MAX_RESULTS_PER_BATCH])
+        for batch in agentwire.batches(results):
+            state.queue.put(batch)
         for item in results:
             logger.info("scanned %s: %s", item["target"], json.dumps(item["agent_verdict"], sort_keys=True))
-        flush(state, client)
+    for item in work.get("ranges", []):
+        ip_range = agentwire.RangeTarget.from_dict(item)
+        if ip_range.due:
+            state.queue.put_body("/api/v1/agent/sweeps", sweep_range(ip_range, options))
+    flush(state, client)
     return int(work.get("cadence") or 300)
+
+
+def sweep_range(ip_range: agentwire.RangeTarget, options: ScanOptions) -> dict[str, Any]:
+    """Sweep one range politely (its own rate limit) with the scanner's sweep code."""
+    result = tlsprobe.run_sync(
+        sweep.sweep(
+            ip_range.cidr,
+            ip_range.ports,
+            limiters=[sweep.RateLimiter(ip_range.rate_per_second)],
+            allow_private=True,
+            names=ip_range.names,
+            deadline=options.deadline,
+            connect_timeout=options.connect_timeout,
+        )
+    )
+    logger.info(
+        "swept %s: %d TLS services in %d attempts, %.1f s",
+        ip_range.cidr,
+        len(result.services),
+        result.attempts,
+        result.seconds,
+    )
+    return {"range": ip_range.id, "services": [s.as_dict() for s in result.services], "seconds": result.seconds}
 
 
 def run(
@@ -170,11 +219,13 @@ def _parser() -> argparse.ArgumentParser:
     enrol_cmd.add_argument(
         "--ca-file", default=env("KEYCHEST_AGENT_CA_FILE", ""), help="CA bundle for the server's HTTPS"
     )
+    enrol_cmd.add_argument("--allow-http", action="store_true", help="accept a plain-HTTP server URL off this machine")
     run_cmd = sub.add_parser("run", help="scan the work list on the server's cadence (enrols first if given a token)")
     run_cmd.add_argument("--once", action="store_true", help="one pass, then exit")
     run_cmd.add_argument("--server", default=env("KEYCHEST_AGENT_SERVER"))
     run_cmd.add_argument("--token", default=env("KEYCHEST_AGENT_TOKEN"))
     run_cmd.add_argument("--ca-file", default=env("KEYCHEST_AGENT_CA_FILE", ""))
+    run_cmd.add_argument("--allow-http", action="store_true", help="accept a plain-HTTP server URL off this machine")
     run_cmd.add_argument(
         "--nameserver",
         action="append",
@@ -205,10 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     state = State(Path(args.state_dir))
     try:
         if args.command == "enrol":
-            enrol(state, server=args.server, token=args.token, ca_file=args.ca_file)
+            server = check_server_url(args.server, allow_http=args.allow_http)
+            enrol(state, server=server, token=args.token, ca_file=args.ca_file)
             return 0
         if state.load() is None and args.server and args.token:
-            enrol(state, server=args.server, token=args.token, ca_file=args.ca_file)
+            server = check_server_url(args.server, allow_http=args.allow_http)
+            enrol(state, server=server, token=args.token, ca_file=args.ca_file)
         options = ScanOptions(
             deadline=args.deadline,
             connect_timeout=min(5.0, args.deadline),
@@ -217,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             nameservers=tuple(netguard.parse_nameservers(args.nameserver)),
         )
         return run(state, options, once=args.once, max_sleep=args.max_sleep, attempts=max(1, args.attempts))
-    except Refused as exc:
+    except (Refused, InsecureServer) as exc:
         logger.error("%s", exc)
         return 2
     except Unavailable as exc:

@@ -24,10 +24,15 @@ class ResultQueue:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def put(self, results: list[dict[str, Any]]) -> Path:
+        """A batch of scan results (for `POST /api/v1/agent/results`)."""
+        return self.put_body("/api/v1/agent/results", {"results": results})
+
+    def put_body(self, path: str, body: dict[str, Any]) -> Path:
+        """Any report, with the API path it goes to."""
         name = f"{time.time_ns():020d}-{secrets.token_hex(4)}.json"
         temporary = self.folder / f".{name}.tmp"
         with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump({"results": results}, handle)
+            json.dump({**body, "path": path}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         final = self.folder / name

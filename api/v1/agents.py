@@ -32,17 +32,17 @@ from agents.services import (
     agent_enrol,
     agent_report,
     agent_revoke,
+    agent_sweep_report,
     agent_work,
     domain_assign,
     server_assign,
 )
 from api.access import key_from_header
 from api.v1.base import V1Mixin
-from keychest.ratelimit import client_ip
+from api.v1.views import UUID_RE
+from keychest.ratelimit import Limit, client_ip, hit
 from keychest.tenancy import get_for_team_or_404
 from monitors.models import Server, WatchedDomain
-
-UUID_RE = "[0-9a-fA-F-]{36}"
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -178,6 +178,8 @@ class AgentViewSet(
 
 # --- the agent protocol -------------------------------------------------------------------------
 MAX_BODY = 8 * 1024 * 1024
+# Enrolment is the one call without a key: a few tries per address (tokens are 256-bit anyway).
+ENROL_LIMIT = Limit("agent-enrol", 20, 3600)
 
 AgentView = Callable[[HttpRequest, Agent], HttpResponse]
 
@@ -227,6 +229,11 @@ def agent_required(view: AgentView) -> Callable[[HttpRequest], HttpResponse]:
 @require_http_methods(["POST"])
 def agent_enrol_view(request: HttpRequest) -> HttpResponse:
     """POST {"token": "kcat_...", "version": "..."} -> {"key": "kcag_...", "agent": uuid} (shown once)."""
+    verdict = hit(ENROL_LIMIT, client_ip(request))
+    if not verdict.allowed:
+        response = _error("too many enrolment attempts from this address", 429)
+        response["Retry-After"] = str(verdict.retry_after)
+        return response
     try:
         body = _json_body(request)
         token = body.get("token") if isinstance(body, dict) else None
@@ -258,3 +265,17 @@ def agent_results_view(request: HttpRequest, agent: Agent) -> HttpResponse:
         raise AgentRefused("the body is an object with `results`")
     outcome = agent_report(agent=agent, results=body.get("results"))
     return JsonResponse({**outcome.as_dict(), "clock_skew": agent.clock_skew})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@agent_required
+def agent_sweeps_view(request: HttpRequest, agent: Agent) -> HttpResponse:
+    """One range's sweep: {"range": uuid, "services": [{address, port, protocol, sni, probe}], "seconds"}."""
+    try:
+        outcome = agent_sweep_report(agent=agent, data=_json_body(request))
+    except AgentRefused as exc:
+        if str(exc) == "not-found":
+            return _error("not-found", 404)
+        raise
+    return JsonResponse(outcome)

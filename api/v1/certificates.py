@@ -87,7 +87,7 @@ class CertificateViewSet(
         params = self.request.query_params
         if params.get("domain"):
             try:
-                qs = qs.filter(id__in=certificates_for(params["domain"]).values("id"))
+                qs = qs.filter(id__in=certificates_for(params["domain"], one_per_issuance=False).values("id"))
             except InvalidName as exc:
                 raise exceptions.ValidationError({"domain": str(exc)}) from None
         if params.get("issuer"):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import include, path
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import Resolver404, include, path, re_path, resolve
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from api.v1 import agents, views
+from api.v1 import agents, ranges, views
 from api.v1.certificates import CertificateViewSet
 from api.v1.metrics import MetricsView
 from api.v1.policy import IssuancePolicyView
@@ -30,6 +32,22 @@ class SwaggerView(SpectacularSwaggerSplitView):
         return response
 
 
+@csrf_exempt  # the view it hands over to is a DRF view: that view's own rules apply
+def without_trailing_slash(request: HttpRequest, path: str) -> HttpResponse:
+    """`/api/v1/servers/{id}` answers as `/api/v1/servers/{id}/` does, for every method.
+
+    Django's APPEND_SLASH answers 301, and clients that follow a 301 turn PATCH and DELETE into
+    GET: the change silently does not happen. The canonical URLs (and the schema) keep the slash.
+    """
+    try:
+        match = resolve(f"{request.path_info}/")
+    except Resolver404:
+        raise Http404("No such API URL") from None
+    if match.func is without_trailing_slash:
+        raise Http404("No such API URL")
+    return match.func(request, *match.args, **match.kwargs)
+
+
 router = SimpleRouter()
 router.register("servers", ServerViewSet, basename="v1-server")
 router.register("domains", views.DomainViewSet, basename="v1-domain")
@@ -41,6 +59,7 @@ router.register("api-keys", views.ApiKeyViewSet, basename="v1-apikey")
 router.register("audit", views.AuditViewSet, basename="v1-audit")
 router.register("members", views.MemberViewSet, basename="v1-member")
 router.register("agents", agents.AgentViewSet, basename="v1-agent")
+router.register("ranges", ranges.IPRangeViewSet, basename="v1-range")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="v1-schema"),
@@ -55,6 +74,9 @@ urlpatterns = [
     path("agent/enrol", agents.agent_enrol_view, name="v1-agent-enrol"),
     path("agent/work", agents.agent_work_view, name="v1-agent-work"),
     path("agent/results", agents.agent_results_view, name="v1-agent-results"),
+    path("agent/sweeps", agents.agent_sweeps_view, name="v1-agent-sweeps"),
     path("calendar/<str:token>.ics", views.CalendarFeedView.as_view(), name="api_calendar_feed"),
     path("", include(router.urls)),
+    # Last: only what no route above matched.
+    re_path(r"^(?P<path>.*[^/])$", without_trailing_slash),
 ]

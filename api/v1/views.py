@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from api import exports
 from api.expiry import expiration_report
 from api.models import ApiKey, AuditEntry, CalendarFeed, Scope
-from api.selectors import team_certificates
+from api.selectors import one_per_issuance, team_certificates
 from api.services import apikey_create, apikey_revoke
 from api.v1.base import Cursor, V1Mixin
 from api.v1.serializers import (
@@ -137,11 +137,13 @@ class DomainViewSet(
     def certificates(self, request: Request, id: str) -> Response:
         domain = self.get_object()
         try:
-            qs = certificates_for(domain.domain, include_subdomains=domain.include_subdomains)
+            qs = certificates_for(domain.domain, include_subdomains=domain.include_subdomains, one_per_issuance=False)
         except InvalidName as exc:
             raise exceptions.ValidationError({"domain": str(exc)}) from None
-        # Only what the team may see: read from a CT log, or its own scans and uploads.
-        visible = team_certificates(self.caller.team).filter(id__in=qs.values("id")).order_by("-not_before", "-id")
+        # Only what the team may see (read from a CT log, or its own scans and uploads), one row
+        # per issuance among those.
+        visible = one_per_issuance(team_certificates(self.caller.team).filter(id__in=qs.values("id")))
+        visible = visible.order_by("-not_before", "-id")
         rows = list(visible[:500])  # the newest 500; the certificates endpoint pages and filters further
         return Response(CertificateSerializer(rows, many=True).data)
 

@@ -10,6 +10,12 @@ if TYPE_CHECKING:
     from keychest.accounts.models import Invitation
 
 
+def address_confirmation(*, to: str, link: str, purpose: str) -> None:
+    """Ask a new outside recipient to confirm. No text from the asker is in it (no team or
+    channel name), so it cannot carry someone else's message."""
+    emails.send("address_confirmation", to, {"link": link, "purpose": purpose})
+
+
 def invitation(invitation: Invitation, link: str) -> None:
     emails.send(
         "invitation",

@@ -196,8 +196,68 @@ def membership_remove(*, membership: Membership, by: User) -> None:
 
 
 def user_update_preferences(*, user: User, timezone_name: str, notification_email: str) -> User:
+    """Save the preferences. A new notification_email takes effect once its holder confirms it
+    (unless it is one of the user's verified addresses); saving again while it waits sends the
+    link again, within the address's budget."""
+    email = notification_email.strip().lower()
+    if email != user.notification_email:
+        verified = bool(email) and _is_verified_address(user, email)
+        user.notification_email_confirmed_at = timezone.now() if verified else None
     user.timezone = timezone_name
-    user.notification_email = notification_email.strip().lower()
+    user.notification_email = email
     user.full_clean(validate_unique=False, exclude=["password"])
-    user.save(update_fields=["timezone", "notification_email"])
+    with transaction.atomic():
+        user.save(update_fields=["timezone", "notification_email", "notification_email_confirmed_at"])
+        if email and user.notification_email_confirmed_at is None:
+            notification_email_confirm_request(user=user)
     return user
+
+
+# --- confirming outside recipients (security finding 7) ------------------------------------
+NOTIFICATION_EMAIL_SALT = "keychest.accounts.notification-email"
+CONFIRMATION_MAX_AGE_DAYS = 7
+
+
+def _is_verified_address(user: User, email: str) -> bool:
+    from allauth.account.models import EmailAddress
+
+    return EmailAddress.objects.filter(user=user, email__iexact=email, verified=True).exists()
+
+
+def address_confirmation_send(*, to: str, link: str, purpose: str) -> bool:
+    """The one email a new outside recipient gets before anything else: a link to confirm. At
+    most KEYCHEST_CONFIRMATIONS_PER_ADDRESS_PER_DAY per address, whoever asks; False beyond.
+    Sent after commit. `purpose` is "personal" (a user's notification email) or "team"."""
+    budget = Limit("confirm-address", settings.KEYCHEST_CONFIRMATIONS_PER_ADDRESS_PER_DAY, 86400)
+    if not hit(budget, to.lower()).allowed:
+        return False
+    transaction.on_commit(lambda: emails.address_confirmation(to=to, link=link, purpose=purpose))
+    return True
+
+
+def notification_email_confirm_request(*, user: User) -> bool:
+    """Email the confirmation link to the user's notification_email (within its budget)."""
+    token = signing.dumps({"u": str(user.uuid), "e": user.notification_email}, salt=NOTIFICATION_EMAIL_SALT)
+    link = settings.SITE_URL + reverse("notification_email_confirm", args=[token])
+    return address_confirmation_send(to=user.notification_email, link=link, purpose="personal")
+
+
+def notification_email_from_token(token: str) -> tuple[User, str] | None:
+    """(user, address) a confirmation link names, while that address is still the user's
+    unconfirmed notification_email; None for forged, old or stale links."""
+    try:
+        data = signing.loads(token, salt=NOTIFICATION_EMAIL_SALT, max_age=CONFIRMATION_MAX_AGE_DAYS * 86400)
+    except signing.BadSignature:
+        return None
+    user = User.objects.filter(uuid=data.get("u"), is_active=True, notification_email=data.get("e")).first()
+    if user is None or not user.notification_email:
+        return None
+    return user, user.notification_email
+
+
+def notification_email_confirm(*, user: User, email: str) -> bool:
+    """The holder of `email` confirmed it; True if it is (still) the user's notification email."""
+    confirmed = User.objects.filter(pk=user.pk, notification_email=email).update(
+        notification_email_confirmed_at=timezone.now()
+    )
+    return bool(confirmed)

@@ -14,3 +14,12 @@ class AuthedRequest(HttpRequest):
     user: User  # type: ignore[assignment]
     team: Team | None
     membership: Membership | None
+
+
+class TeamRequest(HttpRequest):
+    """A request past `@team_required` (or `CurrentTeamMiddleware` for a signed-in member):
+    `request.user` is a User and the current team and the user's membership in it are set."""
+
+    user: User  # type: ignore[assignment]
+    team: Team
+    membership: Membership

@@ -18,5 +18,10 @@ urlpatterns = [
     path("teams/<uuid:team_id>/members/<uuid:member_id>/role/", views.member_role, name="member_role"),
     path("teams/<uuid:team_id>/members/<uuid:member_id>/remove/", views.member_remove, name="member_remove"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path(
+        "account/notification-email/<str:token>/",
+        views.notification_email_confirm,
+        name="notification_email_confirm",
+    ),
     path("account/preferences/", views.preferences, name="preferences"),
 ]

@@ -187,6 +187,21 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "accounts/invitation_accept.html", {"invitation": invitation})
 
 
+def notification_email_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows what confirming means; only POST confirms (mail scanners follow links). No
+    sign-in: the holder of the address confirms, who may not be the user."""
+    found = services.notification_email_from_token(token)
+    if found is None:
+        return render(request, "accounts/address_confirm.html", {"invalid": True}, status=404)
+    user, email = found
+    confirmed = request.method == "POST" and services.notification_email_confirm(user=user, email=email)
+    return render(
+        request,
+        "accounts/address_confirm.html",
+        {"email": email, "purpose": "personal", "confirmed": confirmed},
+    )
+
+
 @login_required
 def preferences(request: AuthedRequest) -> HttpResponse:
     user = request.user
@@ -205,4 +220,5 @@ def preferences(request: AuthedRequest) -> HttpResponse:
                 form.add_error(None, error)
     else:
         form = PreferencesForm(initial={"timezone": user.timezone, "notification_email": user.notification_email})
-    return render(request, "accounts/preferences.html", {"form": form})
+    waiting = bool(user.notification_email) and user.notification_email_confirmed_at is None
+    return render(request, "accounts/preferences.html", {"form": form, "waiting": waiting})

@@ -4,6 +4,7 @@ list, results judged by the server (never by the agent), clock skew, silence, an
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import time_machine
@@ -12,13 +13,13 @@ from keychest_agent.scan import ScanOptions, scan_targets
 
 from agents.models import Agent
 from agents.services import agent_create, agents_silent_check, secret_hash
+from events.models import Event
 from kcproto import agentwire, tlsprobe
 from lab.pki import CA, now, self_signed
 from monitors.domains import domain_watch
 from monitors.models import Finding, ScanResult, Server
 from monitors.scanning import servers_claim_due
 from monitors.services import ca_bundle_create, server_enrol
-from notifications.models import Event
 
 pytestmark = pytest.mark.django_db
 
@@ -249,3 +250,76 @@ def test_an_agent_silent_for_twice_its_cadence_raises_one_event(alice_client, en
     with time_machine.travel(start + dt.timedelta(seconds=1300), tick=False):
         assert agents_silent_check() == 1
     assert Event.objects.filter(kind="agent_silent").count() == 2
+
+
+def test_enrolment_attempts_are_rate_limited_per_address(client) -> None:
+    for _ in range(20):
+        answer = client.post("/api/v1/agent/enrol", {"token": "kcat_wrong"}, content_type="application/json")
+        assert answer.status_code == 400
+    limited = client.post("/api/v1/agent/enrol", {"token": "kcat_wrong"}, content_type="application/json")
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+
+
+def test_the_agent_and_range_lists_take_a_bounded_number_of_queries(
+    alice_client, people, django_assert_max_num_queries
+) -> None:
+    from discovery.models import IPRange
+
+    for n in range(5):
+        agent, _ = agent_create(team=people.team_a, name=f"dc{n}")
+        server = server_enrol(team=people.team_a, host=f"s{n}.corp.test")
+        Server.objects.filter(pk=server.pk).update(agent=agent)
+        IPRange.objects.create(team=people.team_a, cidr=f"10.{n}.0.0/24", ports=[443], agent=agent)
+    with django_assert_max_num_queries(12):
+        assert len(alice_client.get("/api/v1/agents/").json()["results"]) == 5
+    with django_assert_max_num_queries(12):
+        assert len(alice_client.get("/api/v1/ranges/").json()["results"]) == 5
+    with django_assert_max_num_queries(14):
+        assert alice_client.get("/agents/").status_code == 200
+
+
+def test_scan_now_on_an_agents_server_makes_it_due_for_the_agent_only(alice_client, intranet, enrolled) -> None:
+    Server.objects.filter(pk=intranet.pk).update(next_scan_at=timezone.now() + dt.timedelta(hours=8))
+    assert enrolled.work().json()["targets"][0]["due"] is False
+    answer = alice_client.post(f"/servers/{intranet.uuid}/scan/", follow=True)
+    assert b"scanned by agent intranet" in answer.content
+    assert b'data-testid="scanned-by-agent"' in answer.content
+    assert enrolled.work().json()["targets"][0]["due"] is True
+    # Nothing was scanned by the SaaS meanwhile (the task path skips the server too).
+    assert not ScanResult.objects.filter(server=intranet).exists()
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "imap", "postgres"])
+def test_the_agent_speaks_starttls_with_the_scanners_code(people, lab, enrolled, protocol) -> None:
+    bundle = ca_bundle_create(team=people.team_a, name="lab root", pem=lab.root_pem)
+    endpoint = lab.starttls(protocol, lab.leaf(["mail.corp.test"]), hosts=["127.0.0.7"])
+    server = server_enrol(
+        team=people.team_a,
+        host=f"mail.corp.test:{endpoint.port}",
+        protocol=protocol,
+        pinned_ip="127.0.0.7",
+        ca_bundle=bundle,
+    )
+    Server.objects.filter(pk=server.pk).update(agent=enrolled.agent)
+    work = enrolled.work().json()
+    assert work["targets"][0]["protocol"] == protocol
+    assert enrolled.report(lab_scan(work["targets"], work["ca_bundle"])).json()["accepted"] == [str(server.uuid)]
+    row = ScanResult.objects.get(server=server, current=True, alternate=False)
+    assert row.trusted is True and row.names == ["mail.corp.test"]
+
+
+def test_the_work_list_carries_only_the_own_teams_private_cas(people, enrolled) -> None:
+    mine = self_signed(["corp-a-root"]).cert_pem
+    theirs = self_signed(["corp-b-root"]).cert_pem
+    ca_bundle_create(team=people.team_a, name="a", pem=mine)
+    ca_bundle_create(team=people.team_b, name="b", pem=theirs)
+    bundle = enrolled.work().json()["ca_bundle"]
+    assert mine.strip() in bundle and theirs.strip() not in bundle
+
+
+def test_results_travel_in_batches_under_the_request_size_limit() -> None:
+    item = {"target": "x", "probes": [{"chain": ["A" * 30_000] * 3}]}
+    split = agentwire.batches([item] * 100)
+    assert sum(len(b) for b in split) == 100 and len(split) >= 10
+    assert all(len(json.dumps({"results": b})) < 2_621_440 for b in split)
+    assert [len(b) for b in agentwire.batches([{"target": "y"}] * 450)] == [200, 200, 50]

@@ -25,10 +25,10 @@ from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import agents_silent_check
+from events.models import Event
 from monitors.models import Finding, ScanResult, Server
 from monitors.scanning import scan_server_ids
 from monitors.services import ca_bundle_create, server_enrol
-from notifications.models import Event
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -290,3 +290,30 @@ def _call(base: str, method: str, path: str, key: str, body: object = None) -> d
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read())
+
+
+def test_an_agent_sweeps_a_private_range_the_saas_may_not(saas, alice_client, people, lab, agent_process) -> None:
+    from discovery.models import FoundService
+    from discovery.services import ranges_claim_due
+
+    endpoint = lab.tls(lab.leaf(["nas.corp.test"]), hosts=["127.0.0.60"])
+    created = alice_client.post("/api/v1/agents/", {"name": "dc1"}, content_type="application/json").json()
+    assert agent_process("enrol", "--server", saas.url, "--token", created["token"]).returncode == 0
+    body = {"cidr": "127.0.0.48/28", "ports": [endpoint.port]}
+    refused = alice_client.post("/api/v1/ranges/", body, content_type="application/json")
+    assert refused.status_code == 400  # the SaaS sweeps public ranges only
+    added = alice_client.post("/api/v1/ranges/", {**body, "agent": created["id"]}, content_type="application/json")
+    assert added.status_code == 201, added.content
+    assert ranges_claim_due() == []  # the agent's range is never the SaaS's work
+    ran = agent_process("run", "--once")
+    assert ran.returncode == 0, ran.stderr
+    assert "swept 127.0.0.48/28: 1 TLS services in 14 attempts" in ran.stderr
+    found = FoundService.objects.get(ip_range__uuid=added.json()["id"])
+    assert (found.address, found.port, found.names) == ("127.0.0.60", endpoint.port, ["nas.corp.test"])
+    assert Event.objects.filter(kind="service_found", team=people.team_a).count() == 1
+
+
+def test_the_agent_refuses_to_send_its_token_over_plain_http_off_the_machine(agent_process) -> None:
+    refused = agent_process("enrol", "--server", "http://keychest.example.com", "--token", "kcat_x")
+    assert refused.returncode == 2 and "plain HTTP" in refused.stderr
+    assert not (agent_process.state / "agent.json").exists()

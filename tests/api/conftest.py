@@ -152,6 +152,8 @@ class World:
     uploaded_sha256: str
     ct_sha256: str  # read from a CT log, names the discovered host
     agent: object = None
+    ip_range: object = None
+    found: object = None
 
 
 def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
@@ -160,6 +162,7 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     from agents.services import agent_create
     from api.enrolment import certificate_upload
     from certificates.services import certificate_store_der
+    from discovery.models import FoundService, IPRange
     from events.services import event_record
     from lab.ctlog.certgen import issue
     from monitors.models import DiscoveredHost, Finding, Server, TimelineEntry, WatchedDomain
@@ -196,6 +199,10 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
     key = apikey_create(team=team, user=user, name="world key", scopes=["read"]).api_key
     uploaded = certificate_upload(team=team, der=issue(issuer, [f"upload.{domain}"]).certificate, user=user).certificate
     agent, _token = agent_create(team=team, name="world agent")
+    ip_range = IPRange.objects.create(team=team, cidr="192.0.2.0/28", ports=[443], next_sweep_at=now)
+    found = FoundService.objects.create(
+        team=team, ip_range=ip_range, address="192.0.2.5", port=443, names=[www], first_seen=now, last_seen=now
+    )
     return World(
         server,
         result,
@@ -210,6 +217,8 @@ def make_world(team, user, issuer, *, domain: str = "example.com") -> World:
         uploaded.sha256,
         logged.sha256,
         agent,
+        ip_range,
+        found,
     )
 
 

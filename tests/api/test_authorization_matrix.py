@@ -42,7 +42,7 @@ ENROL_OPS = {
     "v1.0_certificate_add_create",
     "v1.0_user_retrieve",
 }
-# What needs an admin (or owner) of the team, beyond a member's manage scope: agents, alert
+# What needs an admin (or owner) of the team, beyond a member's manage scope: agents, IP ranges, alert
 # channels, the issuance policy, invitations, and revoking someone else's key (the world's key is
 # alice's).
 ADMIN_OPS = {
@@ -50,6 +50,8 @@ ADMIN_OPS = {
     "v1_agents_destroy",
     "v1_agents_assign_create",
     "v1_agents_unassign_create",
+    "v1_ranges_create",
+    "v1_ranges_destroy",
     "v1_api_keys_destroy",
     "v1_channels_create",
     "v1_channels_partial_update",
@@ -89,9 +91,10 @@ PUBLIC_EXPECTED = {
 # API routes not in the schema, and why (tests/security/test_route_tenancy.py walks the rest).
 NOT_IN_SCHEMA = {
     "api/claim/<token>/<action>/": "the claim email's confirm/revoke/block page for people, not an API operation",
-    "api/v1/agent/enrol": "the agent protocol (docs/agents.md), authenticated by agent tokens and keys",
-    "api/v1/agent/work": "the agent protocol (docs/agents.md), authenticated by agent keys",
-    "api/v1/agent/results": "the agent protocol (docs/agents.md), authenticated by agent keys",
+    "api/v1/agent/enrol": "the agent protocol (docs/agent.md), authenticated by agent tokens and keys",
+    "api/v1/agent/work": "the agent protocol (docs/agent.md), authenticated by agent keys",
+    "api/v1/agent/results": "the agent protocol (docs/agent.md), authenticated by agent keys",
+    "api/v1/agent/sweeps": "the agent protocol (docs/agent.md), authenticated by agent keys",
     "api/v1/docs/": "the schema's HTML viewer",
     "api/v1/schema/": "the schema itself",
 }
@@ -115,6 +118,8 @@ def _bodies(world: World, issuer: Any) -> dict[str, dict[str, Any]]:
         "v1_agents_create": {"name": "dc1"},
         "v1_agents_assign_create": {"servers": [str(world.server.uuid)]},
         "v1_agents_unassign_create": {"servers": [str(world.server.uuid)]},
+        "v1_ranges_create": {"cidr": "8.8.8.0/24", "ports": [443]},
+        "v1_ranges_watch_create": {"service": str(world.found.uuid), "name": world.server.host},  # type: ignore[attr-defined]
         "v1.0_servers_add_create": {"domain": "enrol.example.com"},
         "v1.0_certificate_add_create": {"certificate": pem_of(issue(issuer, ["enrol.example.com"]).certificate)},
     }
@@ -129,6 +134,7 @@ def _fill(path: str, world: World) -> str:
         "channels": str(world.channel.uuid),
         "api-keys": str(world.key.uuid),
         "agents": str(world.agent.uuid),  # type: ignore[attr-defined]
+        "ranges": str(world.ip_range.uuid),  # type: ignore[attr-defined]
     }
 
     def one(match: re.Match[str]) -> str:

@@ -248,7 +248,14 @@ def test_what_an_unconfirmed_key_enrols_is_held_unscanned_until_confirmed(smtp, 
     claim("dave@example.net")
     client = key_client(KEY)
     added = client.post("/api/v1.0/servers/add", {"domain": "web.example.net:8443"}, format="json").json()
-    assert added == {"status": "success", "domain": "web.example.net", "port": 8443, "pending": True}
+    held_id = added.pop("id")
+    assert added == {
+        "status": "success",
+        "key": "web.example.net:8443",
+        "domain": "web.example.net",
+        "port": 8443,
+        "pending": True,
+    }
     der = issue(lab_issuer, ["web.example.net"]).certificate
     assert (
         client.post("/api/v1.0/certificate/add", {"certificate": pem_of(der)}, format="json").json()["pending"] is True
@@ -268,6 +275,7 @@ def test_what_an_unconfirmed_key_enrols_is_held_unscanned_until_confirmed(smtp, 
     assert b"web.example.net:8443" in page.content
     Client().post(links["confirm"])
     server = Server.objects.get(host="web.example.net", port=8443)
+    assert str(server.uuid) == held_id  # the id the script stored is the server's
     assert server.team == dave_team and server.next_scan_at is not None and not server.paused
     assert UploadedCertificate.objects.filter(team=dave_team).count() == 1
     assert PendingEnrolment.objects.count() == 0

@@ -42,7 +42,8 @@ def watched(people, lab_issuer) -> Server:
 
 
 def api_calls(secret: str) -> None:
-    """The three prepared statements of the API: key look-up, expiration rows, enrolment."""
+    """The prepared statements of the API: key look-up, the cached key's epoch check, expiration
+    rows, enrolment."""
     keycache.KEY_CACHE.clear()
     client = key_client(secret)
     expiration = client.get("/api/v1.0/servers/expiration/www.example.com")
@@ -53,7 +54,7 @@ def api_calls(secret: str) -> None:
     assert added.json()["status"] == "success"
 
 
-API_STATEMENTS = {"kc_api_expiry", "kc_api_key_lookup", "kc_server_enrol"}
+API_STATEMENTS = {"kc_api_auth_epoch", "kc_api_expiry", "kc_api_key_lookup", "kc_server_enrol"}
 
 
 def held() -> set[str]:

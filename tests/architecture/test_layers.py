@@ -16,6 +16,7 @@ PACKAGES = (
     "certificates",
     "monitors",
     "agents",
+    "discovery",
     "notifications",
     "api",
     "dashboard",

@@ -4,11 +4,15 @@ stretch; and connections to an honest log still kept alive."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +26,7 @@ from tests.certificates.helpers import db_log, ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 MB = 1024 * 1024
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -169,3 +174,15 @@ def test_connections_to_a_log_are_kept_alive(local_logs, ct_settings, api: str) 
     # at most the parallel fetches of one chunk and of the chunk prefetched beside it.
     assert len(local.requests) > 20
     assert local.connections <= 2 * ct_settings.KEYCHEST_CT_PARALLEL + 1
+
+
+@pytest.mark.parametrize("module", ["keychest.settings", "keychest.settings_test"])
+def test_private_targets_are_refused_unless_a_deployment_allows_them(module: str) -> None:
+    """The CT lab logs listen on loopback: their fixtures (`ct_settings`, `lab_settings`) allow
+    private targets for the test that needs them. Neither the deployment default nor the test
+    settings do, so the guard above is what every other test and every deployment runs with."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KEYCHEST_ALLOW_PRIVATE_TARGETS", "DJANGO_SETTINGS_MODULE")}
+    env.update(DJANGO_SETTINGS_MODULE=module, DEBUG="1", SECRET_KEY="x" * 50)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.KEYCHEST_ALLOW_PRIVATE_TARGETS)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

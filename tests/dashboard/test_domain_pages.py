@@ -144,3 +144,14 @@ def test_the_history_query_count_does_not_grow(alice_client, people, ca, django_
         logged(ca, [f"h{i}.shop.example", f"alt{i}.shop.example"])
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert len(alice_client.get(url).context["rows"]) == 25
+
+
+def test_a_pasted_url_is_watched_as_its_domain_as_servers_read_it(alice_client, people) -> None:
+    html = alice_client.post(reverse("domain_add"), {"domain": "https://x.test/path"}, follow=True).content.decode()
+    assert "Watching x.test (read from “https://x.test/path”)" in html
+    assert WatchedDomain.objects.get(team=people.team_a).domain == "x.test"
+
+
+def test_a_domain_with_a_space_says_so_in_plain_words(alice_client, people) -> None:
+    html = alice_client.post(reverse("domain_add"), {"domain": "my domain.com"}, follow=True).content.decode()
+    assert "Not watched: “my domain.com” has a space in it" in html and "Codepoint" not in html

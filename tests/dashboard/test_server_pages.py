@@ -331,3 +331,128 @@ def test_the_row_forms_carry_the_pages_csrf_token_and_it_is_accepted(people) -> 
     assert client.post(pause, {"csrfmiddlewaretoken": tokens[0], "next": "/servers/"}).status_code == 302
     server.refresh_from_db()
     assert server.paused
+
+
+# --- issue 14: refusals at input time, in words that say what to do ------------------------
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address (the machine KeyChest itself runs on)"),
+        ("localhost:8443", "localhost is a loopback address (the machine KeyChest itself runs on)"),
+        ("10.0.0.5", "10.0.0.5 is an address inside a private network"),
+        ("https://printer.local/", "printer.local is a name that only exists inside a local network"),
+    ],
+)
+def test_private_targets_are_refused_when_added_with_what_to_do_instead(
+    alice_client, people, settings, typed, words
+) -> None:
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = False
+    html = alice_client.post(reverse("server_list_add"), {"host": typed}, follow=True).content.decode()
+    assert f"Not added: {words}, so KeyChest cannot reach it from the internet." in html
+    assert "public name or address instead" in html and "Watching" not in html
+    assert not Server.objects.filter(team=people.team_a).exists()
+
+
+def test_private_targets_are_refused_per_line_in_a_bulk_paste(alice_client, people, settings) -> None:
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = False
+    text = "www.example.com\n127.0.0.1\nlocalhost\n10.0.0.5:8443\n"
+    html = alice_client.post(reverse("server_list_bulk"), {"text": text}, follow=True).content.decode()
+    assert "1 added, 3 not understood." in html
+    assert "Line 2: 127.0.0.1 — 127.0.0.1 is a loopback address (the machine KeyChest itself runs on)" in html
+    assert "Line 4: 10.0.0.5:8443 — 10.0.0.5 is an address inside a private network" in html
+    assert [s.host for s in Server.objects.filter(team=people.team_a)] == ["www.example.com"]
+
+
+def test_private_targets_are_accepted_where_the_deployment_allows_them(alice_client, people, settings) -> None:
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = True
+    alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})
+    assert Server.objects.filter(team=people.team_a, host="10.0.0.5").exists()
+
+
+def test_form_errors_name_the_field_and_the_limit(alice_client, people) -> None:
+    html = alice_client.post(
+        reverse("server_list_add"), {"host": "www.example.com", "tags": "x" * 301}, follow=True
+    ).content.decode()
+    assert "Not added. Tags: at most 300 characters, please (this has 301)." in html
+    assert "host or host:port" not in html.split('class="messages"')[1].split("</ul>")[0]
+
+
+def test_a_name_with_a_space_says_so(alice_client, people) -> None:
+    html = alice_client.post(reverse("server_list_add"), {"host": "my server"}, follow=True).content.decode()
+    assert "Not added: “my server” has a space in it; a host name has none" in html
+    assert "Codepoint" not in html
+
+
+def test_a_pasted_url_is_watched_as_its_host_and_the_page_says_so(alice_client, people) -> None:
+    html = alice_client.post(reverse("server_list_add"), {"host": "https://x.test/path"}, follow=True).content.decode()
+    assert "Watching x.test:443 (read from “https://x.test/path”)" in html
+
+
+def test_a_team_with_an_agent_may_add_private_targets_for_it(alice_client, people, settings) -> None:
+    from agents.services import agent_create, server_assign
+
+    settings.KEYCHEST_ALLOW_PRIVATE_TARGETS = False
+    charlies_agent, _ = agent_create(team=people.team_b, name="charlie's agent")
+    server_assign(server=Server.objects.create(team=people.team_b, host="intra.example.com"), agent=charlies_agent)
+    alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})  # another team's agent changes nothing
+    assert not Server.objects.filter(team=people.team_a, host="10.0.0.5").exists()
+    agent, _ = agent_create(team=people.team_a, name="dc1")
+    server_assign(server=Server.objects.create(team=people.team_a, host="intra.example.com"), agent=agent)
+    alice_client.post(reverse("server_list_add"), {"host": "10.0.0.5"})
+    assert Server.objects.filter(team=people.team_a, host="10.0.0.5").exists()
+
+
+# --- issue 14 items 10 and 6: a "why" for every status; times labelled with their zone ---------
+def test_the_list_says_why_a_server_is_down_or_in_error(alice_client, people) -> None:
+    team = people.team_a
+    down = server_with_certificate(team, "down.example.com", expires_in=40 * D)
+    finding(down, "hostname_mismatch", severity="error")
+    finding(
+        down,
+        "connect_failed",
+        severity="error",
+        message="Connect call failed ('127.0.0.1', 49053)",
+        address="192.0.2.1",
+    )
+    bad = server_with_certificate(team, "bad.example.com", expires_in=40 * D)
+    finding(bad, "legacy_tls", severity="warning")
+    finding(bad, "untrusted", severity="error")
+    Server.objects.create(team=team, host="new.example.com")
+    html = alice_client.get(reverse("server_list")).content.decode()
+    whys = dict(re.findall(r'data-host="([^"]+)">.*?data-testid="why" class="why">([^<]*)<', html, re.S))
+    assert whys["down.example.com"] == "Nothing accepts connections on the port (192.0.2.1)"
+    assert whys["bad.example.com"].startswith("The chain is not trusted")
+    assert whys["new.example.com"] == "Waiting for its first scan"
+    assert "Connect call failed" not in html
+
+
+def test_the_detail_page_never_says_not_scanned_after_a_scan(alice_client, people) -> None:
+    server = Server.objects.create(team=people.team_a, host="gone.example.com", last_scan_at=timezone.now())
+    finding(server, "connect_failed", address="192.0.2.1")
+    html = alice_client.get(reverse("server_detail", args=[server.uuid])).content.decode()
+    assert "Not scanned yet" not in html and "reached no address of this server" in html
+
+
+def test_times_on_the_detail_page_carry_the_users_zone(alice_client, people) -> None:
+    people.alice.timezone = "Asia/Tokyo"
+    people.alice.save(update_fields=["timezone"])
+    at = timezone.now().replace(hour=7, minute=48, second=0, microsecond=0)
+    server = Server.objects.create(team=people.team_a, host="tokyo.example.com", last_scan_at=at)
+    html = alice_client.get(reverse("server_detail", args=[server.uuid])).content.decode()
+    assert "16:48 JST" in html and "16:48 UTC" not in html and "07:48 UTC" not in html
+
+
+# --- issue 14 item 7: bulk errors stay; progress counts what this person just added ----------
+def test_bulk_errors_outlive_the_progress_reload_and_progress_counts_the_last_paste(alice_client, people) -> None:
+    for i in range(15):  # added by someone else within the hour, still waiting
+        Server.objects.create(team=people.team_a, host=f"earlier{i}.example.com")
+    text = "a.example.com\nb.example.com\nmy server\n127.0.0.1:99999\n"
+    html = alice_client.post(reverse("server_list_bulk"), {"text": text}, follow=True).content.decode()
+    assert "0 of 2 new servers scanned" in html  # not "15 of 17"
+    Server.objects.filter(host__in=["a.example.com", "b.example.com"]).update(last_scan_at=timezone.now())
+    fragment = alice_client.get(reverse("server_list_progress"), {"was_pending": "1"}, headers={"HX-Request": "true"})
+    assert fragment["HX-Refresh"] == "true"
+    # The page the refresh loads still lists the lines that were not added.
+    card = alice_client.get(reverse("server_list")).content.decode().split('data-testid="bulk-errors"')[1]
+    assert "Line 3: my server" in card and "Line 4: 127.0.0.1:99999" in card
+    assert "has a space in it" in card and "out of range" in card

@@ -9,6 +9,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db.migrations.recorder import MigrationRecorder
 from django.urls import reverse
 from django.utils import timezone
 
@@ -306,11 +307,14 @@ def test_dashboard_shows_the_teams_own_freshness_only(people, alice_client, sett
     Server.objects.filter(pk=theirs.pk).update(next_scan_at=now - dt.timedelta(hours=3))
     _log("current", last_success_at=now - dt.timedelta(seconds=30))
 
+    # An installation older than the heartbeat's grace (a fresh one: test_fresh_start_...).
+    MigrationRecorder.Migration.objects.update(applied=now - dt.timedelta(days=1))
     page = alice_client.get(reverse("dashboard")).content.decode()
     assert 'data-testid="freshness"' in page
     assert "no scan overdue" in page  # team B's overdue server is not counted for team A
     assert "Certificate Transparency read" in page
     assert 'data-testid="pipeline-down"' in page  # no heartbeat yet
+    assert "have never run here" in page
 
     _beat(now)
     Server.objects.filter(pk=mine.pk).update(next_scan_at=now - dt.timedelta(hours=1))
@@ -347,3 +351,18 @@ def test_late_registration_checks_warn_then_fail_for_watched_domains_only(people
     check = checks.registrations_check(now)
     assert check.status is Status.WARN and check.details == {"late": 1}
     assert checks.registrations_check(now + dt.timedelta(days=3)).status is Status.FAIL
+
+
+def test_a_fresh_start_shows_no_false_alarm_and_a_stale_beat_says_since_when(people, alice_client) -> None:
+    """Issue 14 item 8: the first minute of `make run` on a new database is not an outage."""
+    now = timezone.now()
+    MigrationRecorder.Migration.objects.update(applied=now - dt.timedelta(minutes=1))
+    page = alice_client.get(reverse("dashboard")).content.decode()
+    assert 'data-testid="pipeline-down"' not in page  # no heartbeat yet, but just installed
+    MigrationRecorder.Migration.objects.update(applied=now - dt.timedelta(minutes=11))
+    assert 'data-testid="pipeline-down"' in alice_client.get(reverse("dashboard")).content.decode()
+    _beat(now - dt.timedelta(minutes=30))
+    page = alice_client.get(reverse("dashboard")).content.decode()
+    assert "have not run since" in page and "30 minutes ago" in page
+    _beat(now)
+    assert 'data-testid="pipeline-down"' not in alice_client.get(reverse("dashboard")).content.decode()

@@ -148,8 +148,10 @@ def test_the_spot_check_shows_both_certificates(lab, lab_name, lab_settings, cli
     endpoint = lab.tls(lab.leaf([name]))
     endpoint.also_serve(lab.leaf([name], key_kind="rsa", not_before=now() - 100 * D, not_after=now() - D))
     result = spotcheck(target=f"{name}:{endpoint.port}", ca_pem=lab.root_pem)
-    [address] = result["addresses"]
-    assert address["chain"][0]["key"].startswith("ec")
-    assert address["alternate_chain"][0]["key"].startswith("rsa")
-    assert [f["code"] for f in result["findings"]] == ["expired"]
-    assert result["findings"][0]["message"].startswith("RSA certificate: The certificate expired")
+    [address] = result.addresses
+    assert address.validation and address.validation.leaf and address.validation.leaf.key_type.startswith("ec")
+    assert address.alternate and address.alternate.leaf and address.alternate.leaf.key_type == "rsa"
+    assert [f.code for f in result.findings] == ["expired"]
+    assert result.findings[0].message.startswith("RSA certificate: The certificate expired")
+    shown = result.as_dict()["addresses"][0]
+    assert shown["chain"][0]["key"].startswith("ec") and shown["alternate_chain"][0]["key"].startswith("rsa")

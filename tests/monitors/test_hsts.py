@@ -20,7 +20,7 @@ FULL = "max-age=31536000; includeSubDomains; preload"
 
 
 def _check(lab, name: str, port: int, **kwargs) -> dict:  # type: ignore[no-untyped-def]
-    return spotcheck(target=f"{name}:{port}", ca_pem=lab.root_pem, **kwargs)
+    return spotcheck(target=f"{name}:{port}", ca_pem=lab.root_pem, **kwargs).as_dict()
 
 
 def test_the_header_is_reported_with_max_age_and_flags(lab, lab_name, lab_settings) -> None:

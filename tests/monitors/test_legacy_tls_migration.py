@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from kcproto.tlsprobe import Probe
 from monitors.models import ScanResult, Server
-from monitors.scanning import _digest
+from monitors.scan_storing import digest as _digest
 
 pytestmark = pytest.mark.django_db
 migration = importlib.import_module("monitors.migrations.0007_legacy_tls_names")

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from monitors import scanning
+from monitors import scan_pass, scan_storing, scanning
 from monitors.models import Finding, ScanResult, Server
 from monitors.scanning import scan_servers
 from monitors.services import ca_bundle_create, server_enrol
@@ -31,23 +31,23 @@ def _inject(monkeypatch: pytest.MonkeyPatch, step: str, bad_host: str) -> None:
 
         monkeypatch.setattr(scanning.tlsprobe, "probe", probe)
     elif step == "validating":
-        real_validate = scanning.validate
+        real_validate = scan_pass.validate
 
         def validate(chain, host, store, **kwargs):  # type: ignore[no-untyped-def]
             if host == bad_host:
                 boom()
             return real_validate(chain, host, store, **kwargs)
 
-        monkeypatch.setattr(scanning, "validate", validate)
+        monkeypatch.setattr(scan_pass, "validate", validate)
     else:
-        real_checks = scanning.checks.address_checks
+        real_checks = scan_storing.checks.address_checks
 
         def address_checks(probe, validation, *, host, **kwargs):  # type: ignore[no-untyped-def]
             if host == bad_host:
                 boom()
             return real_checks(probe, validation, host=host, **kwargs)
 
-        monkeypatch.setattr(scanning.checks, "address_checks", address_checks)
+        monkeypatch.setattr(scan_storing.checks, "address_checks", address_checks)
 
 
 @pytest.mark.parametrize("step", ["probing", "validating", "judging"])
@@ -61,7 +61,7 @@ def test_an_exception_on_one_address_is_a_finding_and_the_batch_is_stored(
         endpoint = lab.tls(lab.leaf([host]))
         servers.append(server_enrol(team=people.team_a, host=f"{host}:{endpoint.port}", ca_bundle=bundle))
     _inject(monkeypatch, step, bad_host)
-    with caplog.at_level(logging.ERROR, logger="monitors.scanning"):
+    with caplog.at_level(logging.ERROR, logger="monitors"):
         scan_servers(list(Server.objects.filter(pk__in=[s.pk for s in servers]).select_related("ca_bundle")))
     good, bad = servers
     # The good server is stored as usual.

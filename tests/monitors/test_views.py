@@ -100,3 +100,16 @@ def test_another_team_gets_404_on_every_server_page(charlie_client, scanned) -> 
 def test_the_server_detail_needs_a_login(client, scanned) -> None:
     response = client.get(reverse("server_detail", args=[scanned.uuid]))
     assert response.status_code == 302 and "login" in response["Location"]
+
+
+def test_a_spot_check_result_offers_to_watch_the_server(
+    client, alice_client, people, lab, lab_name, lab_settings
+) -> None:
+    name = lab_name("watchme")
+    endpoint = lab.tls(lab.leaf([name]))
+    location = client.post(reverse("spotcheck"), {"target": f"{name}:{endpoint.port}"})["Location"]
+    assert 'data-testid="watch-this"' not in Client().get(location).content.decode()  # no session: sign up
+    page = alice_client.get(location).content.decode()
+    assert 'data-testid="watch-this"' in page and f'value="{name}:{endpoint.port}"' in page
+    alice_client.post(reverse("server_list_add"), {"host": f"{name}:{endpoint.port}", "protocol": "tls"})
+    assert Server.objects.filter(team=people.team_a, host=name, port=endpoint.port).exists()

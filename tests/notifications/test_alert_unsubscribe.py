@@ -11,6 +11,7 @@ from django.utils import timezone
 from events.services import event_record
 from notifications.models import Channel, ChannelKind, DigestMode, EventKind, NotificationPreferences
 from notifications.services import channel_create, deliveries_send_due, events_dispatch
+from tests.notifications.conftest import outside_address_confirmed
 
 pytestmark = pytest.mark.django_db
 SITE = "http://127.0.0.1:8000"
@@ -30,6 +31,7 @@ def _link(message) -> str:
 
 @pytest.fixture
 def channel(people) -> Channel:
+    outside_address_confirmed(people.team_a, "noc@example.net")
     return channel_create(
         team=people.team_a, kind=ChannelKind.EMAIL, name="everyone", email_addresses="NOC@example.net"
     )
@@ -95,6 +97,7 @@ def test_an_extra_address_leaves_the_channel_by_one_click_post(people, channel, 
 
 
 def test_an_address_token_cannot_be_bent_to_another_channel_or_forged(people, channel, smtp) -> None:
+    outside_address_confirmed(people.team_b, "noc@example.net")
     other = channel_create(team=people.team_b, kind=ChannelKind.EMAIL, name="ops", email_addresses="noc@example.net")
     _alert(people.team_a, "first")
     [to_noc] = smtp.to("noc@example.net")

@@ -15,6 +15,7 @@ from monitors.models import WatchedDomain
 from notifications.models import ChannelKind, EventKind, NotificationPreferences, ReportSend, ReportStatus
 from notifications.services import channel_create
 from tests.celery_worker import celery_worker, wait_for
+from tests.notifications.conftest import outside_address_confirmed
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -31,6 +32,7 @@ def test_a_real_worker_delivers_alerts_and_the_weekly_report(people, smtp, webho
     User.objects.update(date_joined=datetime(2025, 1, 1, tzinfo=UTC))
     NotificationPreferences.objects.create(user=people.alice, weekly_report_day=1, weekly_report_hour=0)
     WatchedDomain.objects.create(team=people.team_a, domain="example.com")
+    outside_address_confirmed(people.team_a, "ops@example.net")
     email = channel_create(team=people.team_a, kind=ChannelKind.EMAIL, name="alice", email_addresses="ops@example.net")
     email.email_all_members = False
     email.grouping_seconds = 0

@@ -30,8 +30,11 @@ def test_owner_adds_a_webhook_channel(people, alice_client: Client) -> None:
     channel = Channel.objects.get(name="pager")
     assert response.status_code == 302 and response["Location"] == reverse("channel_detail", args=[channel.uuid])
     assert channel.team == people.team_a and channel.event_kinds == ["certificate_expired", "server_down"]
-    page = alice_client.get(response["Location"])
-    assert channel.secret in page.content.decode()
+    page = alice_client.get(response["Location"]).content.decode()
+    # The signing secret shows masked; an admin's POST shows it in full (security finding 8).
+    assert channel.secret not in page and f"…{channel.secret[-4:]}" in page
+    revealed = alice_client.post(response["Location"], {"reveal": "secret"})
+    assert channel.secret in revealed.content.decode() and revealed["Cache-Control"] == "no-store"
 
 
 def test_email_channel_to_chosen_members(people, alice_client: Client) -> None:
@@ -56,6 +59,7 @@ def test_members_see_channels_but_cannot_change_them(people, bob_client: Client,
     assert bob_client.get(reverse("channel_list")).status_code == 200
     page = bob_client.get(reverse("channel_detail", args=[channel.uuid])).content.decode()
     assert "ops hook" in page and channel.secret not in page
+    assert bob_client.post(reverse("channel_detail", args=[channel.uuid]), {"reveal": "secret"}).status_code == 403
     assert bob_client.post(reverse("channel_test", args=[channel.uuid])).status_code == 403
     assert bob_client.post(reverse("channel_delete", args=[channel.uuid])).status_code == 403
     bob_client.post(

@@ -20,6 +20,7 @@ from notifications.models import (
     NotificationPreferences,
 )
 from notifications.services import channel_create, deliveries_send_due, delivery_send, events_dispatch
+from tests.notifications.conftest import outside_address_confirmed
 
 pytestmark = pytest.mark.django_db
 
@@ -177,6 +178,7 @@ def test_the_channel_rate_limit_holds_messages_back(people, webhook) -> None:
 
 
 def test_email_alerts_follow_each_members_kinds_and_digest_mode(people, smtp) -> None:
+    outside_address_confirmed(people.team_a, "noc@example.net")
     channel_create(team=people.team_a, kind=ChannelKind.EMAIL, name="everyone", email_addresses="noc@example.net")
     NotificationPreferences.objects.create(user=people.alice, alert_kinds=[EventKind.SERVER_DOWN])
     NotificationPreferences.objects.create(user=people.bob, digest_mode=DigestMode.DAILY)

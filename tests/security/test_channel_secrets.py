@@ -87,3 +87,16 @@ def test_the_channel_pages_hide_urls_from_viewers_and_mask_them_for_admins(
     slack_page = alice_client.get(f"/notifications/channels/{channels[0].uuid}/").content.decode()
     assert "https://hooks.slack.com/…" in slack_page
     assert "hooks.slack.com" not in bob.get(f"/notifications/channels/{channels[0].uuid}/").content.decode()
+
+
+def test_the_signing_secret_shows_masked_and_in_full_only_on_an_admins_request(
+    viewer: People, channels, client_for, alice_client: Client
+) -> None:  # type: ignore[no-untyped-def]
+    hook = channels[1]
+    url = f"/notifications/channels/{hook.uuid}/"
+    assert hook.secret not in alice_client.get(url).content.decode()
+    revealed = alice_client.post(url, {"reveal": "secret"})
+    assert hook.secret in revealed.content.decode() and revealed["Cache-Control"] == "no-store"
+    bob = client_for(viewer.bob, viewer.team_a)
+    assert bob.post(url, {"reveal": "secret"}).status_code == 403
+    assert hook.secret not in bob.get(url).content.decode()

@@ -50,3 +50,17 @@ def test_the_global_cap_still_holds(smtp, people: People, settings) -> None:  # 
     assert claim("a@example.net", None, "192.0.2.1").status_code == 201
     assert claim("b@example.net", None, "192.0.2.2").status_code == 201
     assert claim("c@example.net", None, "192.0.2.3").json()["status"] == "too-many"
+
+
+def test_a_flood_of_claims_from_one_ip_writes_a_bounded_number_of_rows(smtp, people: People, settings) -> None:  # type: ignore[no-untyped-def]
+    """Repeated claims (each stores an audit row for the key's team) count against the IP's
+    budget too, so a flood with a known key cannot fill the audit table."""
+    from api.models import AuditEntry
+
+    settings.KEYCHEST_CLAIM_PER_IP_PER_HOUR = 3
+    key = "flood-key-0123456789abc"
+    assert claim("alice@example.org", key, "198.51.100.7").status_code == 201
+    before = AuditEntry.objects.count()
+    statuses = [claim("alice@example.org", key, "198.51.100.7").json()["status"] for _ in range(20)]
+    assert statuses[:2] == ["success", "success"] and set(statuses[2:]) == {"too-many"}
+    assert AuditEntry.objects.count() - before == 2  # the two repeats within the budget

@@ -103,6 +103,8 @@ def test_hosts_recorded_from_private_data_before_the_fix_are_hidden_and_never_au
         last_seen_at=now,
     )
     assert [h.name for h in visible_hosts(watched)] == ["www.example.org"]
+    [listed] = charlie_client.get(reverse("domain_list")).context["domains"]
+    assert (listed.hosts, listed.unwatched) == (1, 1)  # not counted either
     charlie_client.post(reverse("domain_auto_watch", args=[watched.uuid]), {"enable": "1"})
     assert set(Server.objects.for_team(people.team_b).values_list("host", flat=True)) == {"www.example.org"}
     watch_it = reverse("domain_host_watch", args=[watched.uuid, leaked.uuid])
@@ -139,3 +141,23 @@ def test_the_owner_sees_her_own_certificates_labelled_truly(alice_client, people
     for own in (uploaded, scanned):
         assert not history[own.sha256].has_final and not history[own.sha256].has_precert
     assert history[public.sha256].has_final and history[public.sha256].has_precert
+
+
+def test_a_private_final_certificate_neither_shows_nor_hides_the_public_precertificate(
+    charlie_client, people, ca
+) -> None:
+    # The log carried the precertificate; only alice's scan saw the final certificate.
+    issuance = issue(ca, ["shop.example.org"], not_before=datetime.now(UTC) - timedelta(days=3))
+    pre = certificate_store_der(der=issuance.precertificate, source="ct", source_ref="log:9")
+    final = _scan(people.team_a, issuance.certificate, "shop.example.org")
+    watched = domain_watch(team=people.team_b, domain="example.org")
+    api = charlie_client.get(f"/api/v1/domains/{watched.uuid}/certificates/").json()
+    assert [c["sha256"] for c in api] == [pre.sha256]
+    by_domain = charlie_client.get("/api/v1/certificates/", {"domain": "shop.example.org"}).json()["results"]
+    assert [c["sha256"] for c in by_domain] == [pre.sha256]
+    history = charlie_client.get(reverse("domain_detail", args=[watched.uuid])).context["rows"]
+    assert [c.sha256 for c in history] == [pre.sha256]
+    assert history[0].has_precert and not history[0].has_final
+    listed = charlie_client.get(reverse("certificate_list")).context["certificates"]
+    assert [c.sha256 for c in listed] == [pre.sha256]
+    assert charlie_client.get(reverse("certificate_detail", args=[final.sha256])).status_code == 404

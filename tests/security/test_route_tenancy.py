@@ -43,6 +43,10 @@ NOT_TENANT_OWNED: dict[str, str] = {
     r"^accounts/password/reset/key/": "allauth's password reset: the key is the credential",
     r"^invitations/<token>/": "accepting an invitation: the token is the credential (tests/accounts/test_teams.py)",
     r"^notifications/unsubscribe/<token>/": "one-click unsubscribe: the signed token is the credential",
+    r"^notifications/recipients/<token>/": "an outside address confirms a channel: the signed token is the credential"
+    " (tests/security/test_outside_recipients.py)",
+    r"^account/notification-email/<token>/": "a notification email's holder confirms it: the signed token is the"
+    " credential (tests/security/test_outside_recipients.py)",
     r"^api/claim/<token>/<action>/": "the claim confirmation link: the token is the credential",
     r"^api/v1/calendar/<token>\.ics": "the secret calendar feed: the token is the credential",
     r"^api/v1\.0/access/claim/<email>": "the public claim flow: it only ever emails that address",
@@ -66,6 +70,7 @@ class Things:
     invitation: Any
     membership: Membership
     agent: Any
+    ip_range: Any
     certificate_sha256: str
     api: APIClient  # the team owner's full key, for the routes that take keys only
 
@@ -81,6 +86,9 @@ ROUTES: dict[str, dict[str, Any]] = {
     "teams/<team_id>/members/<member_id>/remove/": {"team_id": "team", "member_id": "membership"},
     "settings/api-keys/<key_id>/revoke/": {"key_id": "key"},
     "agents/<agent_id>/revoke/": {"agent_id": "agent"},
+    "ranges/<range_id>/": {"range_id": "ip_range"},
+    "ranges/<range_id>/watch/": {"range_id": "ip_range"},
+    "ranges/<range_id>/remove/": {"range_id": "ip_range"},
     "servers/<server_id>/": {"server_id": "server"},
     "servers/<server_id>/scan/": {"server_id": "server"},
     "servers/<server_id>/pause/": {"server_id": "server"},
@@ -115,6 +123,9 @@ ROUTES: dict[str, dict[str, Any]] = {
     "api/v1/api-keys/<id>/": {"id": "key"},
     "api/v1/agents/<id>/": {"id": "agent"},
     "api/v1/agents/<id>/assign/": {"id": "agent"},
+    "api/v1/ranges/<id>/": {"id": "ip_range"},
+    "api/v1/ranges/<id>/services/": {"id": "ip_range"},
+    "api/v1/ranges/<id>/watch/": {"id": "ip_range"},
     # /api/v1.0 (keys only): a host name team A watches
     "api/v1.0/servers/expiration/<domain>": {"domain": "server.host", "key": True},
 }
@@ -190,6 +201,7 @@ def _things(team: Team, user: User, issuer: Any, *, domain: str, member: User) -
         invitation=invitation_create(team=team, by=user, email=f"invitee@{domain}"),
         membership=Membership.objects.get(team=team, user=member),
         agent=agent_create(team=team, name=f"agent {domain}")[0],
+        ip_range=world.ip_range,
         certificate_sha256=world.certificate_sha256,
         api=api,
     )

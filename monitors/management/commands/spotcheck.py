@@ -33,7 +33,7 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot read {options['ca_file']}: {exc}") from None
         try:
-            result = spotcheck(
+            checked = spotcheck(
                 target=options["target"],
                 ip=options["ip"],
                 protocol=options["starttls"],
@@ -42,6 +42,7 @@ class Command(BaseCommand):
             )
         except (InvalidTarget, ValueError) as exc:
             raise CommandError(str(exc)) from None
+        result = checked.as_dict()
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2))
             return
