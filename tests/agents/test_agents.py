@@ -323,3 +323,9 @@ def test_results_travel_in_batches_under_the_request_size_limit() -> None:
     assert sum(len(b) for b in split) == 100 and len(split) >= 10
     assert all(len(json.dumps({"results": b})) < 2_621_440 for b in split)
     assert [len(b) for b in agentwire.batches([{"target": "y"}] * 450)] == [200, 200, 50]
+
+
+def test_unknown_or_malformed_agent_credentials_are_401(client, people) -> None:
+    for header in ("Basic !!!", "Bearer kcag_unknown", "Bearer kcat_not_a_key", ""):
+        answer = client.get("/api/v1/agent/work", HTTP_AUTHORIZATION=header)
+        assert answer.status_code == 401 and answer["WWW-Authenticate"].startswith("Bearer")
