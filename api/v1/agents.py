@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -87,6 +87,12 @@ class AgentAssignSerializer(serializers.Serializer):
     domains = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=1000)
 
 
+# What assign and unassign answer: how many servers and domains moved.
+ASSIGNED = inline_serializer(
+    "AgentAssignment", {"servers": serializers.IntegerField(), "domains": serializers.IntegerField()}
+)
+
+
 @extend_schema_view(
     list=extend_schema(summary="Scanning agents of the team"),
     retrieve=extend_schema(summary="One agent"),
@@ -152,7 +158,9 @@ class AgentViewSet(
         moved = sum(domain_assign(domain=d, agent=agent) for d in domains)
         return Response({"servers": len(servers) + moved, "domains": len(domains)})
 
-    @extend_schema(request=AgentAssignSerializer, summary="Assign servers and domains to this agent")
+    @extend_schema(
+        request=AgentAssignSerializer, responses=ASSIGNED, summary="Assign servers and domains to this agent"
+    )
     @action(detail=True, methods=["post"])
     def assign(self, request: Request, id: str) -> Response:
         agent = self.get_object()
@@ -160,7 +168,9 @@ class AgentViewSet(
             raise exceptions.ValidationError({"agent": "this agent is revoked"})
         return self._assign(request, agent)
 
-    @extend_schema(request=AgentAssignSerializer, summary="Give servers and domains back to the SaaS scanner")
+    @extend_schema(
+        request=AgentAssignSerializer, responses=ASSIGNED, summary="Give servers and domains back to the SaaS scanner"
+    )
     @action(detail=False, methods=["post"])
     def unassign(self, request: Request) -> Response:
         return self._assign(request, None)
