@@ -15,14 +15,13 @@ import base64
 from datetime import timedelta
 from typing import Any
 
-from django.apps import apps
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from certificates.models import Certificate, CertificateName, RenewalInfo
+from certificates.models import Certificate, CertificateName, RenewalInfo, UploadedCertificate
 from keychest.accounts.decorators import team_required
 from keychest.accounts.types import TeamRequest
 from monitors.models import ScanResult
@@ -41,20 +40,6 @@ SOURCES = (("", "Any source"), ("scan", "Seen on a server"), ("ct", "From CT log
 DEPLOYED = (("", "Deployed or not"), ("yes", "Deployed now"), ("no", "Not deployed"))
 
 
-def _uploads(team: Any) -> QuerySet[Any] | None:
-    """The team's uploaded certificates, when the API app (which owns uploads) is installed.
-
-    Looked up through the app registry: certificates/ must not import api/.
-    """
-    if not apps.is_installed("api"):
-        return None
-    try:
-        model = apps.get_model("api", "UploadedCertificate")
-    except LookupError:
-        return None
-    return model.objects.filter(team=team)
-
-
 def team_certificates(team: Any) -> QuerySet[Certificate]:
     """Every certificate the team may see, one row per issuance, with source and deployment flags.
 
@@ -63,9 +48,8 @@ def team_certificates(team: Any) -> QuerySet[Certificate]:
     scanned = scanned_by(team)
     deployed = scanned.filter(current=True, server__removed_at=None)
     visible = Q(sha256__in=scanned.values("leaf_sha256"))
-    uploads = _uploads(team)
-    if uploads is not None:
-        visible |= Q(id__in=uploads.values("certificate_id"))
+    uploads = UploadedCertificate.objects.filter(team=team)
+    visible |= Q(id__in=uploads.values("certificate_id"))
     logged = logged_under_watched_domains(team)
     if logged is not None:
         visible |= logged
@@ -77,10 +61,9 @@ def team_certificates(team: Any) -> QuerySet[Certificate]:
         .annotate(
             from_scan=Exists(scanned.filter(leaf_sha256=OuterRef("sha256"))),
             deployed=Exists(deployed.filter(leaf_sha256=OuterRef("sha256"))),
+            from_upload=Exists(uploads.filter(certificate=OuterRef("pk"))),
         )
     )
-    if uploads is not None:
-        qs = qs.annotate(from_upload=Exists(uploads.filter(certificate=OuterRef("pk"))))
     return qs
 
 

@@ -10,6 +10,7 @@ without SNI; when the certificate names one of the team's watched names, that na
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import random
 import time
@@ -61,12 +62,14 @@ class Service:
     names: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        # The leaf is all the server keeps of a found service: a /22 report stays small.
+        leaf_only = dataclasses.replace(self.probe, chain_der=self.probe.chain_der[:1], alt_chain_der=[])
         return {
             "address": self.address,
             "port": self.port,
             "protocol": self.protocol,
             "sni": self.sni,
-            "probe": agentwire.probe_to_wire(self.probe),
+            "probe": agentwire.probe_to_wire(leaf_only),
         }
 
 

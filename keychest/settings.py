@@ -403,6 +403,8 @@ SPECTACULAR_SETTINGS = {
         "ChannelKindEnum": "notifications.models.ChannelKind",
         "EnrolmentKindEnum": "api.models.EnrolmentKind",
     },
+    # api/schema.py: every operation's error answers (400, 401, 403, 404, 429) are documented.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.error_responses"],
 }
 
 # --- Security -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import ipaddress
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import random
 import signal
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,25 @@ class State:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle)
         os.replace(temporary, self.file)
+
+
+class InsecureServer(Exception):
+    """A plain-HTTP server URL off this machine: the agent key would cross the network in clear."""
+
+
+def check_server_url(server: str, *, allow_http: bool = False) -> str:
+    """The server URL, refused when it is plain HTTP to anything but this machine (loopback)."""
+    parts = urllib.parse.urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InsecureServer(f"{server!r} is not an http(s) URL")
+    if parts.scheme == "http" and not allow_http:
+        try:
+            loopback = ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = parts.hostname == "localhost"
+        if not loopback:
+            raise InsecureServer(f"{server} is plain HTTP: use https:// (or --allow-http on a trusted network)")
+    return server.rstrip("/")
 
 
 def enrol(state: State, *, server: str, token: str, ca_file: str = "") -> dict[str, Any]:
@@ -108,8 +129,8 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
     due = [t for t in targets if t.due]
     if due:
         results = tlsprobe.run_sync(scan_targets(due, ca_bundle=str(work.get("ca_bundle", "")), options=options))
-        for start in range(0, len(results), agentwire.MAX_RESULTS_PER_BATCH):
-            state.queue.put(results[start : start + agentwire.MAX_RESULTS_PER_BATCH])
+        for batch in agentwire.batches(results):
+            state.queue.put(batch)
         for item in results:
             logger.info("scanned %s: %s", item["target"], json.dumps(item["agent_verdict"], sort_keys=True))
     for item in work.get("ranges", []):
@@ -198,11 +219,13 @@ def _parser() -> argparse.ArgumentParser:
     enrol_cmd.add_argument(
         "--ca-file", default=env("KEYCHEST_AGENT_CA_FILE", ""), help="CA bundle for the server's HTTPS"
     )
+    enrol_cmd.add_argument("--allow-http", action="store_true", help="accept a plain-HTTP server URL off this machine")
     run_cmd = sub.add_parser("run", help="scan the work list on the server's cadence (enrols first if given a token)")
     run_cmd.add_argument("--once", action="store_true", help="one pass, then exit")
     run_cmd.add_argument("--server", default=env("KEYCHEST_AGENT_SERVER"))
     run_cmd.add_argument("--token", default=env("KEYCHEST_AGENT_TOKEN"))
     run_cmd.add_argument("--ca-file", default=env("KEYCHEST_AGENT_CA_FILE", ""))
+    run_cmd.add_argument("--allow-http", action="store_true", help="accept a plain-HTTP server URL off this machine")
     run_cmd.add_argument(
         "--nameserver",
         action="append",
@@ -233,10 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     state = State(Path(args.state_dir))
     try:
         if args.command == "enrol":
-            enrol(state, server=args.server, token=args.token, ca_file=args.ca_file)
+            server = check_server_url(args.server, allow_http=args.allow_http)
+            enrol(state, server=server, token=args.token, ca_file=args.ca_file)
             return 0
         if state.load() is None and args.server and args.token:
-            enrol(state, server=args.server, token=args.token, ca_file=args.ca_file)
+            server = check_server_url(args.server, allow_http=args.allow_http)
+            enrol(state, server=server, token=args.token, ca_file=args.ca_file)
         options = ScanOptions(
             deadline=args.deadline,
             connect_timeout=min(5.0, args.deadline),
@@ -245,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             nameservers=tuple(netguard.parse_nameservers(args.nameserver)),
         )
         return run(state, options, once=args.once, max_sleep=args.max_sleep, attempts=max(1, args.attempts))
-    except Refused as exc:
+    except (Refused, InsecureServer) as exc:
         logger.error("%s", exc)
         return 2
     except Unavailable as exc:

@@ -311,3 +311,9 @@ def test_an_agent_sweeps_a_private_range_the_saas_may_not(saas, alice_client, pe
     found = FoundService.objects.get(ip_range__uuid=added.json()["id"])
     assert (found.address, found.port, found.names) == ("127.0.0.60", endpoint.port, ["nas.corp.test"])
     assert Event.objects.filter(kind="service_found", team=people.team_a).count() == 1
+
+
+def test_the_agent_refuses_to_send_its_token_over_plain_http_off_the_machine(agent_process) -> None:
+    refused = agent_process("enrol", "--server", "http://keychest.example.com", "--token", "kcat_x")
+    assert refused.returncode == 2 and "plain HTTP" in refused.stderr
+    assert not (agent_process.state / "agent.json").exists()
