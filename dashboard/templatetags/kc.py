@@ -6,12 +6,14 @@ too); this module registers it with the template engine.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeString
 
 from dashboard.formatting import (
     STATUS_BADGE,
@@ -90,3 +92,19 @@ def server_link(server: Any) -> str:
     if not url:
         return format_html('<span class="server">{}</span>', name)
     return format_html('<a class="server" href="{}">{}</a>', url, name)
+
+
+_HASH = re.compile(r"\b[0-9a-f]{12,64}\b")
+
+
+@register.filter
+def hash_links(text: str) -> SafeString:
+    """Text (escaped) whose certificate fingerprints, whole or shortened to 12+ hex digits,
+    link to the certificate's page (`certificate_by_prefix` resolves the short ones)."""
+    escaped = conditional_escape(text or "")
+    base = optional_url("certificate_list")
+    if not base:
+        return SafeString(escaped)
+    return SafeString(
+        _HASH.sub(lambda m: f'<a class="hash" href="{base}{m.group(0)}/"><code>{m.group(0)}</code></a>', escaped)
+    )
