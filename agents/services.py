@@ -200,6 +200,8 @@ def agent_work(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
         "server_time": now.isoformat(),
         "targets": targets,
         "ca_bundle": "\n".join(bundles),
+        # The agent sweeps its ranges under one global limit too, at most this (and its own setting).
+        "sweep_rate": float(settings.KEYCHEST_DISCOVERY_RATE),
         "ranges": [
             agentwire.RangeTarget(
                 id=str(r.uuid),
