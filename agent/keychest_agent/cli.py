@@ -136,13 +136,15 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
     for item in work.get("ranges", []):
         ip_range = agentwire.RangeTarget.from_dict(item)
         if ip_range.due:
-            state.queue.put_body("/api/v1/agent/sweeps", sweep_range(ip_range, options))
+            for report in sweep_range(ip_range, options):
+                state.queue.put_body("/api/v1/agent/sweeps", report)
     flush(state, client)
     return int(work.get("cadence") or 300)
 
 
-def sweep_range(ip_range: agentwire.RangeTarget, options: ScanOptions) -> dict[str, Any]:
-    """Sweep one range politely (its own rate limit) with the scanner's sweep code."""
+def sweep_range(ip_range: agentwire.RangeTarget, options: ScanOptions) -> list[dict[str, Any]]:
+    """Sweep one range politely (its own rate limit) with the scanner's sweep code; the report
+    in size-bounded parts."""
     result = tlsprobe.run_sync(
         sweep.sweep(
             ip_range.cidr,
@@ -161,7 +163,7 @@ def sweep_range(ip_range: agentwire.RangeTarget, options: ScanOptions) -> dict[s
         result.attempts,
         result.seconds,
     )
-    return {"range": ip_range.id, "services": [s.as_dict() for s in result.services], "seconds": result.seconds}
+    return agentwire.sweep_reports(ip_range.id, [s.as_dict() for s in result.services], result.seconds)
 
 
 def run(
