@@ -145,6 +145,10 @@ def test_a_new_users_first_hour(browser: Browser, world: World, width: int) -> N
 
     # Alerts: the team already has its "Email every member" channel; the test reaches the member.
     page.goto("/notifications/channels/")
+    # The add form shows the fields of the chosen kind only.
+    assert page.locator("#id_email_addresses").is_visible() and not page.locator("#id_url").is_visible()
+    page.select_option("#id_kind", "webhook")
+    assert page.locator("#id_url").is_visible() and not page.locator("#id_email_addresses").is_visible()
     page.get_by_role("link", name="Email every member").click()
     page.get_by_role("button", name="Send test").click()
     page.wait_for_load_state()
