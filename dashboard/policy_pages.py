@@ -63,8 +63,8 @@ def issuance_policy(request: TeamRequest) -> HttpResponse:
             except ValueError as error:
                 form.add_error(None, str(error))
                 if "PRIVATE KEY" in form.cleaned_data["known_keys"]:
-                    form.data = form.data.copy()  # a private key pasted by mistake is never shown back
-                    form.data["known_keys"] = ""
+                    # A private key pasted by mistake is never shown back.
+                    form.data = {**form.data.dict(), "known_keys": ""}  # type: ignore[attr-defined]
             else:
                 messages.success(request, "Issuance policy saved.")
                 return redirect("issuance_policy")

@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
@@ -91,6 +92,7 @@ def pins_from_text(text: str) -> list[str]:
         label = block.group(1)
         if "PRIVATE" in label:
             raise ValueError("that is a private key: paste the certificate or the public key, never the private key")
+        key: Any
         try:
             if label == "CERTIFICATE":
                 key = x509.load_pem_x509_certificate(block.group(0).encode()).public_key()
