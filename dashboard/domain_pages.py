@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,10 +26,10 @@ from keychest.accounts.models import Role
 from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
-from monitors.domains import domain_unwatch, domain_watch
+from monitors.domains import domain_unwatch, domain_watch, hosts_auto_watch
 from monitors.models import DiscoveredHost, Server, WatchedDomain
 from monitors.registrations import registered_domain_of, registrations_for_names
-from monitors.visibility import names_the_team_may_see, visible_hosts
+from monitors.visibility import names_the_team_may_see, visible_host_counts, visible_hosts
 
 PAGE_SIZE = 50
 
@@ -71,15 +71,10 @@ def domain_issuances(watched: WatchedDomain) -> QuerySet[Certificate]:
 @team_required()
 def domain_list(request: TeamRequest) -> HttpResponse:
     team = request.team
-    domains = list(
-        WatchedDomain.objects.for_team(team)
-        .filter(removed_at=None)
-        .annotate(
-            hosts=Count("discovered_hosts", distinct=True),
-            unwatched=Count("discovered_hosts", filter=Q(discovered_hosts__watched_at=None), distinct=True),
-        )
-        .order_by("domain", "id")
-    )
+    domains = list(WatchedDomain.objects.for_team(team).filter(removed_at=None).order_by("domain", "id"))
+    counts = visible_host_counts(team, domains)
+    for d in domains:
+        d.hosts, d.unwatched = counts.get(d.pk, (0, 0))  # type: ignore[attr-defined]
     now = timezone.now()
     registrations = registrations_for_names({d.domain for d in domains})
     for d in domains:
@@ -189,8 +184,6 @@ def domain_auto_watch(request: TeamRequest, domain_id: Any) -> HttpResponse:
         team=watched.team, domain=watched.domain, include_subdomains=watched.include_subdomains, auto_watch=enable
     )
     if enable:
-        from monitors.domains import hosts_auto_watch
-
         pending = list(visible_hosts(watched).filter(watched_at=None).values_list("name", flat=True))
         added = hosts_auto_watch(watched_domain=watched, names=pending)
         messages.success(

@@ -244,9 +244,34 @@ def _progress(counts: dict[str, int]) -> dict[str, int]:
     return {"total": counts["recent"], "pending": counts["pending"], "done": counts["recent"] - counts["pending"]}
 
 
-def first_scan_progress(team: Any) -> dict[str, int]:
-    """How many servers added in the last hour still wait for their first scan."""
-    return _progress(_server_counts(team))
+def first_scan_progress(team: Any, ids: list[int] | None = None) -> dict[str, int]:
+    """How many servers added in the last hour still wait for their first scan; with `ids`, of
+    those servers only (what this person just added: not what others added in the hour)."""
+    if ids is None:
+        return _progress(_server_counts(team))
+    counts = (
+        Server.objects.for_team(team)
+        .filter(pk__in=ids, removed_at=None, paused=False)
+        .aggregate(recent=Count("pk"), pending=Count("pk", filter=Q(last_scan_at=None)))
+    )
+    return _progress(counts)
+
+
+# The servers the person's last add created, and the lines it could not read: the progress bar
+# counts these, and the errors stay on the page after the progress reloads it (issue 14).
+BATCH_KEY = "kc_last_add"
+MAX_BATCH_ERRORS = 50
+
+
+def _batch_remember(request: HttpRequest, team: Any, ids: list[int], errors: list[str]) -> None:
+    request.session[BATCH_KEY] = {"team": str(team.uuid), "ids": ids, "errors": errors[:MAX_BATCH_ERRORS]}
+
+
+def _batch(request: HttpRequest, team: Any) -> dict[str, Any] | None:
+    batch = request.session.get(BATCH_KEY)
+    if not isinstance(batch, dict) or batch.get("team") != str(team.uuid):
+        return None
+    return batch
 
 
 @team_required()
@@ -266,6 +291,7 @@ def server_list(request: TeamRequest) -> HttpResponse:
     if tag:
         qs = _filter_tag(qs, tag)
     counts = _server_counts(team)
+    batch = _batch(request, team)
     paginator = Paginator(qs.only(*ROW_FIELDS).order_by(*SORTS[sort]), PAGE_SIZE)
     if not (search or status or tag):
         # Unfiltered, the page lists exactly the servers counted above: no COUNT of its own.
@@ -295,7 +321,8 @@ def server_list(request: TeamRequest) -> HttpResponse:
         "statuses": STATUSES,
         "add_form": add_form,
         "bulk_form": bulk_form,
-        "progress": _progress(counts),
+        "progress": first_scan_progress(team, batch["ids"]) if batch else _progress(counts),
+        "bulk_errors": batch["errors"] if batch else [],
         "can_edit": can_edit,
     }
     return render(request, "dashboard/servers/list.html", context)
@@ -304,7 +331,8 @@ def server_list(request: TeamRequest) -> HttpResponse:
 @team_required()
 def server_progress(request: TeamRequest) -> HttpResponse:
     """The first-scan progress fragment; htmx polls it while scans run, then reloads the page."""
-    progress = first_scan_progress(request.team)
+    batch = _batch(request, request.team)
+    progress = first_scan_progress(request.team, batch["ids"] if batch else None)
     response = render(request, "dashboard/servers/_progress.html", {"progress": progress})
     if request.headers.get("HX-Request") and not progress["pending"] and request.GET.get("was_pending"):
         response["HX-Refresh"] = "true"
@@ -334,6 +362,7 @@ def server_add(request: TeamRequest) -> HttpResponse:
     except services.AlreadyWatched as error:
         messages.info(request, f"{error.server.label} is already watched.")
         return redirect("server_list")
+    _batch_remember(request, team, [server.pk], [])
     typed = form.cleaned_data["host"].strip()
     # A pasted URL is read as its host (and https as port 443): say so rather than do it silently.
     read_as = f" (read from “{typed[:100]}”)" if "/" in typed else ""
@@ -367,8 +396,9 @@ def server_bulk_add(request: TeamRequest) -> HttpResponse:
         parts.append(f"{len(result.errors)} not understood")
     level = messages.success if result.created else messages.warning
     level(request, ", ".join(parts) + ".")
-    for error in result.errors[:20]:
-        messages.error(request, f"Line {error.line_number}: {error.line} — {error.message}")
+    # Per-line errors are shown in a card (bulk_errors) that outlives the progress's reload.
+    lines = [f"Line {error.line_number}: {error.line} — {error.message}" for error in result.errors]
+    _batch_remember(request, team, [server.pk for server in result.created], lines)
     return redirect(f"{reverse('server_list')}?sort=-last_scan")
 
 

@@ -312,9 +312,9 @@ def servers_update(
         ["dns_addresses", "dns_refused", "dns_error"],
         [(s.pk, s.dns_addresses, s.dns_refused, s.dns_error) for s in changed],
     )
-    probed = [s.pk for s in servers if observed[s.pk].legacy_probed or observed[s.pk].alternate_probed]
+    probed = {s.pk for s in servers if observed[s.pk].legacy_probed or observed[s.pk].alternate_probed}
     if probed:
-        Server.objects.filter(pk__in=probed).update(legacy_checked_at=now)
+        Server.objects.filter(pk__in=sorted(probed)).update(legacy_checked_at=now)
     for server in servers:
         if server.pk in probed:
             server.legacy_checked_at = now

@@ -71,3 +71,20 @@ def visible_hosts(watched: WatchedDomain) -> QuerySet[DiscoveredHost]:
     hosts = DiscoveredHost.objects.filter(watched_domain=watched)
     shown = visible_names(watched.team, hosts.values_list("name", flat=True))
     return hosts.filter(name__in=sorted(shown))
+
+
+def visible_host_counts(team: Team, domains: Iterable[WatchedDomain]) -> dict[int, tuple[int, int]]:
+    """Per watched domain of the team (by id): (visible discovered hosts, of which not watched
+    yet). Two queries for all of them."""
+    rows = list(
+        DiscoveredHost.objects.filter(team=team, watched_domain__in=list(domains)).values_list(
+            "watched_domain_id", "name", "watched_at"
+        )
+    )
+    shown = visible_names(team, (name for _, name, _ in rows))
+    counts: dict[int, tuple[int, int]] = {}
+    for domain_id, name, watched_at in rows:
+        if name in shown:
+            hosts, unwatched = counts.get(domain_id, (0, 0))
+            counts[domain_id] = (hosts + 1, unwatched + (watched_at is None))
+    return counts

@@ -63,3 +63,9 @@ def test_the_page_lists_keys_and_escapes_names(alice_client, people) -> None:
 
 def test_anonymous_visitors_are_sent_to_sign_in(client, people) -> None:
     assert client.get("/settings/api-keys/").status_code == 302
+
+
+def test_the_page_shows_how_a_script_claims_a_key_without_the_readme(alice_client, people) -> None:
+    html = alice_client.get("/settings/api-keys/").content.decode()
+    assert "README" not in html
+    assert "/api/v1.0/access/claim/alice%40example.org" in html and "/api/v1/docs/" in html

@@ -162,7 +162,8 @@ def test_a_hostile_host_is_escaped_in_the_row_attribute_link_and_confirmation(al
     assert "<script>alert(1)" not in html
     escaped = "x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;.example.com"
     assert f'<tr data-host="{escaped}">' in html
-    assert f">{escaped}:443</a>" in html
+    # The link text wraps only between labels (<wbr> after each dot), escaped all the same.
+    assert '><span class="nw">x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;</span>.<wbr>' in html
     assert f'data-confirm="Stop watching {escaped}:443? Its history is kept."' in html
 
 
@@ -440,3 +441,19 @@ def test_times_on_the_detail_page_carry_the_users_zone(alice_client, people) -> 
     server = Server.objects.create(team=people.team_a, host="tokyo.example.com", last_scan_at=at)
     html = alice_client.get(reverse("server_detail", args=[server.uuid])).content.decode()
     assert "16:48 JST" in html and "16:48 UTC" not in html and "07:48 UTC" not in html
+
+
+# --- issue 14 item 7: bulk errors stay; progress counts what this person just added ----------
+def test_bulk_errors_outlive_the_progress_reload_and_progress_counts_the_last_paste(alice_client, people) -> None:
+    for i in range(15):  # added by someone else within the hour, still waiting
+        Server.objects.create(team=people.team_a, host=f"earlier{i}.example.com")
+    text = "a.example.com\nb.example.com\nmy server\n127.0.0.1:99999\n"
+    html = alice_client.post(reverse("server_list_bulk"), {"text": text}, follow=True).content.decode()
+    assert "0 of 2 new servers scanned" in html  # not "15 of 17"
+    Server.objects.filter(host__in=["a.example.com", "b.example.com"]).update(last_scan_at=timezone.now())
+    fragment = alice_client.get(reverse("server_list_progress"), {"was_pending": "1"}, headers={"HX-Request": "true"})
+    assert fragment["HX-Refresh"] == "true"
+    # The page the refresh loads still lists the lines that were not added.
+    card = alice_client.get(reverse("server_list")).content.decode().split('data-testid="bulk-errors"')[1]
+    assert "Line 3: my server" in card and "Line 4: 127.0.0.1:99999" in card
+    assert "has a space in it" in card and "out of range" in card

@@ -98,3 +98,12 @@ def test_update_rows_sets_per_row_and_shared_values_in_one_statement(people) -> 
     assert (second.last_scan_ms, second.dns_addresses, second.dns_error) == (10, ["192.0.2.1"], "error1")
     assert untouched.last_scan_at is None and untouched.dns_addresses == []
     assert update_rows(Server, ["last_scan_ms"], []) == 0
+
+
+def test_update_rows_splits_many_rows_into_chunks(people, monkeypatch) -> None:
+    monkeypatch.setattr("keychest.sqlrows.UPDATE_CHUNK", 2)
+    servers = [server_enrol(team=people.team_a, host=f"c{i}.example.com") for i in range(5)]
+    with CaptureQueriesContext(connection) as captured:
+        assert update_rows(Server, ["last_scan_ms"], [(s.pk, 100 + i) for i, s in enumerate(servers)]) == 5
+    assert len(captured.captured_queries) == 3
+    assert [s.last_scan_ms for s in _fresh(servers)] == [100, 101, 102, 103, 104]

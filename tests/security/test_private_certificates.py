@@ -103,6 +103,8 @@ def test_hosts_recorded_from_private_data_before_the_fix_are_hidden_and_never_au
         last_seen_at=now,
     )
     assert [h.name for h in visible_hosts(watched)] == ["www.example.org"]
+    [listed] = charlie_client.get(reverse("domain_list")).context["domains"]
+    assert (listed.hosts, listed.unwatched) == (1, 1)  # not counted either
     charlie_client.post(reverse("domain_auto_watch", args=[watched.uuid]), {"enable": "1"})
     assert set(Server.objects.for_team(people.team_b).values_list("host", flat=True)) == {"www.example.org"}
     watch_it = reverse("domain_host_watch", args=[watched.uuid, leaked.uuid])

@@ -74,6 +74,10 @@ class Things:
     certificate_sha256: str
     api: APIClient  # the team owner's full key, for the routes that take keys only
 
+    @property
+    def server_without_slash(self) -> str:
+        return f"servers/{self.server.uuid}"
+
 
 # Normalised route -> how each of its parameters is filled from one team's Things. `key: True`
 # routes take API keys only (the /api/v1.0 compatibility routes).
@@ -123,6 +127,8 @@ ROUTES: dict[str, dict[str, Any]] = {
     "api/v1/api-keys/<id>/": {"id": "key"},
     "api/v1/agents/<id>/": {"id": "agent"},
     "api/v1/agents/<id>/assign/": {"id": "agent"},
+    # the slash-less form of any /api/v1 route answers as the canonical one does
+    "api/v1/<path>": {"path": "server_without_slash"},
     "api/v1/ranges/<id>/": {"id": "ip_range"},
     "api/v1/ranges/<id>/services/": {"id": "ip_range"},
     "api/v1/ranges/<id>/watch/": {"id": "ip_range"},
