@@ -42,7 +42,9 @@ def secret(people) -> str:
         (
             "not a host",
             400,
-            b'{"status":"invalid-domain","detail":"not a valid host name (Codepoint U+0020 at position 4 of \'not a host\' not allowed)"}',
+            # Plain words, not the IDNA codec's (issue 14).
+            '{"status":"invalid-domain","detail":"“not a host” has a space in it; a host name has none '
+            '(enter one name per line)"}'.encode(),
         ),
     ],
 )
@@ -94,11 +96,11 @@ def test_servers_add_answers_as_always(people, secret, fmt) -> None:
     client = APIClient()
     response = _post(client, fmt, "new.example.com", secret)
     new = Server.objects.get(team=people.team_a, host="new.example.com")
-    watched = b'","domain":"new.example.com","port":443,"pending":false}'
+    watched = b'","key":"new.example.com:443","domain":"new.example.com","port":443,"pending":false}'
     _exactly(response, 200, b'{"status":"success","id":"' + str(new.uuid).encode() + watched, POST)
     again = _post(client, fmt, "new.example.com", secret)
     _exactly(again, 200, b'{"status":"already-inserted","id":"' + str(new.uuid).encode() + watched, POST)
-    bad = b'{"status":"invalid-domain","detail":"not a valid host name (Codepoint U+0020 at position 4 of \'bad host!\' not allowed)"}'
+    bad = '{"status":"invalid-domain","detail":"“bad host!” has a space in it; a host name has none (enter one name per line)"}'.encode()
     _exactly(_post(client, fmt, "bad host!", secret), 400, bad, POST)
     required = b'{"status":"invalid-domain","detail":"domain is required"}'
     _exactly(_post(client, fmt, "", secret), 400, required, POST)
