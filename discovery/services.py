@@ -6,7 +6,6 @@ The sweep itself is kcproto.sweep, the same code `keychest-agent` runs for range
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import random
 from collections.abc import Sequence
@@ -157,29 +156,16 @@ def ranges_sweep(ids: Sequence[int], *, seed: int | None = None) -> dict[int, sw
     """Sweep these ranges concurrently under one global rate limit and a limit per range."""
     ranges = list(IPRange.objects.filter(pk__in=list(ids), removed_at=None, agent=None))
     names = {r.team_id: watched_names(r.team_id) for r in ranges}
-
-    async def run() -> list[sweep.SweepResult]:
-        shared = sweep.RateLimiter(settings.KEYCHEST_DISCOVERY_RATE)
-        rng = random.Random(seed)
-        return list(
-            await asyncio.gather(
-                *(
-                    sweep.sweep(
-                        r.cidr,
-                        r.ports,
-                        limiters=[sweep.RateLimiter(r.rate), shared],
-                        allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
-                        names=names[r.team_id],
-                        deadline=float(settings.KEYCHEST_SCAN_DEADLINE),
-                        connect_timeout=float(settings.KEYCHEST_SCAN_CONNECT_TIMEOUT),
-                        rng=random.Random(rng.random()),
-                    )
-                    for r in ranges
-                )
-            )
+    results = tlsprobe.run_sync(
+        sweep.sweep_ranges(
+            [sweep.RangeJob(r.cidr, r.ports, r.rate, names[r.team_id]) for r in ranges],
+            shared=sweep.RateLimiter(settings.KEYCHEST_DISCOVERY_RATE),
+            allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
+            deadline=float(settings.KEYCHEST_SCAN_DEADLINE),
+            connect_timeout=float(settings.KEYCHEST_SCAN_CONNECT_TIMEOUT),
+            rng=random.Random(seed),
         )
-
-    results = tlsprobe.run_sync(run())
+    )
     now = timezone.now()
     for ip_range, result in zip(ranges, results, strict=True):
         services_store(

@@ -1,14 +1,19 @@
 """A large sweep reported by an agent in size-bounded parts: every part fits a request, services
-are stored as parts arrive, and services vanish only once the whole sweep is in."""
+are stored as parts arrive, and services vanish only once the whole sweep is in. And the agent's
+ranges swept under one global rate limit."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import time
 
 import pytest
 from django.conf import settings
 from django.test import Client
+from keychest_agent import cli
+from keychest_agent.scan import ScanOptions
 
 from agents.services import agent_create, agent_enrol
 from discovery.models import FoundService, IPRange
@@ -127,3 +132,20 @@ def test_another_teams_agent_cannot_report_parts_for_this_range(people, big_rang
     assert answer.status_code == 404
     big_range.refresh_from_db()
     assert big_range.last_sweep_at is None and big_range.partial_sweep == ""
+
+
+def test_the_agents_ranges_share_one_global_limiter() -> None:
+    """The agent's sweeping code: two ranges of 6 closed loopback addresses, 1000/s each but 20/s
+    together: 12 attempts spaced 50 ms apart, about 0.55 s (each range alone: a few ms)."""
+    ranges = [
+        agentwire.RangeTarget(id="a", cidr="127.0.0.200/29", ports=[9], rate_per_second=1000.0),
+        agentwire.RangeTarget(id="b", cidr="127.0.0.192/29", ports=[9], rate_per_second=1000.0),
+    ]
+    shared = sweep.RateLimiter(20.0)
+    started = time.monotonic()
+    reports = cli.sweep_ranges(ranges, ScanOptions(deadline=2.0, connect_timeout=1.0), shared)
+    assert time.monotonic() - started >= 11 / 20.0 - 0.02
+    assert len(shared.starts) == 12
+    assert min(b - a for a, b in itertools.pairwise(shared.starts)) >= 0.0499
+    assert sorted(r["range"] for r in reports) == ["a", "b"]
+    assert all(r["services"] == [] and r["parts"] == 1 for r in reports)
