@@ -40,6 +40,12 @@ class V1Mixin(APIView):
     def get_exception_handler(self) -> Any:
         return v1_exception_handler
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL text cannot hold NUL: a filter value with one would fail in the database.
+        if any("\x00" in name or "\x00" in value for name, value in request.query_params.items()):
+            raise exceptions.ValidationError({"query": "parameters must not contain NUL characters"})
+
     @property
     def caller(self) -> Caller:
         caller = caller_of(self.request)

@@ -224,7 +224,8 @@ class EventViewSet(V1Mixin, viewsets.ReadOnlyModelViewSet):
                 raise exceptions.ValidationError({"since": "an ISO 8601 date-time"})
             if timezone.is_naive(since):
                 since = timezone.make_aware(since, UTC)
-            qs = qs.filter(occurred_at__gte=since)
+            # In UTC: PostgreSQL refuses offsets beyond ±15:59 that ISO 8601 parsing accepts.
+            qs = qs.filter(occurred_at__gte=since.astimezone(UTC))
         return qs
 
     def get_object(self) -> Event:
