@@ -9,6 +9,7 @@ hostile) cannot make a certificate it did not send look fine.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from agents.models import DEFAULT_CADENCE, ENROLMENT_TOKEN_HOURS, MAX_CADENCE, MIN_CADENCE, Agent
 from discovery.models import IPRange
-from discovery.services import services_store, watched_names
+from discovery.services import RangeRefused, services_store, sweep_part_store, watched_names
 from events.models import EventKind, Severity
 from events.services import NewEvent, events_record_bulk
 from kcproto import agentwire, sweep
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 TOKEN_PREFIX = "kcat_"  # noqa: S105 - a prefix, not a secret
 KEY_PREFIX = "kcag_"
+SWEEP_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 class AgentRefused(Exception):
@@ -198,6 +200,8 @@ def agent_work(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
         "server_time": now.isoformat(),
         "targets": targets,
         "ca_bundle": "\n".join(bundles),
+        # The agent sweeps its ranges under one global limit too, at most this (and its own setting).
+        "sweep_rate": float(settings.KEYCHEST_DISCOVERY_RATE),
         "ranges": [
             agentwire.RangeTarget(
                 id=str(r.uuid),
@@ -298,7 +302,8 @@ def _uuids(texts: list[str]) -> list[str]:
 
 
 def agent_sweep_report(*, agent: Agent, data: Any, now: datetime | None = None) -> dict[str, int]:
-    """Store a sweep of one of this agent's ranges (services outside the range are dropped)."""
+    """Store a sweep of one of this agent's ranges (services outside the range are dropped): whole,
+    or one part of it ({"sweep": id, "part": i, "parts": n}); see `discovery.services.sweep_part_store`."""
     now = now or timezone.now()
     if not isinstance(data, dict):
         raise AgentRefused("a sweep report is an object")
@@ -328,13 +333,29 @@ def agent_sweep_report(*, agent: Agent, data: Any, now: datetime | None = None) 
     except WireError as exc:
         raise AgentRefused(str(exc)) from None
     seconds = data.get("seconds")
-    new, vanished = services_store(
-        ip_range=ip_range,
-        services=services,
-        now=now,
-        seconds=float(seconds) if isinstance(seconds, int | float) else None,
-    )
-    return {"services": len(services), "new": new, "vanished": vanished}
+    took = float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else None
+    if data.get("sweep") is None:  # the whole sweep in one report
+        new, vanished = services_store(ip_range=ip_range, services=services, now=now, seconds=took)
+        return {"services": len(services), "new": new, "vanished": vanished, "complete": 1}
+    sweep_id, part, parts = data.get("sweep"), data.get("part"), data.get("parts")
+    if not isinstance(sweep_id, str) or not SWEEP_ID.fullmatch(sweep_id):
+        raise AgentRefused("sweep is the sweep's id (letters, digits, - and _; at most 40)")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (part, parts)):
+        raise AgentRefused("part and parts are whole numbers")
+    assert isinstance(part, int) and isinstance(parts, int)
+    try:
+        outcome = sweep_part_store(
+            ip_range=ip_range, sweep_id=sweep_id, part=part, parts=parts, services=services, now=now, seconds=took
+        )
+    except RangeRefused as exc:
+        raise AgentRefused(str(exc)) from None
+    return {
+        "services": len(services),
+        "new": outcome.new,
+        "vanished": outcome.vanished,
+        "complete": int(outcome.complete),
+        "duplicate": int(outcome.duplicate),
+    }
 
 
 # --- health -------------------------------------------------------------------------------------

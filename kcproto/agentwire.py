@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +130,18 @@ def batches(results: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     if current:
         out.append(current)
     return out
+
+
+def sweep_reports(range_id: str, services: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    """One range's sweep as the bodies of `POST /api/v1/agent/sweeps`: the services in size-bounded
+    parts (as `batches`) under one sweep id, so a /22 full of services never outgrows a request.
+    The server judges vanished services only once every part of the sweep is in."""
+    parts = batches(services) or [[]]
+    sweep_id = uuid.uuid4().hex
+    return [
+        {"range": range_id, "sweep": sweep_id, "part": i, "parts": len(parts), "services": part, "seconds": seconds}
+        for i, part in enumerate(parts)
+    ]
 
 
 def resolution_to_wire(resolution: netguard.Resolution | None) -> dict[str, Any] | None:

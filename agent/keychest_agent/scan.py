@@ -23,6 +23,9 @@ class ScanOptions:
     dns_timeout: float = 5.0
     concurrency: int = 50
     nameservers: tuple[tuple[str, int], ...] = ()
+    # Connection attempts per second across all the ranges the agent sweeps (each range also
+    # keeps its own rate, from the server).
+    sweep_rate: float = 50.0
 
 
 def local_verdict(probe: tlsprobe.Probe, host: str, store: TrustStore, now: dt.datetime) -> dict[str, Any]:

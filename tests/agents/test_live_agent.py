@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -311,6 +312,26 @@ def test_an_agent_sweeps_a_private_range_the_saas_may_not(saas, alice_client, pe
     found = FoundService.objects.get(ip_range__uuid=added.json()["id"])
     assert (found.address, found.port, found.names) == ("127.0.0.60", endpoint.port, ["nas.corp.test"])
     assert Event.objects.filter(kind="service_found", team=people.team_a).count() == 1
+
+
+def test_the_agent_sweeps_its_ranges_under_one_global_rate_limit(saas, settings, alice_client, agent_process) -> None:
+    """Two ranges of 14 closed addresses each, 20/s per range and 20/s for the whole agent (the
+    work list's `sweep_rate`): 28 attempts take about 1.35 s, where each range alone would
+    finish in 0.65 s (the two are swept together)."""
+    settings.KEYCHEST_DISCOVERY_RATE = settings.KEYCHEST_DISCOVERY_RANGE_RATE = 20.0
+    created = alice_client.post("/api/v1/agents/", {"name": "dc1"}, content_type="application/json").json()
+    assert agent_process("enrol", "--server", saas.url, "--token", created["token"]).returncode == 0
+    for cidr in ("127.0.0.208/28", "127.0.0.224/28"):
+        body = {"cidr": cidr, "ports": [9], "agent": created["id"]}
+        added = alice_client.post("/api/v1/ranges/", body, content_type="application/json")
+        assert added.status_code == 201, added.content
+    ran = agent_process("run", "--once", "--sweep-rate", "100")
+    assert ran.returncode == 0, ran.stderr
+    took = [
+        float(m) for m in re.findall(r"swept 127\.0\.0\.\d+/28: 0 TLS services in 14 attempts, ([\d.]+) s", ran.stderr)
+    ]
+    assert len(took) == 2, ran.stderr
+    assert max(took) >= 27 / 20.0 - 0.1
 
 
 def test_the_agent_refuses_to_send_its_token_over_plain_http_off_the_machine(agent_process) -> None:
