@@ -58,3 +58,19 @@ def test_events_since_an_offset_postgresql_cannot_store_still_answers(people, al
     assert early.status_code == 200 and len(early.json()["results"]) == 1
     late = client.get("/api/v1/events/", {"since": "2999-01-01T23:56:00+23:56"})
     assert late.status_code == 200 and late.json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("/api/v1/events/", "since"),
+        ("/api/v1/certificates/", "expires_after"),
+        ("/api/v1/certificates/", "expires_before"),
+    ],
+)
+def test_date_filters_take_any_iso_offset_and_refuse_impossible_dates(people, alice_key, url, name) -> None:
+    client = key_client(alice_key)
+    assert client.get(url, {name: "5897-09-01T13:04:19.371-19:29"}).status_code == 200
+    for bad in ("2026-13-01T00:00:00Z", "yesterday"):
+        response = client.get(url, {name: bad})
+        assert response.status_code == 400 and name in response.json()["fields"], (bad, response.content[:200])
