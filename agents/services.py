@@ -169,12 +169,28 @@ def agent_servers(agent: Agent) -> QuerySet[Server]:
     return Server.objects.for_team(agent.team).filter(agent=agent, removed_at=None, paused=False)
 
 
-def agent_work(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
-    """What the agent scans next: its targets (due ones flagged), cadence and the team's private CAs."""
+def agent_work(
+    *, agent: Agent, now: datetime | None = None, after: str = "", limit: int | None = None
+) -> dict[str, Any]:
+    """One page of what the agent scans next: targets (due ones flagged) in id order after the
+    cursor `after`, at most `limit` (KEYCHEST_AGENT_WORK_PAGE), and `next`, the cursor of the
+    following page (None on the last). The first page (no cursor) also carries the team's private
+    CAs and the ranges to sweep; a team with many servers never outgrows one answer."""
     now = now or timezone.now()
+    page = int(settings.KEYCHEST_AGENT_WORK_PAGE)
+    limit = page if limit is None else max(1, min(int(limit), page))
+    servers = agent_servers(agent).order_by("uuid")
+    if after:
+        cursor = _uuids([after[:40]])
+        if not cursor:
+            raise AgentRefused("after is the `next` cursor of the previous page")
+        servers = servers.filter(uuid__gt=cursor[0])
+    rows = list(servers[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
     legacy_interval = float(getattr(settings, "KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 3600))
     targets = []
-    for server in agent_servers(agent).order_by("next_scan_at", "pk"):
+    for server in rows:
         second_look = server.legacy_checked_at is None or (
             (now - server.legacy_checked_at).total_seconds() >= legacy_interval
         )
@@ -190,30 +206,34 @@ def agent_work(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
                 due=server.next_scan_at is None or server.next_scan_at <= now,
             ).as_dict()
         )
-    bundles = TeamCABundle.objects.for_team(agent.team).order_by("pk").values_list("pem", flat=True)
-    ranges = list(IPRange.objects.for_team(agent.team).filter(agent=agent, removed_at=None).order_by("pk"))
-    names = watched_names(agent.team_id) if ranges else []
-    return {
+    body: dict[str, Any] = {
         "protocol": agentwire.PROTOCOL_VERSION,
         "agent": str(agent.uuid),
         "cadence": agent.cadence,
         "server_time": now.isoformat(),
         "targets": targets,
-        "ca_bundle": "\n".join(bundles),
-        # The agent sweeps its ranges under one global limit too, at most this (and its own setting).
-        "sweep_rate": float(settings.KEYCHEST_DISCOVERY_RATE),
-        "ranges": [
-            agentwire.RangeTarget(
-                id=str(r.uuid),
-                cidr=r.cidr,
-                ports=list(r.ports),
-                names=names,
-                rate_per_second=r.rate,
-                due=r.next_sweep_at is None or r.next_sweep_at <= now,
-            ).as_dict()
-            for r in ranges
-        ],
+        "next": str(rows[-1].uuid) if more else None,
     }
+    if after:
+        return body
+    bundles = TeamCABundle.objects.for_team(agent.team).order_by("pk").values_list("pem", flat=True)
+    ranges = list(IPRange.objects.for_team(agent.team).filter(agent=agent, removed_at=None).order_by("pk"))
+    names = watched_names(agent.team_id) if ranges else []
+    body["ca_bundle"] = "\n".join(bundles)
+    # The agent sweeps its ranges under one global limit too, at most this (and its own setting).
+    body["sweep_rate"] = float(settings.KEYCHEST_DISCOVERY_RATE)
+    body["ranges"] = [
+        agentwire.RangeTarget(
+            id=str(r.uuid),
+            cidr=r.cidr,
+            ports=list(r.ports),
+            names=names,
+            rate_per_second=r.rate,
+            due=r.next_sweep_at is None or r.next_sweep_at <= now,
+        ).as_dict()
+        for r in ranges
+    ]
+    return body
 
 
 # --- the protocol: results ----------------------------------------------------------------------

@@ -34,6 +34,8 @@ logger = logging.getLogger("keychest_agent")
 EXIT_REVOKED = 3
 EXIT_NOT_ENROLLED = 4
 SKEW_WARN_SECONDS = 60.0
+# Pages of the work list followed in one pass (of up to KEYCHEST_AGENT_WORK_PAGE targets each).
+MAX_WORK_PAGES = 1000
 
 
 class State:
@@ -125,14 +127,15 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
     skew = _skew(work, asked, dt.datetime.now(dt.UTC))
     if skew is not None and abs(skew) > SKEW_WARN_SECONDS:
         logger.warning("this machine's clock is %.0f s off the server's: fix NTP (the server reports it too)", skew)
-    targets = [agentwire.Target.from_dict(t) for t in work.get("targets", [])]
-    due = [t for t in targets if t.due]
-    if due:
-        results = tlsprobe.run_sync(scan_targets(due, ca_bundle=str(work.get("ca_bundle", "")), options=options))
-        for batch in agentwire.batches(results):
-            state.queue.put(batch)
-        for item in results:
-            logger.info("scanned %s: %s", item["target"], json.dumps(item["agent_verdict"], sort_keys=True))
+    ca_bundle = str(work.get("ca_bundle", ""))
+    page, pages = work, 1
+    while True:
+        scan_page(state, client, page, ca_bundle, options)
+        after = page.get("next")
+        if not after or pages >= MAX_WORK_PAGES:
+            break
+        page = client.request("GET", "/api/v1/agent/work?" + urllib.parse.urlencode({"after": str(after)}))
+        pages += 1
     ranges = [agentwire.RangeTarget.from_dict(item) for item in work.get("ranges", [])]
     due_ranges = [r for r in ranges if r.due]
     if due_ranges:
@@ -141,6 +144,20 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
             state.queue.put_body("/api/v1/agent/sweeps", report)
     flush(state, client)
     return int(work.get("cadence") or 300)
+
+
+def scan_page(state: State, client: Client, page: dict[str, Any], ca_bundle: str, options: ScanOptions) -> None:
+    """Scan the due targets of one page of the work list, queue the results and send them."""
+    targets = [agentwire.Target.from_dict(t) for t in page.get("targets", [])]
+    due = [t for t in targets if t.due]
+    if not due:
+        return
+    results = tlsprobe.run_sync(scan_targets(due, ca_bundle=ca_bundle, options=options))
+    for batch in agentwire.batches(results):
+        state.queue.put(batch)
+    for item in results:
+        logger.info("scanned %s: %s", item["target"], json.dumps(item["agent_verdict"], sort_keys=True))
+    flush(state, client)
 
 
 def sweep_ranges(

@@ -251,7 +251,11 @@ def agent_enrol_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET"])
 @agent_required
 def agent_work_view(request: HttpRequest, agent: Agent) -> HttpResponse:
-    body = agent_work(agent=agent)
+    """GET ?after=<next of the previous page>&limit=N: one page of the work list."""
+    limit = request.GET.get("limit")
+    if limit is not None and not limit.isdigit():
+        raise AgentRefused("limit is a whole number")
+    body = agent_work(agent=agent, after=request.GET.get("after", ""), limit=int(limit) if limit else None)
     body["clock_skew"] = agent.clock_skew
     return JsonResponse(body)
 

@@ -147,6 +147,31 @@ def test_the_work_list_holds_only_this_agents_servers_and_the_team_ca(alice_clie
     assert enrolled.work().json()["targets"] == []
 
 
+def test_the_work_list_comes_in_pages_the_agent_follows(settings, people, enrolled) -> None:
+    """A team with many assigned servers: bounded pages in id order, `next` until the last."""
+    settings.KEYCHEST_AGENT_WORK_PAGE = 3
+    ca_bundle_create(team=people.team_a, name="corp", pem=self_signed(["corp-root"]).cert_pem)
+    servers = [server_enrol(team=people.team_a, host=f"db{i}.corp.test:5432") for i in range(8)]
+    Server.objects.filter(pk__in=[s.pk for s in servers]).update(agent=enrolled.agent)
+    theirs = server_enrol(team=people.team_b, host="db0.corp.test:5432")
+    pages = [enrolled.work().json()]
+    while pages[-1]["next"]:
+        answer = enrolled.client.get("/api/v1/agent/work", {"after": pages[-1]["next"]}, **enrolled.headers())
+        assert answer.status_code == 200
+        pages.append(answer.json())
+    assert [len(p["targets"]) for p in pages] == [3, 3, 2]
+    ids = [t["id"] for p in pages for t in p["targets"]]
+    assert ids == sorted(str(s.uuid) for s in servers) and str(theirs.uuid) not in ids
+    # The team's CAs and the ranges come once, on the first page.
+    assert "BEGIN CERTIFICATE" in pages[0]["ca_bundle"] and "ranges" in pages[0]
+    assert all("ca_bundle" not in p and "ranges" not in p for p in pages[1:])
+    # A smaller page on request; never a larger one than the deployment's.
+    assert len(enrolled.client.get("/api/v1/agent/work", {"limit": 2}, **enrolled.headers()).json()["targets"]) == 2
+    assert len(enrolled.client.get("/api/v1/agent/work", {"limit": 900}, **enrolled.headers()).json()["targets"]) == 3
+    for bad in ({"after": "not-a-cursor"}, {"limit": "-1"}, {"limit": "many"}):
+        assert enrolled.client.get("/api/v1/agent/work", bad, **enrolled.headers()).status_code == 400
+
+
 def test_servers_under_an_assigned_domain_go_to_the_agent(alice_client, people, enrolled) -> None:
     domain = domain_watch(team=people.team_a, domain="corp.test")
     before = server_enrol(team=people.team_a, host="old.corp.test")

@@ -180,6 +180,27 @@ def test_an_agent_enrols_scans_a_private_server_and_reports(saas, alice_client, 
     assert again.returncode == 2 and "token" in again.stderr
 
 
+def test_the_agent_follows_the_work_list_pages(
+    saas, settings, alice_client, people, lab, lab_name, intranet, agent_process
+) -> None:
+    """Pages of one target: the agent scans the servers of every page in one pass."""
+    settings.KEYCHEST_AGENT_WORK_PAGE = 1
+    name = lab_name("mail", "127.0.0.4")
+    endpoint = lab.tls(lab.leaf([name]), hosts=["127.0.0.4"])
+    second = server_enrol(team=people.team_a, host=f"{name}:{endpoint.port}", ca_bundle=intranet.ca_bundle)
+    agent_id, token = create_and_assign(alice_client, intranet)
+    answer = alice_client.post(
+        f"/api/v1/agents/{agent_id}/assign/", {"servers": [str(second.uuid)]}, content_type="application/json"
+    )
+    assert answer.status_code == 200
+    assert agent_process("enrol", "--server", saas.url, "--token", token).returncode == 0
+    ran = agent_process("run", "--once")
+    assert ran.returncode == 0, ran.stderr
+    for server, address in ((intranet, "127.0.0.3"), (second, "127.0.0.4")):
+        row = ScanResult.objects.get(server=server, current=True, alternate=False)
+        assert row.address == address and row.trusted is True
+
+
 def test_results_queued_during_an_outage_are_sent_after_a_restart(proxy, alice_client, intranet, agent_process) -> None:
     _, token = create_and_assign(alice_client, intranet)
     assert agent_process("enrol", "--server", proxy.url, "--token", token).returncode == 0
