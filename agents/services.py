@@ -9,6 +9,7 @@ hostile) cannot make a certificate it did not send look fine.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from agents.models import DEFAULT_CADENCE, ENROLMENT_TOKEN_HOURS, MAX_CADENCE, MIN_CADENCE, Agent
 from discovery.models import IPRange
-from discovery.services import services_store, watched_names
+from discovery.services import RangeRefused, services_store, sweep_part_store, watched_names
 from events.models import EventKind, Severity
 from events.services import NewEvent, events_record_bulk
 from kcproto import agentwire, sweep
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 TOKEN_PREFIX = "kcat_"  # noqa: S105 - a prefix, not a secret
 KEY_PREFIX = "kcag_"
+SWEEP_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 class AgentRefused(Exception):
@@ -167,12 +169,28 @@ def agent_servers(agent: Agent) -> QuerySet[Server]:
     return Server.objects.for_team(agent.team).filter(agent=agent, removed_at=None, paused=False)
 
 
-def agent_work(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
-    """What the agent scans next: its targets (due ones flagged), cadence and the team's private CAs."""
+def agent_work(
+    *, agent: Agent, now: datetime | None = None, after: str = "", limit: int | None = None
+) -> dict[str, Any]:
+    """One page of what the agent scans next: targets (due ones flagged) in id order after the
+    cursor `after`, at most `limit` (KEYCHEST_AGENT_WORK_PAGE), and `next`, the cursor of the
+    following page (None on the last). The first page (no cursor) also carries the team's private
+    CAs and the ranges to sweep; a team with many servers never outgrows one answer."""
     now = now or timezone.now()
+    page = int(settings.KEYCHEST_AGENT_WORK_PAGE)
+    limit = page if limit is None else max(1, min(int(limit), page))
+    servers = agent_servers(agent).order_by("uuid")
+    if after:
+        cursor = _uuids([after[:40]])
+        if not cursor:
+            raise AgentRefused("after is the `next` cursor of the previous page")
+        servers = servers.filter(uuid__gt=cursor[0])
+    rows = list(servers[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
     legacy_interval = float(getattr(settings, "KEYCHEST_SCAN_LEGACY_INTERVAL", 24 * 3600))
     targets = []
-    for server in agent_servers(agent).order_by("next_scan_at", "pk"):
+    for server in rows:
         second_look = server.legacy_checked_at is None or (
             (now - server.legacy_checked_at).total_seconds() >= legacy_interval
         )
@@ -188,28 +206,34 @@ def agent_work(*, agent: Agent, now: datetime | None = None) -> dict[str, Any]:
                 due=server.next_scan_at is None or server.next_scan_at <= now,
             ).as_dict()
         )
-    bundles = TeamCABundle.objects.for_team(agent.team).order_by("pk").values_list("pem", flat=True)
-    ranges = list(IPRange.objects.for_team(agent.team).filter(agent=agent, removed_at=None).order_by("pk"))
-    names = watched_names(agent.team_id) if ranges else []
-    return {
+    body: dict[str, Any] = {
         "protocol": agentwire.PROTOCOL_VERSION,
         "agent": str(agent.uuid),
         "cadence": agent.cadence,
         "server_time": now.isoformat(),
         "targets": targets,
-        "ca_bundle": "\n".join(bundles),
-        "ranges": [
-            agentwire.RangeTarget(
-                id=str(r.uuid),
-                cidr=r.cidr,
-                ports=list(r.ports),
-                names=names,
-                rate_per_second=r.rate,
-                due=r.next_sweep_at is None or r.next_sweep_at <= now,
-            ).as_dict()
-            for r in ranges
-        ],
+        "next": str(rows[-1].uuid) if more else None,
     }
+    if after:
+        return body
+    bundles = TeamCABundle.objects.for_team(agent.team).order_by("pk").values_list("pem", flat=True)
+    ranges = list(IPRange.objects.for_team(agent.team).filter(agent=agent, removed_at=None).order_by("pk"))
+    names = watched_names(agent.team_id) if ranges else []
+    body["ca_bundle"] = "\n".join(bundles)
+    # The agent sweeps its ranges under one global limit too, at most this (and its own setting).
+    body["sweep_rate"] = float(settings.KEYCHEST_DISCOVERY_RATE)
+    body["ranges"] = [
+        agentwire.RangeTarget(
+            id=str(r.uuid),
+            cidr=r.cidr,
+            ports=list(r.ports),
+            names=names,
+            rate_per_second=r.rate,
+            due=r.next_sweep_at is None or r.next_sweep_at <= now,
+        ).as_dict()
+        for r in ranges
+    ]
+    return body
 
 
 # --- the protocol: results ----------------------------------------------------------------------
@@ -298,7 +322,8 @@ def _uuids(texts: list[str]) -> list[str]:
 
 
 def agent_sweep_report(*, agent: Agent, data: Any, now: datetime | None = None) -> dict[str, int]:
-    """Store a sweep of one of this agent's ranges (services outside the range are dropped)."""
+    """Store a sweep of one of this agent's ranges (services outside the range are dropped): whole,
+    or one part of it ({"sweep": id, "part": i, "parts": n}); see `discovery.services.sweep_part_store`."""
     now = now or timezone.now()
     if not isinstance(data, dict):
         raise AgentRefused("a sweep report is an object")
@@ -328,13 +353,29 @@ def agent_sweep_report(*, agent: Agent, data: Any, now: datetime | None = None) 
     except WireError as exc:
         raise AgentRefused(str(exc)) from None
     seconds = data.get("seconds")
-    new, vanished = services_store(
-        ip_range=ip_range,
-        services=services,
-        now=now,
-        seconds=float(seconds) if isinstance(seconds, int | float) else None,
-    )
-    return {"services": len(services), "new": new, "vanished": vanished}
+    took = float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else None
+    if data.get("sweep") is None:  # the whole sweep in one report
+        new, vanished = services_store(ip_range=ip_range, services=services, now=now, seconds=took)
+        return {"services": len(services), "new": new, "vanished": vanished, "complete": 1}
+    sweep_id, part, parts = data.get("sweep"), data.get("part"), data.get("parts")
+    if not isinstance(sweep_id, str) or not SWEEP_ID.fullmatch(sweep_id):
+        raise AgentRefused("sweep is the sweep's id (letters, digits, - and _; at most 40)")
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (part, parts)):
+        raise AgentRefused("part and parts are whole numbers")
+    assert isinstance(part, int) and isinstance(parts, int)
+    try:
+        outcome = sweep_part_store(
+            ip_range=ip_range, sweep_id=sweep_id, part=part, parts=parts, services=services, now=now, seconds=took
+        )
+    except RangeRefused as exc:
+        raise AgentRefused(str(exc)) from None
+    return {
+        "services": len(services),
+        "new": outcome.new,
+        "vanished": outcome.vanished,
+        "complete": int(outcome.complete),
+        "duplicate": int(outcome.duplicate),
+    }
 
 
 # --- health -------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import bad_request, page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -69,3 +70,25 @@ def v10_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         message = _message_of(exc)
     response.data = {"status": V10_STATUS.get(response.status_code, "invalid-request"), "detail": message}
     return response
+
+
+def _api_error(request: HttpRequest, status_code: int, code: str, detail: str) -> HttpResponse | None:
+    if request.path.startswith("/api/v1.0/"):
+        return JsonResponse(
+            {"status": V10_STATUS.get(status_code, "invalid-request"), "detail": detail}, status=status_code
+        )
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": code, "detail": detail}, status=status_code)
+    return None
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The site's 404 (handler404): a path under /api/ that matches no route (a malformed id, a
+    typo) answers in the API's JSON shape, as its views do; every other path gets the page."""
+    return _api_error(request, 404, "not-found", "Not found.") or page_not_found(request, exception)
+
+
+def malformed(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The site's 400 (handler400) for requests Django refuses before any view (a body it cannot
+    parse, too many fields): JSON under /api/, the page elsewhere."""
+    return _api_error(request, 400, "invalid", "Malformed request.") or bad_request(request, exception)

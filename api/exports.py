@@ -19,9 +19,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from api.models import CalendarFeed
+from api.models import CalendarFeed, UploadedCertificate
 from api.selectors import certificate_sources, team_certificates
 from keychest.accounts.models import Team, User
+from monitors.models import ScanResult, Server
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -159,7 +160,6 @@ SERVER_COLUMNS = [
 
 def servers_csv(team: Team) -> str:
     """One row per watched server and address (a server not scanned yet has one empty row)."""
-    from monitors.models import ScanResult, Server
 
     servers = list(Server.objects.for_team(team).filter(removed_at=None).order_by("host", "port", "id"))
     results: dict[int, list[ScanResult]] = {}
@@ -226,7 +226,6 @@ def certificates_csv(team: Team) -> str:
 def calendar_events(teams: Sequence[Team], *, now: datetime) -> list[CalendarEvent]:
     """Renewal dates of every certificate the teams' servers present, one entry per server and
     certificate (several addresses serving it make one entry), for certificates not yet expired."""
-    from monitors.models import ScanResult
 
     results = (
         ScanResult.objects.filter(
@@ -261,7 +260,6 @@ def calendar_events(teams: Sequence[Team], *, now: datetime) -> list[CalendarEve
             )
         )
     # Uploaded certificates (deploy hooks) that no watched server presents yet get an entry too.
-    from api.models import UploadedCertificate
 
     presented = {sha for _server, sha in seen}
     uploads = (

@@ -23,7 +23,8 @@ from django.utils import timezone
 
 from api import emails
 from api.audit import audit_record
-from api.keycache import auth_epoch_bump
+from api.enrolment import enrolments_release
+from api.keycache import auth_epoch_bump, key_load
 from api.keys import key_display_prefix, key_generate, key_hash, key_is_well_formed
 from api.models import (
     ApiKey,
@@ -127,7 +128,6 @@ def apikey_revoke(*, api_key: ApiKey, by: User, ip: str | None = None) -> ApiKey
 def apikey_find(secret: str) -> ApiKey | None:
     """The key row for a presented secret, with its user, team and the user's role in that team
     (`member_role`): one hand-written query (api/keycache.py), never cached."""
-    from api.keycache import key_load
 
     if not secret or len(secret) > 128:
         return None
@@ -384,8 +384,6 @@ def claim_confirm(*, claim: Claim, ip: str | None, password: str | None = None) 
     """The address owner confirms: the key works fully, held items become watched items."""
     from allauth.account.models import EmailAddress
     from django.contrib.auth.password_validation import validate_password
-
-    from api.enrolment import enrolments_release
 
     with transaction.atomic():
         locked = _lock_pending(claim)

@@ -39,6 +39,7 @@ from kcproto.merkle import (
     CompactRange,
     compact_range_from_consistency,
     compact_range_from_inclusion,
+    leaf_hash,
     node_hash,
     subtree_decomposition,
     verify_consistency,
@@ -172,7 +173,6 @@ class RFC6962Client(CTClient):
             path = [base64.b64decode(h) for h in data["audit_path"]]
         except (KeyError, TypeError, ValueError):
             raise LogUnavailable("get-entry-and-proof: malformed answer") from None
-        from kcproto.merkle import leaf_hash
 
         return compact_range_from_inclusion(index - 1, head.size, leaf_hash(leaf_input), path, head.root), ""
 
@@ -241,8 +241,6 @@ def _decode_rfc6962(index: int, item: Any) -> Entry:
     try:
         return parse_rfc6962_entry(index, leaf_input, extra)
     except FormatError as exc:
-        from kcproto.merkle import leaf_hash
-
         return BadEntry(index=index, leaf_hash=leaf_hash(leaf_input), reason=str(exc))
 
 

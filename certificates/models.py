@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 
 # The one renewal rule (fractions of the certificate's own lifetime): kcproto/renewal.py.
 from kcproto import renewal
+from keychest.tenancy import TeamOwnedModel
 
 
 class Certificate(models.Model):
@@ -285,3 +287,21 @@ class CTMalformedEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.log_id}:{self.index}: {self.reason}"
+
+
+class UploadedCertificate(TeamOwnedModel):
+    """A certificate a team uploaded (API or deploy hook); the certificate itself is in the store."""
+
+    certificate = models.ForeignKey(Certificate, on_delete=models.CASCADE, related_name="+")
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        db_table = "api_uploadedcertificate"  # the table keeps the name it had in api/ (issue 20)
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["team", "certificate"], name="uploadedcert_unique")]
+
+    def __str__(self) -> str:
+        return f"upload {self.certificate_id} by team {self.team_id}"

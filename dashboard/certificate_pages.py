@@ -15,14 +15,13 @@ import base64
 from datetime import timedelta
 from typing import Any
 
-from django.apps import apps
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 
-from certificates.models import Certificate, CertificateName, RenewalInfo
+from certificates.models import Certificate, CertificateName, RenewalInfo, UploadedCertificate
 from keychest.accounts.decorators import team_required
 from keychest.accounts.types import TeamRequest
 from monitors.models import ScanResult
@@ -41,20 +40,6 @@ SOURCES = (("", "Any source"), ("scan", "Seen on a server"), ("ct", "From CT log
 DEPLOYED = (("", "Deployed or not"), ("yes", "Deployed now"), ("no", "Not deployed"))
 
 
-def _uploads(team: Any) -> QuerySet[Any] | None:
-    """The team's uploaded certificates, when the API app (which owns uploads) is installed.
-
-    Looked up through the app registry: certificates/ must not import api/.
-    """
-    if not apps.is_installed("api"):
-        return None
-    try:
-        model = apps.get_model("api", "UploadedCertificate")
-    except LookupError:
-        return None
-    return model.objects.filter(team=team)
-
-
 def team_certificates(team: Any) -> QuerySet[Certificate]:
     """Every certificate the team may see, one row per issuance, with source and deployment flags.
 
@@ -63,9 +48,8 @@ def team_certificates(team: Any) -> QuerySet[Certificate]:
     scanned = scanned_by(team)
     deployed = scanned.filter(current=True, server__removed_at=None)
     visible = Q(sha256__in=scanned.values("leaf_sha256"))
-    uploads = _uploads(team)
-    if uploads is not None:
-        visible |= Q(id__in=uploads.values("certificate_id"))
+    uploads = UploadedCertificate.objects.filter(team=team)
+    visible |= Q(id__in=uploads.values("certificate_id"))
     logged = logged_under_watched_domains(team)
     if logged is not None:
         visible |= logged
@@ -77,10 +61,9 @@ def team_certificates(team: Any) -> QuerySet[Certificate]:
         .annotate(
             from_scan=Exists(scanned.filter(leaf_sha256=OuterRef("sha256"))),
             deployed=Exists(deployed.filter(leaf_sha256=OuterRef("sha256"))),
+            from_upload=Exists(uploads.filter(certificate=OuterRef("pk"))),
         )
     )
-    if uploads is not None:
-        qs = qs.annotate(from_upload=Exists(uploads.filter(certificate=OuterRef("pk"))))
     return qs
 
 
@@ -161,10 +144,49 @@ def _visible_or_404(team: Any, sha256: str) -> Certificate:
     return cert
 
 
+def _visible_for(team: Any, prefix: str) -> Certificate | None:
+    """The team-visible certificate a full or shortened fingerprint names, or None. A
+    precertificate the list shows as its final certificate resolves to that certificate; a
+    shortened fingerprint that fits two certificates names none."""
+    visible = team_certificates(team)
+    found = list(visible.filter(sha256__startswith=prefix.lower()).order_by("sha256")[:2])
+    if len(found) == 1:
+        return found[0]
+    if found:
+        return None
+    precerts = list(
+        Certificate.objects.filter(sha256__startswith=prefix.lower(), is_precertificate=True).values_list(
+            "issuance_key", flat=True
+        )[:2]
+    )
+    if len(precerts) == 1 and precerts[0]:
+        return visible.filter(issuance_key=precerts[0], is_precertificate=False).first()
+    if len(prefix) == 64 and scanned_by(team).filter(chain_sha256__contains=[prefix.lower()]).exists():
+        # An intermediate or root the team's servers present: shown with the chain it is in.
+        return Certificate.objects.filter(sha256=prefix.lower()).first()
+    return None
+
+
+@team_required()
+def certificate_by_prefix(request: TeamRequest, prefix: str) -> HttpResponse:
+    """`/certificates/2ce4fbcc420a/`: the fingerprint as a finding quotes it leads to the page."""
+    cert = _visible_for(request.team, prefix)
+    if cert is None:
+        raise Http404("No such certificate")
+    return redirect("certificate_detail", sha256=cert.sha256)
+
+
 @team_required()
 def certificate_detail(request: TeamRequest, sha256: str) -> HttpResponse:
     team = request.team
-    cert = _visible_or_404(team, sha256)
+    cert = team_certificates(team).filter(sha256=sha256.lower()).first()
+    if cert is None:
+        # A precertificate the team sees as its final certificate, or a CA of a served chain.
+        cert = _visible_for(team, sha256)
+        if cert is None:
+            raise Http404("No such certificate")
+        if cert.sha256 != sha256.lower():
+            return redirect("certificate_detail", sha256=cert.sha256)
     results = list(
         ScanResult.objects.for_team(team)
         .filter(leaf_sha256=cert.sha256, server__removed_at=None)

@@ -26,7 +26,7 @@ from keychest.accounts.models import Role
 from keychest.accounts.types import TeamRequest
 from keychest.tenancy import get_for_team_or_404
 from monitors import services
-from monitors.domains import domain_unwatch, domain_watch
+from monitors.domains import domain_unwatch, domain_watch, hosts_auto_watch
 from monitors.models import DiscoveredHost, Server, WatchedDomain
 from monitors.registrations import registered_domain_of, registrations_for_names
 from monitors.visibility import names_the_team_may_see, visible_host_counts, visible_hosts
@@ -184,8 +184,6 @@ def domain_auto_watch(request: TeamRequest, domain_id: Any) -> HttpResponse:
         team=watched.team, domain=watched.domain, include_subdomains=watched.include_subdomains, auto_watch=enable
     )
     if enable:
-        from monitors.domains import hosts_auto_watch
-
         pending = list(visible_hosts(watched).filter(watched_at=None).values_list("name", flat=True))
         added = hosts_auto_watch(watched_domain=watched, names=pending)
         messages.success(

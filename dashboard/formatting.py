@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -34,6 +35,23 @@ def format_html_fast(template: str, *args: Any) -> SafeString:
     of what `format_html` costs; this escapes with the same `html.escape` underneath.
     """
     return SafeString(template.format(*map(_escape, args)))  # every argument is escaped
+
+
+_HOST_PARTS = re.compile(r"([.:])")
+
+
+def host_html(label: str) -> SafeString:
+    """A host name (or `host:port`), escaped, that wraps only after a dot or before the port:
+    each label is kept whole (`.nw`, no wrapping after its hyphens either)."""
+    parts = []
+    for part in _HOST_PARTS.split(label):
+        if part == ".":
+            parts.append(".<wbr>")
+        elif part == ":":
+            parts.append("<wbr>:")
+        elif part:
+            parts.append(f'<span class="nw">{_escape(part)}</span>')
+    return SafeString("".join(parts))
 
 
 def _span(seconds: float) -> str:

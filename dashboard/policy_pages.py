@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
+from kcproto.issuance import pins_from_text
 from keychest.accounts.decorators import team_required
 from keychest.accounts.models import Role
 from keychest.accounts.types import TeamRequest
@@ -28,8 +29,8 @@ class IssuancePolicyForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 4}),
         label="Known keys",
-        help_text="One per line: the SHA-256 of a public key (SubjectPublicKeyInfo) you deploy, in hex. "
-        "Empty: any key.",
+        help_text="The keys you deploy: paste PEM certificates or public keys, or one SHA-256 of a "
+        "SubjectPublicKeyInfo in hex per line. Saved as hex pins. Empty: any key.",
     )
     check_caa = forms.BooleanField(
         required=False, label="A CA that the domain's CAA record does not authorise is unexpected"
@@ -56,11 +57,14 @@ def issuance_policy(request: TeamRequest) -> HttpResponse:
                 issuance_policy_set(
                     team=team,
                     allowed_issuers=form.cleaned_data["allowed_issuers"].splitlines(),
-                    known_keys=form.cleaned_data["known_keys"].splitlines(),
+                    known_keys=pins_from_text(form.cleaned_data["known_keys"]),
                     check_caa=form.cleaned_data["check_caa"],
                 )
             except ValueError as error:
                 form.add_error(None, str(error))
+                if "PRIVATE KEY" in form.cleaned_data["known_keys"]:
+                    # A private key pasted by mistake is never shown back.
+                    form.data = {**form.data.dict(), "known_keys": ""}  # type: ignore[attr-defined]
             else:
                 messages.success(request, "Issuance policy saved.")
                 return redirect("issuance_policy")

@@ -31,6 +31,7 @@ from dashboard.formatting import (
     STATUS_BADGE_HTML,
     badge,
     format_html_fast,
+    host_html,
     issuer_cn,
     optional_url,
     relative_time,
@@ -114,10 +115,12 @@ def server_rows(servers: Iterable[Any], *, now: datetime | None = None, tz: tzin
     for server in servers:
         key = str(server.uuid)
         label = server.label
+        name = host_html(label)  # escaped already: placed as it is
         if detail:
-            link = format_html_fast('<a class="server" href="{}">{}</a>', detail.replace(_UUID, key), label)
+            opening = format_html_fast('<a class="server" href="{}">', detail.replace(_UUID, key))
+            link = SafeString(opening + name + "</a>")  # both parts escaped already
         else:
-            link = format_html_fast('<span class="server">{}</span>', label)
+            link = SafeString('<span class="server">' + name + "</span>")
         rows.append(
             ServerRow(
                 host=server.host,

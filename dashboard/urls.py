@@ -21,6 +21,15 @@ class Sha256Converter:
 
 register_converter(Sha256Converter, "sha256")
 
+
+class HashPrefixConverter(Sha256Converter):
+    """The first 12 or more hex digits of a fingerprint, as findings and timelines quote them."""
+
+    regex = "[0-9a-fA-F]{12,63}"
+
+
+register_converter(HashPrefixConverter, "sha256prefix")
+
 urlpatterns = [
     path("agents/", agent_pages.agent_list, name="agent_list"),
     path("ranges/", range_pages.range_list, name="range_list"),
@@ -33,6 +42,7 @@ urlpatterns = [
     path("certificates/", pages.certificate_list, name="certificate_list"),
     path("certificates/<sha256:sha256>/", pages.certificate_detail, name="certificate_detail"),
     path("certificates/<sha256:sha256>/pem/", pages.certificate_pem, name="certificate_pem"),
+    path("certificates/<sha256prefix:prefix>/", pages.certificate_by_prefix, name="certificate_by_prefix"),
     path("domains/", pages_domains.domain_list, name="domain_list"),
     path("domains/add/", pages_domains.domain_add, name="domain_add"),
     path("domains/policy/", policy_pages.issuance_policy, name="issuance_policy"),

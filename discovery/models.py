@@ -29,6 +29,11 @@ class IPRange(TeamOwnedModel):
     last_sweep_at = models.DateTimeField(null=True, blank=True)
     last_sweep_seconds = models.FloatField(null=True, blank=True)
     last_sweep_attempts = models.PositiveIntegerField(null=True, blank=True)
+    # An agent's sweep arriving in parts: its id, the parts received so far, when its first part
+    # arrived. Vanished services are judged only once every part is in.
+    partial_sweep = models.CharField(max_length=40, blank=True)
+    partial_parts = models.JSONField(default=list, blank=True)
+    partial_since = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -6,10 +6,10 @@ The sweep itself is kcproto.sweep, the same code `keychest-agent` runs for range
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,8 @@ MAX_PREFIX_ADDRESSES = sweep.MAX_RANGE_ADDRESSES
 CLAIM_LEASE = timedelta(hours=1)
 SWEEP_LOCK = "discovery:sweeping"
 JITTER = 0.1
+# An agent's sweep report arrives in parts of at most agentwire.MAX_BATCH_BYTES each.
+MAX_SWEEP_PARTS = 1000
 
 
 class RangeRefused(ValueError):
@@ -154,29 +156,16 @@ def ranges_sweep(ids: Sequence[int], *, seed: int | None = None) -> dict[int, sw
     """Sweep these ranges concurrently under one global rate limit and a limit per range."""
     ranges = list(IPRange.objects.filter(pk__in=list(ids), removed_at=None, agent=None))
     names = {r.team_id: watched_names(r.team_id) for r in ranges}
-
-    async def run() -> list[sweep.SweepResult]:
-        shared = sweep.RateLimiter(settings.KEYCHEST_DISCOVERY_RATE)
-        rng = random.Random(seed)
-        return list(
-            await asyncio.gather(
-                *(
-                    sweep.sweep(
-                        r.cidr,
-                        r.ports,
-                        limiters=[sweep.RateLimiter(r.rate), shared],
-                        allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
-                        names=names[r.team_id],
-                        deadline=float(settings.KEYCHEST_SCAN_DEADLINE),
-                        connect_timeout=float(settings.KEYCHEST_SCAN_CONNECT_TIMEOUT),
-                        rng=random.Random(rng.random()),
-                    )
-                    for r in ranges
-                )
-            )
+    results = tlsprobe.run_sync(
+        sweep.sweep_ranges(
+            [sweep.RangeJob(r.cidr, r.ports, r.rate, names[r.team_id]) for r in ranges],
+            shared=sweep.RateLimiter(settings.KEYCHEST_DISCOVERY_RATE),
+            allow_private=settings.KEYCHEST_ALLOW_PRIVATE_TARGETS,
+            deadline=float(settings.KEYCHEST_SCAN_DEADLINE),
+            connect_timeout=float(settings.KEYCHEST_SCAN_CONNECT_TIMEOUT),
+            rng=random.Random(seed),
         )
-
-    results = tlsprobe.run_sync(run())
+    )
     now = timezone.now()
     for ip_range, result in zip(ranges, results, strict=True):
         services_store(
@@ -209,68 +198,131 @@ def services_store(
     seconds: float | None = None,
     attempts: int | None = None,
 ) -> tuple[int, int]:
-    """Store a sweep's findings: new services and vanished ones raise events. Returns (new, vanished).
+    """Store a whole sweep's findings: new services and vanished ones raise events. Returns (new, vanished).
 
     The certificate facts are read here from the chain, whoever swept (the SaaS or an agent)."""
-    network = ipaddress.ip_network(ip_range.cidr)
-    events: list[NewEvent] = []
-    new = vanished = 0
     with transaction.atomic():
-        known = {(s.address, s.port, s.sni): s for s in FoundService.objects.filter(ip_range=ip_range)}
-        seen: set[tuple[str, int, str]] = set()
-        for service in services:
-            if ipaddress.ip_address(service.address) not in network or service.port not in ip_range.ports:
-                continue  # an agent reporting outside its range: not ours to store
-            key = (service.address, service.port, service.sni)
-            if key in seen:
-                continue
-            seen.add(key)
-            facts = _certificate_facts(service.probe)
-            row = known.get(key)
-            if row is None:
-                row = FoundService(
-                    team_id=ip_range.team_id,
-                    ip_range=ip_range,
-                    address=service.address,
-                    port=service.port,
-                    protocol=service.protocol[:10],
-                    sni=service.sni[:253],
-                    first_seen=now,
-                    last_seen=now,
-                )
-            is_new = row.pk is None or row.vanished_at is not None
-            row.vanished_at = None
-            row.last_seen = now
-            row.tls_version = service.probe.tls_version[:16]
-            for name, value in facts.items():
-                setattr(row, name, value)
-            row.save()
-            if is_new:
-                new += 1
-                events.append(_event(ip_range, row, EventKind.SERVICE_FOUND, now))
-        for key, row in known.items():
-            if key not in seen and row.vanished_at is None:
-                row.vanished_at = now
-                row.save(update_fields=["vanished_at"])
-                vanished += 1
-                events.append(_event(ip_range, row, EventKind.SERVICE_VANISHED, now))
-        ip_range.last_sweep_at = now
-        ip_range.last_sweep_seconds = seconds
-        ip_range.last_sweep_attempts = attempts
-        ip_range.claimed_until = None
-        ip_range.next_sweep_at = now + timedelta(seconds=ip_range.cadence * (1 + random.uniform(-JITTER, JITTER)))
-        ip_range.save(
-            update_fields=[
-                "last_sweep_at",
-                "last_sweep_seconds",
-                "last_sweep_attempts",
-                "claimed_until",
-                "next_sweep_at",
-            ]
-        )
+        new, events = _services_upsert(ip_range, services, now)
+        vanished, gone = _sweep_complete(ip_range, since=now, now=now, seconds=seconds, attempts=attempts)
+        if events or gone:
+            events_record_bulk(events + gone)
+    return new, vanished
+
+
+@dataclass
+class PartOutcome:
+    """What one part of a sweep did: services new, vanished (only on the last part), whether the
+    whole sweep is in now, and whether this part had arrived before (a resent part is ignored)."""
+
+    new: int = 0
+    vanished: int = 0
+    complete: bool = False
+    duplicate: bool = False
+
+
+def sweep_part_store(
+    *,
+    ip_range: IPRange,
+    sweep_id: str,
+    part: int,
+    parts: int,
+    services: Sequence[sweep.Service],
+    now: datetime,
+    seconds: float | None = None,
+) -> PartOutcome:
+    """Store one part of an agent's sweep (a sweep of a /22 can outgrow one request).
+
+    Each part's services are stored (new ones raise events) as it arrives; vanished services are
+    judged only when the last missing part of the same sweep is in: a service is vanished when no
+    part of this sweep saw it (its last_seen predates the sweep's first part). A sweep left partial
+    (a part refused or lost) never marks anything vanished; the next sweep (another id) starts over."""
+    if not 0 <= part < parts <= MAX_SWEEP_PARTS:
+        raise RangeRefused(f"part {part} of {parts}: a sweep has 1 to {MAX_SWEEP_PARTS} parts")
+    outcome = PartOutcome()
+    with transaction.atomic():
+        locked = IPRange.objects.select_for_update().get(pk=ip_range.pk)
+        if locked.partial_sweep != sweep_id:
+            locked.partial_sweep, locked.partial_parts, locked.partial_since = sweep_id, [], now
+        if part in locked.partial_parts:
+            outcome.duplicate = True
+            return outcome
+        assert locked.partial_since is not None
+        outcome.new, events = _services_upsert(locked, services, now)
+        locked.partial_parts = sorted({*locked.partial_parts, part})
+        if len(locked.partial_parts) >= parts:
+            outcome.complete = True
+            outcome.vanished, gone = _sweep_complete(
+                locked, since=locked.partial_since, now=now, seconds=seconds, attempts=None
+            )
+            events += gone
+            locked.partial_sweep, locked.partial_parts, locked.partial_since = "", [], None
+        locked.save(update_fields=["partial_sweep", "partial_parts", "partial_since"])
         if events:
             events_record_bulk(events)
-    return new, vanished
+    return outcome
+
+
+def _services_upsert(ip_range: IPRange, services: Sequence[sweep.Service], now: datetime) -> tuple[int, list[NewEvent]]:
+    """Rows for services seen now (last_seen = now); a new or returning one is a `service_found`."""
+    network = ipaddress.ip_network(ip_range.cidr)
+    events: list[NewEvent] = []
+    wanted: dict[tuple[str, int, str], sweep.Service] = {}
+    for service in services:
+        if ipaddress.ip_address(service.address) not in network or service.port not in ip_range.ports:
+            continue  # an agent reporting outside its range: not ours to store
+        wanted.setdefault((service.address, service.port, service.sni), service)
+    if not wanted:
+        return 0, events
+    addresses = {key[0] for key in wanted}
+    known = {
+        (s.address, s.port, s.sni): s for s in FoundService.objects.filter(ip_range=ip_range, address__in=addresses)
+    }
+    for key, service in wanted.items():
+        facts = _certificate_facts(service.probe)
+        row = known.get(key)
+        if row is None:
+            row = FoundService(
+                team_id=ip_range.team_id,
+                ip_range=ip_range,
+                address=service.address,
+                port=service.port,
+                protocol=service.protocol[:10],
+                sni=service.sni[:253],
+                first_seen=now,
+                last_seen=now,
+            )
+        is_new = row.pk is None or row.vanished_at is not None
+        row.vanished_at = None
+        row.last_seen = now
+        row.tls_version = service.probe.tls_version[:16]
+        for name, value in facts.items():
+            setattr(row, name, value)
+        row.save()
+        if is_new:
+            events.append(_event(ip_range, row, EventKind.SERVICE_FOUND, now))
+    return len(events), events
+
+
+def _sweep_complete(
+    ip_range: IPRange, *, since: datetime, now: datetime, seconds: float | None, attempts: int | None
+) -> tuple[int, list[NewEvent]]:
+    """A whole sweep is in: services it did not see (last seen before `since`) vanished; the range
+    is due again after its cadence."""
+    events: list[NewEvent] = []
+    gone = FoundService.objects.filter(ip_range=ip_range, vanished_at=None, last_seen__lt=since)
+    for row in gone:
+        row.vanished_at = now
+        row.save(update_fields=["vanished_at"])
+        events.append(_event(ip_range, row, EventKind.SERVICE_VANISHED, now))
+    ip_range.last_sweep_at = now
+    ip_range.last_sweep_seconds = seconds
+    ip_range.last_sweep_attempts = attempts
+    ip_range.claimed_until = None
+    ip_range.next_sweep_at = now + timedelta(seconds=ip_range.cadence * (1 + random.uniform(-JITTER, JITTER)))
+    ip_range.save(
+        update_fields=["last_sweep_at", "last_sweep_seconds", "last_sweep_attempts", "claimed_until", "next_sweep_at"]
+    )
+    return len(events), events
 
 
 def _event(ip_range: IPRange, row: FoundService, kind: str, now: datetime) -> NewEvent:

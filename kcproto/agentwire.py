@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,8 @@ from kcproto.x509 import MAX_CERTIFICATE_BYTES
 
 PROTOCOL_VERSION = 1
 MAX_RESULTS_PER_BATCH = 200
+# Well under Django's default request body limit (2.5 MB), whatever the chains weigh.
+MAX_BATCH_BYTES = 1_000_000
 MAX_ADDRESSES = 64
 MAX_CERT_BYTES = MAX_CERTIFICATE_BYTES  # the one cap, however a certificate arrives
 MAX_TEXT = 500
@@ -108,6 +112,36 @@ def probe_from_wire(data: Any, *, port: int) -> tlsprobe.Probe:
         elapsed_ms=elapsed,
         **texts,
     )
+
+
+def batches(results: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Results split into batches of at most MAX_RESULTS_PER_BATCH items and about MAX_BATCH_BYTES
+    of JSON each (one oversized item still travels alone)."""
+    out: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for item in results:
+        weight = len(json.dumps(item))
+        if current and (len(current) >= MAX_RESULTS_PER_BATCH or size + weight > MAX_BATCH_BYTES):
+            out.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += weight
+    if current:
+        out.append(current)
+    return out
+
+
+def sweep_reports(range_id: str, services: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    """One range's sweep as the bodies of `POST /api/v1/agent/sweeps`: the services in size-bounded
+    parts (as `batches`) under one sweep id, so a /22 full of services never outgrows a request.
+    The server judges vanished services only once every part of the sweep is in."""
+    parts = batches(services) or [[]]
+    sweep_id = uuid.uuid4().hex
+    return [
+        {"range": range_id, "sweep": sweep_id, "part": i, "parts": len(parts), "services": part, "seconds": seconds}
+        for i, part in enumerate(parts)
+    ]
 
 
 def resolution_to_wire(resolution: netguard.Resolution | None) -> dict[str, Any] | None:

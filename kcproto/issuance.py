@@ -9,11 +9,13 @@ three facts and says why it is unexpected. Pure code: the facts come from the ca
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
 # Issuer organisations (as they appear in issuer names, lower-case) and the CAA issuer domains
 # (RFC 8659 "issue" values) each CA's policy documents say it checks. Several brands share a
@@ -78,11 +80,50 @@ def spki_sha256(der: bytes) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
+
+
+def pins_from_text(text: str) -> list[str]:
+    """Key pins from what people paste: hex pins one per line, and PEM certificates or public
+    keys (their SubjectPublicKeyInfo is hashed here). A private key is refused, never read.
+    Raises ValueError naming the first bad entry."""
+    pins: list[str] = []
+    for block in _PEM_BLOCK.finditer(text):
+        label = block.group(1)
+        if "PRIVATE" in label:
+            raise ValueError("that is a private key: paste the certificate or the public key, never the private key")
+        key: Any
+        try:
+            if label == "CERTIFICATE":
+                key = x509.load_pem_x509_certificate(block.group(0).encode()).public_key()
+            elif label == "PUBLIC KEY":
+                key = load_pem_public_key(block.group(0).encode())
+            else:
+                raise ValueError(f"a {label.lower()} holds no key to pin; paste a certificate or a public key")
+        except (TypeError, ValueError) as error:
+            if "holds no key" in str(error):
+                raise
+            raise ValueError(f"the {label.lower()} cannot be read") from None
+        pins.append(hashlib.sha256(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest())
+    rest = _PEM_BLOCK.sub("", text)
+    if "-----BEGIN" in rest:
+        raise ValueError("a PEM block is not complete (its -----END line is missing)")
+    for line in rest.splitlines():
+        if line.strip():
+            try:
+                pins.append(normalise_pin(line))
+            except ValueError as error:
+                raise ValueError(f"{line.strip()[:80]!r}: {error}") from None
+    return pins
+
+
 def normalise_pin(text: str) -> str:
     """A key pin as users paste it: hex with or without colons, any case. Raises ValueError."""
     cleaned = text.strip().replace(":", "").replace(" ", "").lower()
     if len(cleaned) != 64 or any(c not in "0123456789abcdef" for c in cleaned):
-        raise ValueError("a key pin is the SHA-256 of the SubjectPublicKeyInfo: 64 hex digits")
+        raise ValueError(
+            "a key pin is the SHA-256 of the SubjectPublicKeyInfo (64 hex digits), or paste the PEM certificate or public key"
+        )
     return cleaned
 
 

@@ -10,6 +10,7 @@ without SNI; when the certificate names one of the team's watched names, that na
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import random
 import time
@@ -61,12 +62,14 @@ class Service:
     names: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        # The leaf is all the server keeps of a found service: a /22 report stays small.
+        leaf_only = dataclasses.replace(self.probe, chain_der=self.probe.chain_der[:1], alt_chain_der=[])
         return {
             "address": self.address,
             "port": self.port,
             "protocol": self.protocol,
             "sni": self.sni,
-            "probe": agentwire.probe_to_wire(self.probe),
+            "probe": agentwire.probe_to_wire(leaf_only),
         }
 
 
@@ -159,3 +162,45 @@ async def sweep(
         result.services.extend(services)
     result.seconds = time.monotonic() - started
     return result
+
+
+@dataclass(frozen=True)
+class RangeJob:
+    """One range of a sweeping pass: its ports, its own rate (starts per second) and the names to
+    ask by SNI when a certificate covers them."""
+
+    cidr: str
+    ports: Sequence[int]
+    rate: float
+    names: Sequence[str] = ()
+
+
+async def sweep_ranges(
+    jobs: Sequence[RangeJob],
+    *,
+    shared: RateLimiter,
+    allow_private: bool,
+    deadline: float = 5.0,
+    connect_timeout: float = 2.0,
+    rng: random.Random | None = None,
+) -> list[SweepResult]:
+    """Sweep several ranges concurrently: every attempt waits for its range's limiter and for
+    `shared`, the one global limiter across all of them (the SaaS's pass and an agent's pass)."""
+    rng = rng or random.Random()
+    return list(
+        await asyncio.gather(
+            *(
+                sweep(
+                    job.cidr,
+                    job.ports,
+                    limiters=[RateLimiter(job.rate), shared],
+                    allow_private=allow_private,
+                    names=job.names,
+                    deadline=deadline,
+                    connect_timeout=connect_timeout,
+                    rng=random.Random(rng.random()),
+                )
+                for job in jobs
+            )
+        )
+    )

@@ -274,6 +274,8 @@ KEYCHEST_DISCOVERY_RANGE_RATE = env_float("KEYCHEST_DISCOVERY_RANGE_RATE", 10.0,
 KEYCHEST_DISCOVERY_MAX_RANGES = env_int("KEYCHEST_DISCOVERY_MAX_RANGES", 10, minimum=0)
 CELERY_BEAT_SCHEDULE["discovery-sweep-due"] = {"task": "discovery.tasks.sweep_due", "schedule": 300.0}
 # Scanning agents (agents/, docs/agent.md): `agent_silent` when one is silent for 2x its cadence.
+# The work list comes in pages of at most this many targets (the agent follows `next`).
+KEYCHEST_AGENT_WORK_PAGE = env_int("KEYCHEST_AGENT_WORK_PAGE", 500, minimum=1, maximum=5000)
 CELERY_BEAT_SCHEDULE["agents-silent-check"] = {"task": "agents.tasks.agents_silent_check_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["monitors-spotchecks-purge"] = {"task": "monitors.tasks.spotchecks_purge", "schedule": 86400.0}
 # Domain registration expiry (monitors/registrations.py, docs/domains.md): IANA RDAP bootstrap
@@ -403,6 +405,8 @@ SPECTACULAR_SETTINGS = {
         "ChannelKindEnum": "notifications.models.ChannelKind",
         "EnrolmentKindEnum": "api.models.EnrolmentKind",
     },
+    # api/schema.py: every operation's error answers (400, 401, 403, 404, 429) are documented.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.error_responses"],
 }
 
 # --- Security -------------------------------------------------------------------------------

@@ -7,14 +7,14 @@ never data) — the same idea as NetBox's `RestrictedQuerySet.restrict`.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.db import models
 from django.http import Http404
 
-if TYPE_CHECKING:
-    from keychest.accounts.models import Team, User
-
+# Teams and users are typed as plain models here: keychest.accounts (which holds Team and User)
+# builds its team-owned models (API keys, claims) on this module, so this one imports nothing
+# from it (`lint-imports`: no cycles).
 M = TypeVar("M", bound=models.Model)
 
 
@@ -23,10 +23,10 @@ class TeamScopedQuerySet(models.QuerySet[M]):
 
     team_field = "team"
 
-    def for_team(self, team: Team) -> TeamScopedQuerySet[M]:
+    def for_team(self, team: models.Model) -> TeamScopedQuerySet[M]:
         return self.filter(**{self.team_field: team})
 
-    def for_user(self, user: User | Any) -> TeamScopedQuerySet[M]:
+    def for_user(self, user: Any) -> TeamScopedQuerySet[M]:
         if not getattr(user, "is_authenticated", False):
             return self.none()
         return self.filter(**{f"{self.team_field}__memberships__user": user})
@@ -45,7 +45,7 @@ class TeamOwnedModel(models.Model):
         abstract = True
 
 
-def get_for_team_or_404(queryset: models.QuerySet[M] | type[M], team: Team, public_id: Any) -> M:
+def get_for_team_or_404(queryset: models.QuerySet[M] | type[M], team: models.Model, public_id: Any) -> M:
     """One object of `team` by its public UUID; anything else (another team's, malformed) is 404."""
     qs = queryset._default_manager.all() if isinstance(queryset, type) else queryset
     try:

@@ -25,3 +25,7 @@ urlpatterns = [
     path("", include("monitors.urls")),
     path("admin/", admin.site.urls),
 ]
+# Under /api/, a path that matches no route and a request Django refuses before any view answer
+# in the API's JSON error shape (api/errors.py); other paths get the pages.
+handler404 = "api.errors.not_found"
+handler400 = "api.errors.malformed"

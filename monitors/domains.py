@@ -20,6 +20,7 @@ from certificates.models import CertificateName
 from events.services import NewEvent, events_record_bulk
 from kcproto.names import InvalidName, ip_literal, is_public_suffix, normalise_name, reversed_name
 from kcproto.targets import InvalidTarget, domain_from_input
+from monitors.issuance import unexpected_issuance_events
 from monitors.models import DiscoveredHost, WatchedDomain
 from monitors.services import AlreadyWatched, server_enrol
 from monitors.visibility import names_the_team_may_see, visible_names
@@ -213,6 +214,5 @@ class WatchedDomainProvider:
         hosts_record_bulk(names_by_domain={wd: names_by_watch[wd.pk] for wd in watched}, seen_at=seen_at, notify=True)
 
     def issuance_events(self, matches: Sequence[Match]) -> list[NewEvent]:
-        from monitors.issuance import unexpected_issuance_events
 
         return unexpected_issuance_events(matches)

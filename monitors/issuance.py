@@ -23,7 +23,7 @@ from certificates.matching import Match
 from events.models import EventKind, Severity
 from events.services import NewEvent
 from kcproto import netguard
-from kcproto.issuance import Caa, Policy, caa_value_domain, unexpected_reasons
+from kcproto.issuance import Caa, Policy, caa_value_domain, normalise_pin, unexpected_reasons
 from monitors.models import IssuancePolicy, WatchedDomain
 
 if TYPE_CHECKING:
@@ -210,7 +210,6 @@ def issuance_policy_set(
     *, team: Team, allowed_issuers: Sequence[str], known_keys: Sequence[str], check_caa: bool
 ) -> IssuancePolicy:
     """Create or replace the team's policy. Raises ValueError naming the first bad entry."""
-    from kcproto.issuance import normalise_pin
 
     issuers = list(dict.fromkeys(e.strip().lower() for e in allowed_issuers if e.strip()))
     if any(len(entry) > 200 for entry in issuers):

@@ -457,3 +457,35 @@ class RegistrationWatch(TeamOwnedModel):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "registration"], name="registrationwatch_unique_team")]
+
+
+class EnrolmentKind(models.TextChoices):
+    SERVER = "server", "Server"
+    CERTIFICATE = "certificate", "Certificate"
+
+
+class PendingEnrolment(TeamOwnedModel):
+    """Something an unconfirmed key enrolled: held here, never scanned, until the key is confirmed."""
+
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.CASCADE, related_name="pending_enrolments")
+    kind = models.CharField(max_length=12, choices=EnrolmentKind.choices)
+    host = models.CharField(max_length=253, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    # Certificates: the DER bytes and their SHA-256, so the status call can answer before confirmation.
+    der = models.BinaryField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_pendingenrolment"  # the table keeps the name it had in api/ (issue 20)
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "kind", "host", "port", "sha256"], name="pendingenrolment_unique_item"
+            )
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == EnrolmentKind.SERVER:
+            return f"{self.host}:{self.port}" if self.port else self.host
+        return f"certificate {self.sha256[:16]}"

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -148,7 +148,7 @@ class ScanClaim:
                 while not stop.wait(interval):
                     try:
                         self.renew()
-                    except DatabaseError:  # the database is away: keep trying, the lease may still hold
+                    except (DatabaseError, InterfaceError):  # the database is away: keep trying
                         logger.warning("scan claim: renewal failed; retrying", exc_info=True)
                         connection.close()
             finally:
@@ -163,7 +163,7 @@ class ScanClaim:
             thread.join(timeout=interval + 30)
             try:
                 self.release()
-            except DatabaseError:  # the lease runs out by itself
+            except (DatabaseError, InterfaceError):  # the lease runs out by itself
                 logger.warning("scan claim: release failed; the lease runs out in %s", self.lease, exc_info=True)
 
 

@@ -16,6 +16,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from certificates.ari import renewal_info_refresh
+from certificates.models import Certificate
 from kcproto.targets import (
     PROTOCOL_PORT_DEFAULTS,
     InvalidTarget,
@@ -25,7 +27,7 @@ from kcproto.targets import (
     parse_target,
 )
 from keychest.sqlrows import insert_or_find
-from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, TeamCABundle, WatchedDomain
+from monitors.models import DEFAULT_SCAN_INTERVAL, ScanResult, Server, SpotCheck, TeamCABundle, WatchedDomain
 from monitors.scan_claims import scans_queue_after_commit
 
 if TYPE_CHECKING:
@@ -354,7 +356,6 @@ SPOTCHECK_RETENTION = timedelta(days=30)
 
 def spotchecks_purge(*, older_than: timedelta = SPOTCHECK_RETENTION) -> int:
     """Forget public spot checks (and their shareable links) after the retention period."""
-    from monitors.models import SpotCheck
 
     deleted, _ = SpotCheck.objects.filter(created_at__lt=timezone.now() - older_than).delete()
     return deleted
@@ -362,8 +363,6 @@ def spotchecks_purge(*, older_than: timedelta = SPOTCHECK_RETENTION) -> int:
 
 def served_certificates_ari_refresh(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
     """Read ARI (certificates/ari.py) for the leaf certificates watched servers serve now."""
-    from certificates.ari import renewal_info_refresh
-    from certificates.models import Certificate
 
     now = now or timezone.now()
     served = (

@@ -9,8 +9,13 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
+from monitors.issuance import caa_refresh
+from monitors.registrations import registrations_check_due as check
+from monitors.registrations import registrations_sync as sync
 from monitors.scan_claims import claim_lease, token_parse
 from monitors.scanning import scan_claimed, servers_claim_due
+from monitors.services import served_certificates_ari_refresh
+from monitors.services import spotchecks_purge as purge
 
 
 @shared_task(ignore_result=True)
@@ -49,7 +54,6 @@ def scan_server_now(server_id: int) -> dict[str, Any]:
 
 @shared_task(ignore_result=True)
 def spotchecks_purge() -> int:
-    from monitors.services import spotchecks_purge as purge
 
     return purge()
 
@@ -57,7 +61,6 @@ def spotchecks_purge() -> int:
 @shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=30, max_retries=3)
 def caa_refresh_task() -> int:
     """Beat, every ten minutes: read the CAA records of watched domains not read for 12 h."""
-    from monitors.issuance import caa_refresh
 
     return caa_refresh()
 
@@ -65,7 +68,6 @@ def caa_refresh_task() -> int:
 @shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=30, max_retries=3)
 def ari_refresh_task() -> dict[str, int]:
     """Beat, every ten minutes: the CA's renewal window (ARI) of certificates served on watched servers."""
-    from monitors.services import served_certificates_ari_refresh
 
     return served_certificates_ari_refresh()
 
@@ -75,15 +77,12 @@ def registrations_sync() -> dict[str, int]:
     """Beat, every 15 minutes: registered domains and their watching teams follow servers and domains."""
     from dataclasses import asdict
 
-    from monitors.registrations import registrations_sync as sync
-
     return asdict(sync())
 
 
 @shared_task(ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=10, max_retries=3)
 def registrations_check_due() -> dict[str, int]:
     """Beat, every 5 minutes: check the due registrations over RDAP (bounded; claims make reruns harmless)."""
-    from monitors.registrations import registrations_check_due as check
 
     run = check()
     return {"claimed": run.claimed, "ok": run.ok, "not_found": run.not_found, "errors": run.errors}

@@ -30,6 +30,7 @@ from monitors.models import Protocol, ScanResult, Server, SpotCheck
 from monitors.scanning import ScanConfig
 from monitors.services import server_scan_soon
 from monitors.spotcheck import spotcheck
+from monitors.tasks import scan_server_now
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,6 @@ def server_scan(request: TeamRequest, server_id: str) -> HttpResponse:
         return redirect("server_detail", server_id=server.uuid)
 
     def enqueue() -> None:
-        from monitors.tasks import scan_server_now
 
         try:
             scan_server_now.delay(server.pk)

@@ -34,6 +34,8 @@ logger = logging.getLogger("keychest_agent")
 EXIT_REVOKED = 3
 EXIT_NOT_ENROLLED = 4
 SKEW_WARN_SECONDS = 60.0
+# Pages of the work list followed in one pass (of up to KEYCHEST_AGENT_WORK_PAGE targets each).
+MAX_WORK_PAGES = 1000
 
 
 class State:
@@ -125,43 +127,65 @@ def cycle(state: State, client: Client, options: ScanOptions) -> int:
     skew = _skew(work, asked, dt.datetime.now(dt.UTC))
     if skew is not None and abs(skew) > SKEW_WARN_SECONDS:
         logger.warning("this machine's clock is %.0f s off the server's: fix NTP (the server reports it too)", skew)
-    targets = [agentwire.Target.from_dict(t) for t in work.get("targets", [])]
-    due = [t for t in targets if t.due]
-    if due:
-        results = tlsprobe.run_sync(scan_targets(due, ca_bundle=str(work.get("ca_bundle", "")), options=options))
-        for start in range(0, len(results), agentwire.MAX_RESULTS_PER_BATCH):
-            state.queue.put(results[start : start + agentwire.MAX_RESULTS_PER_BATCH])
-        for item in results:
-            logger.info("scanned %s: %s", item["target"], json.dumps(item["agent_verdict"], sort_keys=True))
-    for item in work.get("ranges", []):
-        ip_range = agentwire.RangeTarget.from_dict(item)
-        if ip_range.due:
-            state.queue.put_body("/api/v1/agent/sweeps", sweep_range(ip_range, options))
+    ca_bundle = str(work.get("ca_bundle", ""))
+    page, pages = work, 1
+    while True:
+        scan_page(state, client, page, ca_bundle, options)
+        after = page.get("next")
+        if not after or pages >= MAX_WORK_PAGES:
+            break
+        page = client.request("GET", "/api/v1/agent/work?" + urllib.parse.urlencode({"after": str(after)}))
+        pages += 1
+    ranges = [agentwire.RangeTarget.from_dict(item) for item in work.get("ranges", [])]
+    due_ranges = [r for r in ranges if r.due]
+    if due_ranges:
+        rate = min(options.sweep_rate, float(work.get("sweep_rate") or options.sweep_rate))
+        for report in sweep_ranges(due_ranges, options, sweep.RateLimiter(rate)):
+            state.queue.put_body("/api/v1/agent/sweeps", report)
     flush(state, client)
     return int(work.get("cadence") or 300)
 
 
-def sweep_range(ip_range: agentwire.RangeTarget, options: ScanOptions) -> dict[str, Any]:
-    """Sweep one range politely (its own rate limit) with the scanner's sweep code."""
-    result = tlsprobe.run_sync(
-        sweep.sweep(
-            ip_range.cidr,
-            ip_range.ports,
-            limiters=[sweep.RateLimiter(ip_range.rate_per_second)],
+def scan_page(state: State, client: Client, page: dict[str, Any], ca_bundle: str, options: ScanOptions) -> None:
+    """Scan the due targets of one page of the work list, queue the results and send them."""
+    targets = [agentwire.Target.from_dict(t) for t in page.get("targets", [])]
+    due = [t for t in targets if t.due]
+    if not due:
+        return
+    results = tlsprobe.run_sync(scan_targets(due, ca_bundle=ca_bundle, options=options))
+    for batch in agentwire.batches(results):
+        state.queue.put(batch)
+    for item in results:
+        logger.info("scanned %s: %s", item["target"], json.dumps(item["agent_verdict"], sort_keys=True))
+    flush(state, client)
+
+
+def sweep_ranges(
+    ranges: list[agentwire.RangeTarget], options: ScanOptions, shared: sweep.RateLimiter
+) -> list[dict[str, Any]]:
+    """Sweep the due ranges together with the scanner's sweep code, politely: each range under its
+    own rate limit and all of them under `shared`, one global limit. Returns the sweep reports,
+    each range's in size-bounded parts."""
+    results = tlsprobe.run_sync(
+        sweep.sweep_ranges(
+            [sweep.RangeJob(r.cidr, r.ports, r.rate_per_second, r.names) for r in ranges],
+            shared=shared,
             allow_private=True,
-            names=ip_range.names,
             deadline=options.deadline,
             connect_timeout=options.connect_timeout,
         )
     )
-    logger.info(
-        "swept %s: %d TLS services in %d attempts, %.1f s",
-        ip_range.cidr,
-        len(result.services),
-        result.attempts,
-        result.seconds,
-    )
-    return {"range": ip_range.id, "services": [s.as_dict() for s in result.services], "seconds": result.seconds}
+    reports: list[dict[str, Any]] = []
+    for ip_range, result in zip(ranges, results, strict=True):
+        logger.info(
+            "swept %s: %d TLS services in %d attempts, %.1f s",
+            ip_range.cidr,
+            len(result.services),
+            result.attempts,
+            result.seconds,
+        )
+        reports += agentwire.sweep_reports(ip_range.id, [s.as_dict() for s in result.services], result.seconds)
+    return reports
 
 
 def run(
@@ -233,6 +257,12 @@ def _parser() -> argparse.ArgumentParser:
         help="DNS server ip[:port] (repeatable; default: the system's)",
     )
     run_cmd.add_argument("--deadline", type=float, default=float(env("KEYCHEST_AGENT_DEADLINE") or 10.0))
+    run_cmd.add_argument(
+        "--sweep-rate",
+        type=float,
+        default=float(env("KEYCHEST_AGENT_SWEEP_RATE") or 50.0),
+        help="connection attempts per second across all ranges swept (each range keeps its own limit too)",
+    )
     run_cmd.add_argument("--concurrency", type=int, default=int(env("KEYCHEST_AGENT_CONCURRENCY") or 50))
     run_cmd.add_argument(
         "--attempts",
@@ -267,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             connect_timeout=min(5.0, args.deadline),
             dns_timeout=min(5.0, args.deadline),
             concurrency=args.concurrency,
+            sweep_rate=max(0.1, args.sweep_rate),
             nameservers=tuple(netguard.parse_nameservers(args.nameserver)),
         )
         return run(state, options, once=args.once, max_sleep=args.max_sleep, attempts=max(1, args.attempts))

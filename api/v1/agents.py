@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -37,7 +37,7 @@ from agents.services import (
     domain_assign,
     server_assign,
 )
-from api.access import key_from_header
+from api.access import MalformedAuthorization, key_from_header
 from api.v1.base import V1Mixin
 from api.v1.views import UUID_RE
 from keychest.ratelimit import Limit, client_ip, hit
@@ -85,6 +85,12 @@ class AgentCreateSerializer(serializers.Serializer):
 class AgentAssignSerializer(serializers.Serializer):
     servers = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=1000)
     domains = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=1000)
+
+
+# What assign and unassign answer: how many servers and domains moved.
+ASSIGNED = inline_serializer(
+    "AgentAssignment", {"servers": serializers.IntegerField(), "domains": serializers.IntegerField()}
+)
 
 
 @extend_schema_view(
@@ -152,7 +158,9 @@ class AgentViewSet(
         moved = sum(domain_assign(domain=d, agent=agent) for d in domains)
         return Response({"servers": len(servers) + moved, "domains": len(domains)})
 
-    @extend_schema(request=AgentAssignSerializer, summary="Assign servers and domains to this agent")
+    @extend_schema(
+        request=AgentAssignSerializer, responses=ASSIGNED, summary="Assign servers and domains to this agent"
+    )
     @action(detail=True, methods=["post"])
     def assign(self, request: Request, id: str) -> Response:
         agent = self.get_object()
@@ -160,7 +168,9 @@ class AgentViewSet(
             raise exceptions.ValidationError({"agent": "this agent is revoked"})
         return self._assign(request, agent)
 
-    @extend_schema(request=AgentAssignSerializer, summary="Give servers and domains back to the SaaS scanner")
+    @extend_schema(
+        request=AgentAssignSerializer, responses=ASSIGNED, summary="Give servers and domains back to the SaaS scanner"
+    )
     @action(detail=False, methods=["post"])
     def unassign(self, request: Request) -> Response:
         return self._assign(request, None)
@@ -193,7 +203,7 @@ def agent_required(view: AgentView) -> Callable[[HttpRequest], HttpResponse]:
     def wrapped(request: HttpRequest) -> HttpResponse:
         try:
             secret = key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
-        except Exception:  # noqa: BLE001 - a malformed header is an unknown key
+        except MalformedAuthorization:  # an unknown key, as far as the agent protocol goes
             secret = None
         agent = agent_authenticate(secret or "")
         if agent is None:
@@ -241,7 +251,11 @@ def agent_enrol_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET"])
 @agent_required
 def agent_work_view(request: HttpRequest, agent: Agent) -> HttpResponse:
-    body = agent_work(agent=agent)
+    """GET ?after=<next of the previous page>&limit=N: one page of the work list."""
+    limit = request.GET.get("limit")
+    if limit is not None and not limit.isdigit():
+        raise AgentRefused("limit is a whole number")
+    body = agent_work(agent=agent, after=request.GET.get("after", ""), limit=int(limit) if limit else None)
     body["clock_skew"] = agent.clock_skew
     return JsonResponse(body)
 

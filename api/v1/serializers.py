@@ -25,6 +25,7 @@ from monitors.models import (
     TimelineEntry,
     WatchedDomain,
 )
+from monitors.registrations import registration_for_name
 from notifications.apprise_urls import InvalidAppriseUrl, apprise_url_check
 from notifications.models import Channel, ChannelKind, Event, EventKind
 
@@ -215,7 +216,6 @@ class WatchedDomainDetailSerializer(WatchedDomainSerializer):
 
     @extend_schema_field(DomainRegistrationSerializer(allow_null=True))
     def get_registration(self, obj: WatchedDomain) -> dict[str, Any] | None:
-        from monitors.registrations import registration_for_name
 
         registration = registration_for_name(obj.domain)
         if registration is None:

@@ -13,8 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import migrations, models
+from django.db import migrations, models, transaction
 from django.db.models import Exists, OuterRef, Q
+
+
+# Rows per UPDATE: the store may hold many millions of certificates, and the migration is not
+# atomic, so each batch commits on its own (an interrupted run simply marks the rest when rerun).
+BATCH = 50_000
 
 
 def mark_ct_logged(apps: Any, schema_editor: Any) -> None:
@@ -22,12 +27,18 @@ def mark_ct_logged(apps: Any, schema_editor: Any) -> None:
     source = apps.get_model("certificates", "CertificateSource")
     read_from_a_log = Exists(source.objects.filter(certificate=OuterRef("pk"), kind="ct"))
     any_source = Exists(source.objects.filter(certificate=OuterRef("pk")))
-    certificate.objects.filter(
-        read_from_a_log | Q(is_precertificate=True) | (Q(thinned=True) & ~any_source)
-    ).update(ct_logged=True)
+    logged = read_from_a_log | Q(is_precertificate=True) | (Q(thinned=True) & ~any_source)
+    last = certificate.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    for start in range(0, last + 1, BATCH):
+        with transaction.atomic():
+            certificate.objects.filter(logged, id__gte=start, id__lt=start + BATCH, ct_logged=False).update(
+                ct_logged=True
+            )
 
 
 class Migration(migrations.Migration):
+    atomic = False
+
     dependencies = [
         ("certificates", "0007_drop_ct_ingest_beat_entry"),
     ]

@@ -6,18 +6,21 @@ too); this module registers it with the template engine.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeString
 
 from dashboard.formatting import (
     STATUS_BADGE,
     STATUS_BADGE_HTML,
     badge,
     format_html_fast,
+    host_html,
     issuer_cn,
     optional_url,
     relative_time,
@@ -85,6 +88,23 @@ def certificate_link(sha256: str) -> str:
 def server_link(server: Any) -> str:
     """The server's label, linked to its detail page (escaped: the host comes from users)."""
     url = optional_url("server_detail", server.uuid)
+    name = host_html(server.label)  # escaped, with line-break chances between labels
     if not url:
-        return format_html('<span class="server">{}</span>', server.label)
-    return format_html('<a class="server" href="{}">{}</a>', url, server.label)
+        return format_html('<span class="server">{}</span>', name)
+    return format_html('<a class="server" href="{}">{}</a>', url, name)
+
+
+_HASH = re.compile(r"\b[0-9a-f]{12,64}\b")
+
+
+@register.filter
+def hash_links(text: str) -> SafeString:
+    """Text (escaped) whose certificate fingerprints, whole or shortened to 12+ hex digits,
+    link to the certificate's page (`certificate_by_prefix` resolves the short ones)."""
+    escaped = conditional_escape(text or "")
+    base = optional_url("certificate_list")
+    if not base:
+        return SafeString(escaped)
+    return SafeString(
+        _HASH.sub(lambda m: f'<a class="hash" href="{base}{m.group(0)}/"><code>{m.group(0)}</code></a>', escaped)
+    )

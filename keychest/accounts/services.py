@@ -30,16 +30,58 @@ def team_setup_register(setup: Callable[..., object]) -> None:
         TEAM_SETUP.append(setup)
 
 
+def _name_taken(*, owner: User, name: str, exclude: Team | None = None) -> bool:
+    """The rule for team names: one person never owns two teams of the same name (case aside),
+    so the team switcher never offers two look-alikes. Teams of other owners may share a name."""
+    owned = Team.objects.filter(memberships__user=owner, memberships__role=Role.OWNER, name__iexact=name)
+    if exclude is not None:
+        owned = owned.exclude(pk=exclude.pk)
+    return owned.exists()
+
+
 def team_create(*, name: str, owner: User, is_personal: bool = False) -> Team:
     name = name.strip()
     if not name:
         raise ValidationError("A team needs a name.")
+    if _name_taken(owner=owner, name=name[:100]):
+        raise ValidationError(f"You already own a team called “{name[:100]}”; choose another name.")
     with transaction.atomic():
         team = Team.objects.create(name=name[:100], is_personal=is_personal)
         Membership.objects.create(team=team, user=owner, role=Role.OWNER)
         for setup in TEAM_SETUP:
             setup(team=team)
     return team
+
+
+def team_rename(*, team: Team, by: User, name: str) -> Team:
+    """Owners only; the name follows team_create's rule."""
+    _require_owner(team=team, user=by)
+    name = name.strip()[:100]
+    if not name:
+        raise ValidationError("A team needs a name.")
+    if _name_taken(owner=by, name=name, exclude=team):
+        raise ValidationError(f"You already own a team called “{name}”; choose another name.")
+    Team.objects.filter(pk=team.pk).update(name=name)
+    team.name = name
+    return team
+
+
+def team_delete(*, team: Team, by: User, confirm_name: str) -> None:
+    """Owners only, confirmed by typing the team's name. Everything the team owns goes with it
+    (every tenant row cascades from its team); no other team's rows are touched. A personal
+    team stays: every account keeps one."""
+    _require_owner(team=team, user=by)
+    if team.is_personal:
+        raise ValidationError("Your personal team cannot be deleted; delete the servers in it instead.")
+    if confirm_name.strip() != team.name:
+        raise ValidationError("Type the team's name exactly to confirm the deletion.")
+    with transaction.atomic():
+        Team.objects.select_for_update().filter(pk=team.pk).delete()
+
+
+def _require_owner(*, team: Team, user: User) -> None:
+    if not Membership.objects.filter(team=team, user=user, role=Role.OWNER).exists():
+        raise PermissionDenied("Only an owner of the team can rename or delete it.")
 
 
 def personal_team_ensure(*, user: User) -> Team:

@@ -10,6 +10,8 @@ urlpatterns = [
     path("teams/switch/", views.team_switch, name="team_switch"),
     path("teams/<uuid:team_id>/", views.team_detail, name="team_detail"),
     path("teams/<uuid:team_id>/invite/", views.team_invite, name="team_invite"),
+    path("teams/<uuid:team_id>/rename/", views.team_rename, name="team_rename"),
+    path("teams/<uuid:team_id>/delete/", views.team_delete, name="team_delete"),
     path(
         "teams/<uuid:team_id>/invitations/<uuid:invitation_id>/revoke/",
         views.invitation_revoke,

@@ -53,7 +53,11 @@ def team_create(request: AuthedRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "A team needs a name of at most 100 characters.")
         return redirect("team_list")
-    team = services.team_create(name=form.cleaned_data["name"], owner=request.user)
+    try:
+        team = services.team_create(name=form.cleaned_data["name"], owner=request.user)
+    except ValidationError as error:
+        messages.error(request, _error_message(error))
+        return redirect("team_list")
     request.session[SESSION_KEY] = str(team.uuid)
     messages.success(request, f"Team “{team.name}” created.")
     return redirect("team_detail", team_id=team.uuid)
@@ -90,6 +94,38 @@ def team_detail(request: AuthedRequest, team_id: str) -> HttpResponse:
             "roles": Role.choices,
         },
     )
+
+
+@login_required
+@require_POST
+def team_rename(request: AuthedRequest, team_id: str) -> HttpResponse:
+    membership = _my_membership(request, team_id)
+    form = TeamForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A team needs a name of at most 100 characters.")
+    else:
+        try:
+            team = services.team_rename(team=membership.team, by=request.user, name=form.cleaned_data["name"])
+            messages.success(request, f"The team is now called “{team.name}”.")
+        except (PermissionDenied, ValidationError) as error:
+            messages.error(request, _error_message(error))
+    return redirect("team_detail", team_id=membership.team.uuid)
+
+
+@login_required
+@require_POST
+def team_delete(request: AuthedRequest, team_id: str) -> HttpResponse:
+    membership = _my_membership(request, team_id)
+    name = membership.team.name
+    try:
+        services.team_delete(team=membership.team, by=request.user, confirm_name=request.POST.get("confirm", ""))
+    except (PermissionDenied, ValidationError) as error:
+        messages.error(request, _error_message(error))
+        return redirect("team_detail", team_id=membership.team.uuid)
+    if request.session.get(SESSION_KEY) == str(team_id):
+        request.session.pop(SESSION_KEY, None)
+    messages.success(request, f"Team “{name}” and everything it watched are deleted.")
+    return redirect("team_list")
 
 
 @login_required

@@ -21,3 +21,15 @@ for (const form of document.querySelectorAll("form[data-filter]")) {
     select.addEventListener("change", () => form.requestSubmit());
   }
 }
+
+// The channel form shows only the fields of the chosen kind (all of them without JavaScript).
+for (const form of document.querySelectorAll("form[data-channel-form]")) {
+  const kind = form.querySelector("select[name=kind]");
+  const show = () => {
+    for (const field of form.querySelectorAll("[data-for-kinds]")) {
+      field.hidden = !field.dataset.forKinds.split(" ").includes(kind.value);
+    }
+  };
+  kind.addEventListener("change", show);
+  show();
+}

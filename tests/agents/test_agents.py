@@ -4,6 +4,7 @@ list, results judged by the server (never by the agent), clock skew, silence, an
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import time_machine
@@ -146,6 +147,31 @@ def test_the_work_list_holds_only_this_agents_servers_and_the_team_ca(alice_clie
     assert enrolled.work().json()["targets"] == []
 
 
+def test_the_work_list_comes_in_pages_the_agent_follows(settings, people, enrolled) -> None:
+    """A team with many assigned servers: bounded pages in id order, `next` until the last."""
+    settings.KEYCHEST_AGENT_WORK_PAGE = 3
+    ca_bundle_create(team=people.team_a, name="corp", pem=self_signed(["corp-root"]).cert_pem)
+    servers = [server_enrol(team=people.team_a, host=f"db{i}.corp.test:5432") for i in range(8)]
+    Server.objects.filter(pk__in=[s.pk for s in servers]).update(agent=enrolled.agent)
+    theirs = server_enrol(team=people.team_b, host="db0.corp.test:5432")
+    pages = [enrolled.work().json()]
+    while pages[-1]["next"]:
+        answer = enrolled.client.get("/api/v1/agent/work", {"after": pages[-1]["next"]}, **enrolled.headers())
+        assert answer.status_code == 200
+        pages.append(answer.json())
+    assert [len(p["targets"]) for p in pages] == [3, 3, 2]
+    ids = [t["id"] for p in pages for t in p["targets"]]
+    assert ids == sorted(str(s.uuid) for s in servers) and str(theirs.uuid) not in ids
+    # The team's CAs and the ranges come once, on the first page.
+    assert "BEGIN CERTIFICATE" in pages[0]["ca_bundle"] and "ranges" in pages[0]
+    assert all("ca_bundle" not in p and "ranges" not in p for p in pages[1:])
+    # A smaller page on request; never a larger one than the deployment's.
+    assert len(enrolled.client.get("/api/v1/agent/work", {"limit": 2}, **enrolled.headers()).json()["targets"]) == 2
+    assert len(enrolled.client.get("/api/v1/agent/work", {"limit": 900}, **enrolled.headers()).json()["targets"]) == 3
+    for bad in ({"after": "not-a-cursor"}, {"limit": "-1"}, {"limit": "many"}):
+        assert enrolled.client.get("/api/v1/agent/work", bad, **enrolled.headers()).status_code == 400
+
+
 def test_servers_under_an_assigned_domain_go_to_the_agent(alice_client, people, enrolled) -> None:
     domain = domain_watch(team=people.team_a, domain="corp.test")
     before = server_enrol(team=people.team_a, host="old.corp.test")
@@ -286,3 +312,45 @@ def test_scan_now_on_an_agents_server_makes_it_due_for_the_agent_only(alice_clie
     assert enrolled.work().json()["targets"][0]["due"] is True
     # Nothing was scanned by the SaaS meanwhile (the task path skips the server too).
     assert not ScanResult.objects.filter(server=intranet).exists()
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "imap", "postgres"])
+def test_the_agent_speaks_starttls_with_the_scanners_code(people, lab, enrolled, protocol) -> None:
+    bundle = ca_bundle_create(team=people.team_a, name="lab root", pem=lab.root_pem)
+    endpoint = lab.starttls(protocol, lab.leaf(["mail.corp.test"]), hosts=["127.0.0.7"])
+    server = server_enrol(
+        team=people.team_a,
+        host=f"mail.corp.test:{endpoint.port}",
+        protocol=protocol,
+        pinned_ip="127.0.0.7",
+        ca_bundle=bundle,
+    )
+    Server.objects.filter(pk=server.pk).update(agent=enrolled.agent)
+    work = enrolled.work().json()
+    assert work["targets"][0]["protocol"] == protocol
+    assert enrolled.report(lab_scan(work["targets"], work["ca_bundle"])).json()["accepted"] == [str(server.uuid)]
+    row = ScanResult.objects.get(server=server, current=True, alternate=False)
+    assert row.trusted is True and row.names == ["mail.corp.test"]
+
+
+def test_the_work_list_carries_only_the_own_teams_private_cas(people, enrolled) -> None:
+    mine = self_signed(["corp-a-root"]).cert_pem
+    theirs = self_signed(["corp-b-root"]).cert_pem
+    ca_bundle_create(team=people.team_a, name="a", pem=mine)
+    ca_bundle_create(team=people.team_b, name="b", pem=theirs)
+    bundle = enrolled.work().json()["ca_bundle"]
+    assert mine.strip() in bundle and theirs.strip() not in bundle
+
+
+def test_results_travel_in_batches_under_the_request_size_limit() -> None:
+    item = {"target": "x", "probes": [{"chain": ["A" * 30_000] * 3}]}
+    split = agentwire.batches([item] * 100)
+    assert sum(len(b) for b in split) == 100 and len(split) >= 10
+    assert all(len(json.dumps({"results": b})) < 2_621_440 for b in split)
+    assert [len(b) for b in agentwire.batches([{"target": "y"}] * 450)] == [200, 200, 50]
+
+
+def test_unknown_or_malformed_agent_credentials_are_401(client, people) -> None:
+    for header in ("Basic !!!", "Bearer kcag_unknown", "Bearer kcat_not_a_key", ""):
+        answer = client.get("/api/v1/agent/work", HTTP_AUTHORIZATION=header)
+        assert answer.status_code == 401 and answer["WWW-Authenticate"].startswith("Bearer")

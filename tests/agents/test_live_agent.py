@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -179,6 +180,27 @@ def test_an_agent_enrols_scans_a_private_server_and_reports(saas, alice_client, 
     assert again.returncode == 2 and "token" in again.stderr
 
 
+def test_the_agent_follows_the_work_list_pages(
+    saas, settings, alice_client, people, lab, lab_name, intranet, agent_process
+) -> None:
+    """Pages of one target: the agent scans the servers of every page in one pass."""
+    settings.KEYCHEST_AGENT_WORK_PAGE = 1
+    name = lab_name("mail", "127.0.0.4")
+    endpoint = lab.tls(lab.leaf([name]), hosts=["127.0.0.4"])
+    second = server_enrol(team=people.team_a, host=f"{name}:{endpoint.port}", ca_bundle=intranet.ca_bundle)
+    agent_id, token = create_and_assign(alice_client, intranet)
+    answer = alice_client.post(
+        f"/api/v1/agents/{agent_id}/assign/", {"servers": [str(second.uuid)]}, content_type="application/json"
+    )
+    assert answer.status_code == 200
+    assert agent_process("enrol", "--server", saas.url, "--token", token).returncode == 0
+    ran = agent_process("run", "--once")
+    assert ran.returncode == 0, ran.stderr
+    for server, address in ((intranet, "127.0.0.3"), (second, "127.0.0.4")):
+        row = ScanResult.objects.get(server=server, current=True, alternate=False)
+        assert row.address == address and row.trusted is True
+
+
 def test_results_queued_during_an_outage_are_sent_after_a_restart(proxy, alice_client, intranet, agent_process) -> None:
     _, token = create_and_assign(alice_client, intranet)
     assert agent_process("enrol", "--server", proxy.url, "--token", token).returncode == 0
@@ -311,6 +333,26 @@ def test_an_agent_sweeps_a_private_range_the_saas_may_not(saas, alice_client, pe
     found = FoundService.objects.get(ip_range__uuid=added.json()["id"])
     assert (found.address, found.port, found.names) == ("127.0.0.60", endpoint.port, ["nas.corp.test"])
     assert Event.objects.filter(kind="service_found", team=people.team_a).count() == 1
+
+
+def test_the_agent_sweeps_its_ranges_under_one_global_rate_limit(saas, settings, alice_client, agent_process) -> None:
+    """Two ranges of 14 closed addresses each, 20/s per range and 20/s for the whole agent (the
+    work list's `sweep_rate`): 28 attempts take about 1.35 s, where each range alone would
+    finish in 0.65 s (the two are swept together)."""
+    settings.KEYCHEST_DISCOVERY_RATE = settings.KEYCHEST_DISCOVERY_RANGE_RATE = 20.0
+    created = alice_client.post("/api/v1/agents/", {"name": "dc1"}, content_type="application/json").json()
+    assert agent_process("enrol", "--server", saas.url, "--token", created["token"]).returncode == 0
+    for cidr in ("127.0.0.208/28", "127.0.0.224/28"):
+        body = {"cidr": cidr, "ports": [9], "agent": created["id"]}
+        added = alice_client.post("/api/v1/ranges/", body, content_type="application/json")
+        assert added.status_code == 201, added.content
+    ran = agent_process("run", "--once", "--sweep-rate", "100")
+    assert ran.returncode == 0, ran.stderr
+    took = [
+        float(m) for m in re.findall(r"swept 127\.0\.0\.\d+/28: 0 TLS services in 14 attempts, ([\d.]+) s", ran.stderr)
+    ]
+    assert len(took) == 2, ran.stderr
+    assert max(took) >= 27 / 20.0 - 0.1
 
 
 def test_the_agent_refuses_to_send_its_token_over_plain_http_off_the_machine(agent_process) -> None:

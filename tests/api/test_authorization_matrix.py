@@ -96,6 +96,7 @@ NOT_IN_SCHEMA = {
     "api/v1/agent/results": "the agent protocol (docs/agent.md), authenticated by agent keys",
     "api/v1/agent/sweeps": "the agent protocol (docs/agent.md), authenticated by agent keys",
     "api/v1/docs/": "the schema's HTML viewer",
+    "api/v1/<path>": "the slash-less form of every route above, answering as it does",
     "api/v1/schema/": "the schema itself",
 }
 

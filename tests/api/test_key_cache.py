@@ -340,3 +340,11 @@ def test_a_change_in_one_process_is_refused_by_another_at_once(people, change) -
             assert other.get("/api/v1.0/servers/expiration/www.example.com")[0] == 401
     finally:
         other.close()
+
+
+@needs_epoch
+def test_the_epoch_is_a_sequence_and_no_statement_guard_is_left() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('api_auth_epoch'), to_regprocedure('kc_auth_epoch_is(bigint)')")
+        sequence, guard = cursor.fetchone()
+    assert sequence == "api_auth_epoch" and guard is None

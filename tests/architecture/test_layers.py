@@ -45,6 +45,11 @@ def _copy(tmp_path: Path) -> Path:
     for package in PACKAGES:
         if (ROOT / package).is_dir():
             shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "agent" / "keychest_agent",
+        tmp_path / "agent" / "keychest_agent",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
 
@@ -74,3 +79,12 @@ def test_a_cycle_inside_an_app_breaks_its_contract(tmp_path: Path) -> None:
     result = _lint(copy)
     assert result.returncode == 1
     assert "No cycles are allowed in notifications" in result.stdout
+
+
+def test_django_in_the_standalone_agent_breaks_its_contract(tmp_path: Path) -> None:
+    copy = _copy(tmp_path)
+    with (copy / "agent" / "keychest_agent" / "scan.py").open("a") as scan:
+        scan.write("\nimport django.conf  # noqa\n")
+    result = _lint(copy)
+    assert result.returncode == 1
+    assert "agent.keychest_agent is not allowed to import django" in result.stdout

@@ -3,6 +3,8 @@ write rows through the old app's historical models, migrate forward, read them i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
@@ -63,5 +65,70 @@ def test_events_and_their_deliveries_survive_the_move_to_the_events_app() -> Non
             event.pk
         ]
         assert ContentType.objects.get(pk=content_type.pk).app_label == "events"
+    finally:
+        _migrate_to_latest()
+
+
+BEFORE_API_MOVES = [
+    ("api", "0003_auth_epoch"),
+    ("accounts", "0002_user_notification_email_confirmed_at"),
+    ("certificates", "0008_certificate_ct_logged"),
+    ("monitors", "0008_server_agent_watcheddomain_agent"),
+]
+STATE_BEFORE_API_MOVES = [*BEFORE_API_MOVES, ("contenttypes", "0002_remove_content_type_name")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keys_claims_held_enrolments_and_uploads_survive_the_move_out_of_api() -> None:
+    from certificates.models import UploadedCertificate
+    from keychest.accounts.models import ApiKey, Claim, ClaimBlock
+    from monitors.models import PendingEnrolment
+
+    try:
+        executor = _migrate(BEFORE_API_MOVES)
+        old = executor.loader.project_state(STATE_BEFORE_API_MOVES).apps
+        team = old.get_model("accounts", "Team").objects.create(name="Team A")
+        user = old.get_model("accounts", "User").objects.create(email="alice@example.org")
+        key = old.get_model("api", "ApiKey").objects.create(
+            team_id=team.pk, user_id=user.pk, key_hash="a" * 64, display_prefix="kc_aaaa", scopes=["read"]
+        )
+        claim = old.get_model("api", "Claim").objects.create(
+            team_id=team.pk, user_id=user.pk, api_key_id=key.pk, email="alice@example.org", kind="new_key"
+        )
+        old.get_model("api", "ClaimBlock").objects.create(email="blocked@example.org")
+        held = old.get_model("api", "PendingEnrolment").objects.create(
+            team_id=team.pk, api_key_id=key.pk, kind="server", host="held.example", port=443
+        )
+        certificate = old.get_model("certificates", "Certificate").objects.create(
+            sha256="b" * 64,
+            der=b"\x30",
+            serial="1",
+            not_before=datetime(2026, 1, 1, tzinfo=UTC),
+            not_after=datetime(2027, 1, 1, tzinfo=UTC),
+            lifetime=timedelta(days=365),
+            issuance_key="c" * 64,
+        )
+        upload = old.get_model("api", "UploadedCertificate").objects.create(
+            team_id=team.pk, certificate_id=certificate.pk, api_key_id=key.pk
+        )
+        content_type = old.get_model("contenttypes", "ContentType").objects.get_or_create(
+            app_label="api", model="apikey"
+        )[0]
+
+        _migrate_to_latest()
+
+        moved_key = ApiKey.objects.get(pk=key.pk)
+        assert (moved_key.team_id, moved_key.user_id, moved_key.key_hash, moved_key.scopes) == (
+            team.pk,
+            user.pk,
+            "a" * 64,
+            ["read"],
+        )
+        assert Claim.objects.get(pk=claim.pk).api_key == moved_key
+        assert ClaimBlock.objects.filter(email="blocked@example.org").exists()
+        assert PendingEnrolment.objects.get(pk=held.pk).host == "held.example"
+        assert list(moved_key.pending_enrolments.values_list("pk", flat=True)) == [held.pk]
+        assert UploadedCertificate.objects.get(pk=upload.pk).certificate_id == certificate.pk
+        assert ContentType.objects.get(pk=content_type.pk).app_label == "accounts"
     finally:
         _migrate_to_latest()

@@ -101,11 +101,13 @@ class Browser:
         """Accept console errors matching `pattern` from now on (e.g. an expected 404)."""
         self._allowed.append(re.compile(pattern))
 
-    def new_page(self, *, timezone_id: str = "UTC", javascript: bool = True) -> Page:
+    def new_page(
+        self, *, timezone_id: str = "UTC", javascript: bool = True, width: int = 1280, height: int = 900
+    ) -> Page:
         context = self._browser.new_context(
             base_url=self.base_url,
             timezone_id=timezone_id,
-            viewport={"width": 1280, "height": 900},
+            viewport={"width": width, "height": height},
             java_script_enabled=javascript,
         )
         context.add_init_script(_WATCH_CSP)

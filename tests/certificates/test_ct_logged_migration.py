@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 migration = importlib.import_module("certificates.migrations.0008_certificate_ct_logged")
 
 
-def test_the_flag_comes_from_ct_sources_precertificates_and_thinned_rows(lab_ca: Issuer) -> None:
+@pytest.mark.parametrize("batch", [50_000, 2])
+def test_the_flag_comes_from_ct_sources_precertificates_and_thinned_rows(lab_ca: Issuer, monkeypatch, batch) -> None:
+    monkeypatch.setattr(migration, "BATCH", batch)
     long_ago = datetime.now(UTC) - timedelta(days=900)
     logged = issue(lab_ca, ["www.example.com"])
     pre = certificate_store_der(der=logged.precertificate, source=SourceKind.CT, source_ref="log:1")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,7 +98,7 @@ def test_the_detail_page_shows_chain_names_deployment_and_downloads_pem(alice_cl
     intermediate = certificate_store_der(der=ca.der, source="scan")
     deploy(team, cert, "www.shop.example", chain=(intermediate.sha256,))
     html = alice_client.get(reverse("certificate_detail", args=[cert.sha256])).content.decode()
-    assert "shop.example" in html and "www.shop.example:443" in html
+    assert "shop.example" in html and "www.shop.example:443" in re.sub(r"<[^>]+>", "", html)  # names wrap at dots
     assert "Dashboard Test CA" in html
     pem = alice_client.get(reverse("certificate_pem", args=[cert.sha256]))
     assert pem.status_code == 200
@@ -151,3 +152,41 @@ def test_the_inventory_query_count_does_not_grow(alice_client, people, ca, djang
         deploy(team, cert, f"h{i}.example")
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert alice_client.get(reverse("certificate_list")).status_code == 200
+
+
+# --- issue 14 item 12: every fingerprint shown leads somewhere ---------------------------------
+def test_a_shortened_fingerprint_and_a_precertificate_lead_to_the_certificate(
+    alice_client, charlie_client, people, ca
+) -> None:
+    not_before = datetime.now(UTC) - timedelta(days=10)
+    issuance = issue(ca, ["www.links.example"], not_before=not_before, lifetime=timedelta(days=90))
+    final = certificate_store_der(der=issuance.certificate, source="scan", source_ref="test")
+    precert = certificate_store_der(der=issuance.precertificate, source="ct", source_ref="test")
+    deploy(people.team_a, final, "www.links.example")
+    final_url = reverse("certificate_detail", args=[final.sha256])
+    for quoted in (final.sha256[:12], precert.sha256[:12], precert.sha256):
+        response = alice_client.get(f"/certificates/{quoted}/")
+        assert (response.status_code, response["Location"]) == (302, final_url), quoted
+        assert charlie_client.get(f"/certificates/{quoted}/").status_code == 404  # another team's
+    assert alice_client.get("/certificates/000000000000/").status_code == 404
+
+
+def test_the_intermediate_of_a_served_chain_has_a_page(alice_client, charlie_client, people, ca) -> None:
+    leaf, _ = stored(ca, ["www.chain.example"])
+    intermediate = certificate_store_der(der=ca.der, source="scan", source_ref="test")
+    deploy(people.team_a, leaf, "www.chain.example", chain=[intermediate.sha256])
+    assert alice_client.get(reverse("certificate_detail", args=[intermediate.sha256])).status_code == 200
+    assert charlie_client.get(reverse("certificate_detail", args=[intermediate.sha256])).status_code == 404
+
+
+def test_fingerprints_in_findings_and_chains_are_links(alice_client, people, ca) -> None:
+    from tests.dashboard.factories import finding
+
+    leaf, _ = stored(ca, ["www.quoted.example"])
+    result = deploy(people.team_a, leaf, "www.quoted.example")
+    finding(
+        result.server, "newer_certificate_not_deployed", message=f"a newer one ({leaf.sha256[:12]}) is not deployed"
+    )
+    html = alice_client.get(reverse("server_detail", args=[result.server.uuid])).content.decode()
+    assert f'<a class="hash" href="/certificates/{leaf.sha256[:12]}/"><code>{leaf.sha256[:12]}</code></a>' in html
+    assert f'href="/certificates/{leaf.sha256}/"' in html  # the chain table

@@ -212,3 +212,32 @@ def test_caa_refresh_stops_at_its_time_budget(people, lab_dns, settings) -> None
     # Each name times out (0.3 s per query); a 0.1 s budget lets the run start one and stop.
     assert caa_refresh(budget=0.1) == 1
     assert WatchedDomain.objects.exclude(caa_checked_at=None).count() == 1
+
+
+@pytest.mark.django_db
+def test_known_keys_may_be_pasted_as_pem_certificates_or_public_keys(people, alice_client, lab_issuance) -> None:
+    """Issue 14 item 13: no need to compute SPKI hashes by hand; private keys are refused."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+    certificate = x509.load_der_x509_certificate(lab_issuance.certificate)
+    cert_pem = certificate.public_bytes(Encoding.PEM).decode()
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = other_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    hex_pin = "ab" * 32
+    url = reverse("issuance_policy")
+    response = alice_client.post(url, {"allowed_issuers": "", "known_keys": f"{cert_pem}\n{key_pem}\n{hex_pin}\n"})
+    assert response.status_code == 302
+    expected_key = spki_sha256(lab_issuance.certificate)
+    other = other_key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    import hashlib
+
+    assert IssuancePolicy.objects.get(team=people.team_a).known_keys == [
+        expected_key,
+        hashlib.sha256(other).hexdigest(),
+        hex_pin,
+    ]
+    private = other_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    refused = alice_client.post(url, {"allowed_issuers": "", "known_keys": private})
+    assert refused.status_code == 200 and "never the private key" in refused.content.decode()
+    assert "PRIVATE KEY" not in refused.content.decode()  # never shown back

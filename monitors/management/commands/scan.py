@@ -15,6 +15,7 @@ from django.utils import timezone
 from keychest.accounts.models import Team
 from monitors.models import Server
 from monitors.scanning import scan_server_ids
+from monitors.tasks import scan_batch
 
 
 class Command(BaseCommand):
@@ -57,8 +58,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         ids = self._servers(options)
         if not options["sync"]:
-            from monitors.tasks import scan_batch
-
             batch = settings.KEYCHEST_SCAN_BATCH
             for start in range(0, len(ids), batch):
                 scan_batch.delay(ids[start : start + batch])
