@@ -9,12 +9,12 @@ servers.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from kcproto import netguard, tlsprobe
+from kcproto import netguard, observing, tlsprobe
 from monitors.models import DNS_REFRESH_SECONDS, ScanResult, Server
 from monitors.scan_claims import CLAIM_LEASE as CLAIM_LEASE  # the default lease, named here since issue 21
 from monitors.scan_claims import ScanClaim, claim_lease
@@ -114,59 +114,76 @@ async def _observe_all(
     previous_legacy: dict[tuple[int, str], list[str]],
     previous_alternate: set[tuple[int, str]],
 ) -> dict[int, Observed]:
-    gate = asyncio.Semaphore(max(1, config.concurrency))
-    observed: dict[int, Observed] = {s.pk: Observed() for s in servers}
-
-    async def probe_one(server: Server, address: str) -> tlsprobe.Probe:
-        known = previous_legacy.get((server.pk, address))
-        due = observed[server.pk].legacy_probed or known is None
-        legacy = config.legacy_probe and due
-        # The other key family's certificate: looked for on the daily cadence and on new
-        # addresses, and on every scan where one was found (so its expiry is followed).
-        alternate = config.alternate_key and (
-            observed[server.pk].alternate_probed or known is None or (server.pk, address) in previous_alternate
+    """The network phase through kcproto.observing, the loop keychest-agent runs too."""
+    observed: dict[int, Observed] = {}
+    plans: list[observing.Plan] = []
+    for server in servers:
+        seen = observed[server.pk] = Observed(
+            legacy_probed=_legacy_due(server, config, now),
+            alternate_probed=config.alternate_key and _cadence_due(server, config, now),
         )
-        async with gate:
-            try:
-                probe = await tlsprobe.probe(
-                    address,
-                    server.port,
-                    sni=server.host,
-                    protocol=server.protocol,
-                    allow_private=config.allow_private,
-                    deadline_seconds=config.deadline,
-                    connect_timeout=config.connect_timeout,
-                    legacy_probe=legacy,
-                    alternate_key=alternate,
-                )
-            except Exception as exc:  # noqa: BLE001 - one address's failure must not cost the batch
-                return failed_probe(server, address, "probing", exc)
-        if not legacy and probe.ok and not probe.legacy_versions and known:
-            probe.legacy_versions = list(known)  # not probed this time: the last answer stands
-        return probe
-
-    async def one(server: Server) -> None:
-        seen = observed[server.pk]
-        seen.legacy_probed = _legacy_due(server, config, now)
-        seen.alternate_probed = config.alternate_key and _cadence_due(server, config, now)
         if server.pinned_ip:
-            addresses = [server.pinned_ip]
+            addresses: list[str] | None = [server.pinned_ip]
         elif _needs_dns(server, now, force_dns):
-            async with gate:
-                seen.resolution = await netguard.resolve_async(
-                    server.host,
-                    allow_private=config.allow_private,
-                    timeout=config.dns_timeout,
-                    nameservers=config.nameservers or None,
-                )
-            seen.resolved_now = True
-            addresses = [str(a) for a in seen.resolution.addresses]
+            addresses = None
         else:
             addresses = list(server.dns_addresses)
-        seen.probes = list(await asyncio.gather(*(probe_one(server, a) for a in addresses)))
+        plans.append(
+            observing.Plan(
+                host=server.host,
+                port=server.port,
+                protocol=server.protocol,
+                addresses=addresses,
+                legacy=partial(_legacy_wanted, config, seen, server.pk, previous_legacy),
+                alternate=partial(_alternate_wanted, config, seen, server.pk, previous_legacy, previous_alternate),
+            )
+        )
+    bounds = observing.Bounds(
+        allow_private=config.allow_private,
+        deadline=config.deadline,
+        connect_timeout=config.connect_timeout,
+        dns_timeout=config.dns_timeout,
+        nameservers=config.nameservers,
+    )
+    by_plan = dict(zip(map(id, plans), servers, strict=True))
 
-    await asyncio.gather(*(one(s) for s in servers))
+    def on_error(plan: observing.Plan, address: str, exc: Exception) -> tlsprobe.Probe:
+        # One address's failure must not cost the batch.
+        return failed_probe(by_plan[id(plan)], address, "probing", exc)
+
+    results = await observing.observe_all(plans, bounds=bounds, concurrency=config.concurrency, on_error=on_error)
+    for server, plan, result in zip(servers, plans, results, strict=True):
+        seen = observed[server.pk]
+        seen.resolution = result.resolution
+        seen.resolved_now = plan.addresses is None
+        for address, probe in zip(result.addresses, result.probes, strict=True):
+            known = previous_legacy.get((server.pk, address))
+            if not plan.legacy(address) and probe.ok and not probe.legacy_versions and known:
+                probe.legacy_versions = list(known)  # not probed this time: the last answer stands
+        seen.probes = result.probes
     return observed
+
+
+def _legacy_wanted(
+    config: ScanConfig, seen: Observed, pk: int, previous_legacy: dict[tuple[int, str], list[str]], address: str
+) -> bool:
+    """The TLS 1.0/1.1 look: on the daily cadence, and on an address with no earlier answer."""
+    return config.legacy_probe and (seen.legacy_probed or previous_legacy.get((pk, address)) is None)
+
+
+def _alternate_wanted(
+    config: ScanConfig,
+    seen: Observed,
+    pk: int,
+    previous_legacy: dict[tuple[int, str], list[str]],
+    previous_alternate: set[tuple[int, str]],
+    address: str,
+) -> bool:
+    """The other key family's certificate: looked for on the daily cadence and on new addresses,
+    and on every scan where one was found (so its expiry is followed)."""
+    return config.alternate_key and (
+        seen.alternate_probed or previous_legacy.get((pk, address)) is None or (pk, address) in previous_alternate
+    )
 
 
 def observe(

@@ -25,7 +25,7 @@ from lab.tls import Lab
 
 PASSWORD = "correct horse battery staple"
 # Fixtures of real lab servers shared by several apps' tests.
-pytest_plugins = ["tests.rdap_lab", "tests.skip_policy"]
+pytest_plugins = ["pytester", "tests.rdap_lab", "tests.skip_policy"]
 
 
 def make_user(email: str, password: str = PASSWORD, *, verified: bool = True) -> User:

@@ -4,13 +4,12 @@ validates the reported chain and derives the findings itself."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kcproto import agentwire, checks, netguard, tlsprobe
+from kcproto import agentwire, checks, observing, tlsprobe
 from kcproto.validation import TrustStore, trust_store, validate
 
 
@@ -35,53 +34,42 @@ def local_verdict(probe: tlsprobe.Probe, host: str, store: TrustStore, now: dt.d
     return {"trusted": bool(validation and validation.trusted), "findings": sorted({s.code for s in specs})}
 
 
-async def _scan_target(
-    target: agentwire.Target, options: ScanOptions, gate: asyncio.Semaphore, store: TrustStore
-) -> dict[str, Any]:
-    resolution: netguard.Resolution | None = None
-    if target.pinned_ip:
-        addresses = [target.pinned_ip]
-    else:
-        async with gate:
-            resolution = await netguard.resolve_async(
-                target.host,
-                allow_private=True,
-                timeout=options.dns_timeout,
-                nameservers=options.nameservers or None,
-            )
-        addresses = [str(a) for a in resolution.addresses]
+def _plan(target: agentwire.Target) -> observing.Plan:
+    return observing.Plan(
+        host=target.host,
+        port=target.port,
+        protocol=target.protocol,
+        addresses=[target.pinned_ip] if target.pinned_ip else None,
+        legacy=lambda _address: target.legacy_probe,
+        alternate=lambda _address: target.alternate_key,
+    )
 
-    async def one(address: str) -> tlsprobe.Probe:
-        async with gate:
-            return await tlsprobe.probe(
-                address,
-                target.port,
-                sni=target.host,
-                protocol=target.protocol,
-                allow_private=True,
-                deadline_seconds=options.deadline,
-                connect_timeout=options.connect_timeout,
-                legacy_probe=target.legacy_probe,
-                alternate_key=target.alternate_key,
-            )
 
-    probes = list(await asyncio.gather(*(one(a) for a in addresses)))
+def _result(target: agentwire.Target, seen: observing.Seen, store: TrustStore) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     return {
         "target": target.id,
         "scanned_at": now.isoformat(),
-        "resolution": agentwire.resolution_to_wire(resolution),
-        "probes": [agentwire.probe_to_wire(p) for p in probes],
+        "resolution": agentwire.resolution_to_wire(seen.resolution),
+        "probes": [agentwire.probe_to_wire(p) for p in seen.probes],
         "legacy_probed": target.legacy_probe,
         "alternate_probed": target.alternate_key,
-        "agent_verdict": {p.address: local_verdict(p, target.host, store, now) for p in probes},
+        "agent_verdict": {p.address: local_verdict(p, target.host, store, now) for p in seen.probes},
     }
 
 
 async def scan_targets(
     targets: Sequence[agentwire.Target], *, ca_bundle: str, options: ScanOptions
 ) -> list[dict[str, Any]]:
-    """One result item per target, in the wire format of `POST /api/v1/agent/results`."""
-    gate = asyncio.Semaphore(max(1, options.concurrency))
+    """One result item per target, in the wire format of `POST /api/v1/agent/results`: resolved
+    and probed by kcproto.observing, the network loop of the SaaS's own scans."""
     store = trust_store(ca_bundle)
-    return list(await asyncio.gather(*(_scan_target(t, options, gate, store) for t in targets)))
+    bounds = observing.Bounds(
+        allow_private=True,
+        deadline=options.deadline,
+        connect_timeout=options.connect_timeout,
+        dns_timeout=options.dns_timeout,
+        nameservers=options.nameservers,
+    )
+    seen = await observing.observe_all([_plan(t) for t in targets], bounds=bounds, concurrency=options.concurrency)
+    return [_result(t, s, store) for t, s in zip(targets, seen, strict=True)]

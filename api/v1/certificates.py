@@ -7,12 +7,11 @@ watched domains (api/selectors.py).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
@@ -22,7 +21,7 @@ from rest_framework.response import Response
 from api.enrolment import CertificateTooLarge, SingleCertificateExpected, certificate_parse_one, certificate_upload
 from api.models import Scope
 from api.selectors import certificate_sources, team_certificates
-from api.v1.base import Cursor, V1Mixin
+from api.v1.base import Cursor, V1Mixin, datetime_param
 from api.v1.serializers import (
     CertificateDetailSerializer,
     CertificateSerializer,
@@ -37,18 +36,6 @@ from monitors.models import ScanResult
 
 class CertificateCursor(Cursor):
     ordering = ("-not_before", "-id")
-
-
-def _when(request: Request, name: str) -> datetime | None:
-    value = request.query_params.get(name)
-    if not value:
-        return None
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise exceptions.ValidationError({name: "an ISO 8601 date-time, e.g. 2026-05-01T00:00:00Z"})
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, UTC)
-    return parsed
 
 
 CERT_FILTERS = [
@@ -92,10 +79,10 @@ class CertificateViewSet(
                 raise exceptions.ValidationError({"domain": str(exc)}) from None
         if params.get("issuer"):
             qs = qs.filter(issuer__icontains=params["issuer"])
-        after = _when(self.request, "expires_after")
+        after = datetime_param(self.request, "expires_after")
         if after:
             qs = qs.filter(not_after__gte=after)
-        before = _when(self.request, "expires_before")
+        before = datetime_param(self.request, "expires_before")
         if before:
             qs = qs.filter(not_after__lt=before)
         if params.get("expiring_within_days"):

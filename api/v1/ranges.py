@@ -22,7 +22,7 @@ from keychest.tenancy import get_for_team_or_404
 
 class IPRangeSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="uuid", read_only=True)
-    agent = serializers.UUIDField(source="agent.uuid", read_only=True, default=None)
+    agent = serializers.UUIDField(source="agent.uuid", read_only=True, default=None, allow_null=True)
     services = serializers.IntegerField(source="service_count", read_only=True, default=0)
 
     class Meta:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -10,7 +9,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
@@ -25,7 +23,7 @@ from api.expiry import expiration_report
 from api.models import ApiKey, AuditEntry, CalendarFeed, Scope
 from api.selectors import one_per_issuance, team_certificates
 from api.services import apikey_create, apikey_revoke
-from api.v1.base import Cursor, V1Mixin
+from api.v1.base import Cursor, V1Mixin, datetime_param
 from api.v1.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -218,12 +216,8 @@ class EventViewSet(V1Mixin, viewsets.ReadOnlyModelViewSet):
             qs = qs.filter(kind=params["kind"])
         if params.get("severity"):
             qs = qs.filter(severity=params["severity"])
-        if params.get("since"):
-            since = parse_datetime(params["since"])
-            if since is None:
-                raise exceptions.ValidationError({"since": "an ISO 8601 date-time"})
-            if timezone.is_naive(since):
-                since = timezone.make_aware(since, UTC)
+        since = datetime_param(self.request, "since")
+        if since is not None:
             qs = qs.filter(occurred_at__gte=since)
         return qs
 

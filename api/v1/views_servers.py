@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -30,6 +30,12 @@ from keychest.tenancy import get_for_team_or_404
 from monitors import services as monitor_services
 from monitors.models import Server
 
+# The 409 answer: the server is watched already (its id is given).
+ALREADY_WATCHED = inline_serializer(
+    "AlreadyWatched",
+    {"error": serializers.CharField(), "detail": serializers.CharField(), "id": serializers.UUIDField()},
+)
+
 
 def _conflict(server: Server) -> Response:
     return Response(
@@ -49,7 +55,11 @@ SERVER_FILTERS = [
 @extend_schema_view(
     list=extend_schema(parameters=SERVER_FILTERS, summary="Watched servers"),
     retrieve=extend_schema(summary="One watched server"),
-    create=extend_schema(request=ServerCreateSerializer, responses={201: ServerSerializer}, summary="Watch a server"),
+    create=extend_schema(
+        request=ServerCreateSerializer,
+        responses={201: ServerSerializer, 409: ALREADY_WATCHED},
+        summary="Watch a server",
+    ),
     partial_update=extend_schema(request=ServerUpdateSerializer, summary="Change a server's settings"),
     update=extend_schema(request=ServerUpdateSerializer, summary="Change a server's settings"),
     destroy=extend_schema(summary="Stop watching (history is kept)"),

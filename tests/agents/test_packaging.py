@@ -28,7 +28,7 @@ def test_the_wheel_holds_the_agent_kcproto_and_the_console_script(tmp_path: Path
     names = zipfile.ZipFile(wheel).namelist()
     assert "keychest_agent/cli.py" in names and "keychest_agent/queue.py" in names
     # The scanner's own protocol code, not a copy kept in agent/.
-    for module in ("tlsprobe", "starttls", "netguard", "validation", "checks", "sweep", "agentwire"):
+    for module in ("tlsprobe", "starttls", "netguard", "validation", "checks", "sweep", "agentwire", "observing"):
         assert f"kcproto/{module}.py" in names
         assert (ROOT / "kcproto" / f"{module}.py").read_bytes() == zipfile.ZipFile(wheel).read(f"kcproto/{module}.py")
     assert not (ROOT / "agent" / "kcproto").exists()

@@ -1,16 +1,28 @@
-"""schemathesis against the OpenAPI schema: bounded examples, and no server errors anywhere.
+"""schemathesis against the OpenAPI schema: no server error anywhere, and every answer conforms
+to the schema (status code, content type, body).
 
-Runs in-process over WSGI against the test database, as alice with a full key, after a team
-A world (servers, results, findings, ...) was made, so generated ids sometimes hit real rows.
+Runs in-process over WSGI against the test database after a team A world (servers, results,
+findings, ...) was made, so generated ids sometimes hit real rows: once as alice with a full
+key, once as charlie (team B, a world of his own) whose answers must never carry team A's things.
+Hypothesis draws a fresh seed every run (no derandomize); a failure prints the example and the
+`@reproduce_failure` line that replays it. KEYCHEST_FUZZ_EXAMPLES sets the examples per operation.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from keychest.wsgi import application
 
@@ -32,29 +44,58 @@ def _keep_the_test_connection():
     request_finished.connect(close_old_connections)
 
 
+EXAMPLES = int(os.environ.get("KEYCHEST_FUZZ_EXAMPLES", "15"))
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
 @pytest.fixture
-def full_key(people, lab_issuer, settings) -> str:
-    from api.services import apikey_create
+def worlds(people, lab_issuer, settings):
     from tests.api.conftest import make_world
 
     settings.KEYCHEST_API_RATE_PER_KEY = 1_000_000
     settings.KEYCHEST_API_RATE_PER_IP = 1_000_000
-    make_world(people.team_a, people.alice, lab_issuer)
-    return apikey_create(team=people.team_a, user=people.alice, scopes=["read", "enrol", "manage"]).secret
+    team_a = make_world(people.team_a, people.alice, lab_issuer)
+    make_world(people.team_b, people.charlie, lab_issuer, domain="example.net")
+    return team_a
+
+
+def _key(team, user) -> str:
+    from api.services import apikey_create
+
+    return apikey_create(team=team, user=user, scopes=["read", "enrol", "manage"]).secret
+
+
+@pytest.fixture
+def full_key(people, worlds) -> str:
+    return _key(people.team_a, people.alice)
+
+
+@pytest.fixture
+def charlie_full_key(people, worlds) -> str:
+    return _key(people.team_b, people.charlie)
 
 
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(
-    max_examples=3,
-    deadline=None,
-    derandomize=True,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ
 def test_no_operation_answers_with_a_server_error(case, full_key) -> None:
-    from schemathesis.checks import not_a_server_error
-
-    response = case.call_and_validate(headers={"Authorization": f"Bearer {full_key}"}, checks=[not_a_server_error])
+    response = case.call_and_validate(headers={"Authorization": f"Bearer {full_key}"}, checks=CHECKS)
     # Authenticated as alice: a generated request is never refused as anonymous.
     assert response.status_code != 401, response.text[:300]
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@FUZZ
+def test_charlie_fuzzing_never_sees_team_a(case, charlie_full_key, worlds) -> None:
+    response = case.call_and_validate(headers={"Authorization": f"Bearer {charlie_full_key}"}, checks=CHECKS)
+    assert response.status_code != 401, response.text[:300]
+    body = response.content or b""
+    for secret in (str(worlds.server.uuid), worlds.certificate_sha256, str(worlds.domain.uuid)):
+        assert secret.encode() not in body, f"team A's {secret} in charlie's answer: {body[:300]!r}"

@@ -72,6 +72,7 @@ class Things:
     agent: Any
     ip_range: Any
     certificate_sha256: str
+    certificate_prefix: str  # as findings quote it: /certificates/<12 hex>/
     api: APIClient  # the team owner's full key, for the routes that take keys only
 
     @property
@@ -85,6 +86,8 @@ ROUTES: dict[str, dict[str, Any]] = {
     # pages
     "teams/<team_id>/": {"team_id": "team"},
     "teams/<team_id>/invite/": {"team_id": "team"},
+    "teams/<team_id>/rename/": {"team_id": "team"},
+    "teams/<team_id>/delete/": {"team_id": "team"},
     "teams/<team_id>/invitations/<invitation_id>/revoke/": {"team_id": "team", "invitation_id": "invitation"},
     "teams/<team_id>/members/<member_id>/role/": {"team_id": "team", "member_id": "membership"},
     "teams/<team_id>/members/<member_id>/remove/": {"team_id": "team", "member_id": "membership"},
@@ -99,6 +102,7 @@ ROUTES: dict[str, dict[str, Any]] = {
     "servers/<server_id>/remove/": {"server_id": "server"},
     "certificates/<sha256>/": {"sha256": "certificate_sha256"},
     "certificates/<sha256>/pem/": {"sha256": "certificate_sha256"},
+    "certificates/<prefix>/": {"prefix": "certificate_prefix"},
     "domains/<domain_id>/": {"domain_id": "domain"},
     "domains/<domain_id>/remove/": {"domain_id": "domain"},
     "domains/<domain_id>/auto-watch/": {"domain_id": "domain"},
@@ -209,6 +213,7 @@ def _things(team: Team, user: User, issuer: Any, *, domain: str, member: User) -
         agent=agent_create(team=team, name=f"agent {domain}")[0],
         ip_range=world.ip_range,
         certificate_sha256=world.certificate_sha256,
+        certificate_prefix=world.certificate_sha256[:12],
         api=api,
     )
 
