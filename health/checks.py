@@ -10,7 +10,7 @@ show; `team_freshness` is the line on a team's dashboard.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -226,10 +226,12 @@ def ct_check(now: datetime) -> Check:
 
 
 def deliveries_check(now: datetime) -> Check:
-    late = Delivery.objects.filter(
-        status=DeliveryStatus.PENDING, collecting=False, send_after__lt=now - DELIVERY_WARN
-    ).filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
-    return _lateness(
+    """Alerts waiting past their time, and alerts backing off after failed attempts (an SMTP
+    server or webhook receiver down): the back-off moves `send_after` forward, so a delivery
+    that keeps failing is never "late"; it is reported by how long ago its first attempt failed."""
+    pending = Delivery.objects.filter(status=DeliveryStatus.PENDING, collecting=False)
+    late = pending.filter(send_after__lt=now - DELIVERY_WARN).filter(Q(claimed_until=None) | Q(claimed_until__lt=now))
+    waiting = _lateness(
         "deliveries",
         late,
         "send_after",
@@ -238,6 +240,24 @@ def deliveries_check(now: datetime) -> Check:
         ok="No alert is waiting past its time",
         late_summary="{count} alert deliveries waiting; the oldest was due {ago}",
         count_key="waiting",
+    )
+    retrying = pending.filter(attempts__gt=0, first_attempt_at__isnull=False).aggregate(
+        count=Count("pk"), oldest=Min("first_attempt_at"), next_try=Min("send_after")
+    )
+    if not retrying["count"]:
+        return waiting
+    lag = now - retrying["oldest"]
+    next_try = "now" if retrying["next_try"] <= now else f"in {_span(retrying['next_try'] - now)}"
+    status = Status.FAIL if lag > DELIVERY_FAIL else Status.WARN
+    if _RANK[waiting.status] > _RANK[status]:
+        return replace(waiting, details={**waiting.details, "retrying": retrying["count"]})
+    return Check(
+        "deliveries",
+        status,
+        f"{retrying['count']} alert deliveries backing off after failed attempts; the first failed "
+        f"{_ago(lag)}, next try {next_try}",
+        lag.total_seconds(),
+        {**waiting.details, "retrying": retrying["count"]},
     )
 
 

@@ -137,6 +137,36 @@ def test_deliveries_waiting_past_their_time_warn_then_fail(people) -> None:
     assert checks.deliveries_check(now + dt.timedelta(hours=2)).status is Status.FAIL
 
 
+def test_deliveries_backing_off_after_failures_warn_then_fail(people) -> None:
+    """An SMTP server down: each failed attempt pushes send_after forward, so the delivery is never
+    "late"; the check reports the back-off from the first failed attempt instead."""
+    now = timezone.now()
+    channel = Channel.objects.create(team=people.team_a, kind=ChannelKind.EMAIL, name="mail")
+    # Not yet tried, due in the future: nothing to report.
+    Delivery.objects.create(
+        team=people.team_a, channel=channel, collecting=False, send_after=now + dt.timedelta(minutes=1)
+    )
+    assert checks.deliveries_check(now).status is Status.OK
+    Delivery.objects.create(
+        team=people.team_a,
+        channel=channel,
+        collecting=False,
+        attempts=3,
+        first_attempt_at=now - dt.timedelta(minutes=7),
+        send_after=now + dt.timedelta(minutes=4),
+        last_error="SMTP: connection refused",
+    )
+    check = checks.deliveries_check(now)
+    assert check.status is Status.WARN
+    assert check.summary == (
+        "1 alert deliveries backing off after failed attempts; the first failed 7 min ago, next try in 4 min"
+    )
+    assert check.details == {"retrying": 1}
+    assert checks.deliveries_check(now + dt.timedelta(hours=2)).status is Status.FAIL
+    Delivery.objects.filter(attempts=3).update(status=DeliveryStatus.SENT)
+    assert checks.deliveries_check(now).status is Status.OK
+
+
 def test_worst_treats_off_as_ok() -> None:
     assert checks.worst([Status.OK, Status.OFF]) is Status.OK
     assert checks.worst([Status.OFF, Status.WARN, Status.OK]) is Status.WARN
