@@ -352,144 +352,155 @@ def _parse_tile_index(parts: list[str]) -> tuple[int, int]:
     return int(digits), width
 
 
-def _handler_for(log: LocalCTLog) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _CTLogHandler(BaseHTTPRequestHandler):
+    """The lab CT log's HTTP handler; `_handler_for` binds it to one log."""
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return
+    ctlog: LocalCTLog
+    protocol_version = "HTTP/1.1"
 
-        def setup(self) -> None:
-            super().setup()
-            with log.lock:
-                log.connections += 1
+    def log_message(self, format: str, *args: Any) -> None:
+        return
 
-        def _hostile(self) -> bool:
-            """Answer as a hostile log would, if switched on; True when it did."""
-            faults = log.faults
-            if faults.redirect_to:
-                self._send(302, b"", "text/plain", {"Location": faults.redirect_to})
-                return True
-            if faults.oversized:
-                self._send_oversized(faults.oversized, chunked=faults.oversized_chunked)
-                return True
-            if faults.trickle_seconds:
-                body = json.dumps(log.sth()).encode()
-                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                try:
-                    for byte in head.encode() + body:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        time.sleep(faults.trickle_seconds)
-                except OSError:
-                    pass  # the client gave up: what the test wants
-                self.close_connection = True
-                return True
-            return False
+    def setup(self) -> None:
+        super().setup()
+        with self.ctlog.lock:
+            self.ctlog.connections += 1
 
-        def _send_oversized(self, size: int, *, chunked: bool) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Transfer-Encoding" if chunked else "Content-Length", "chunked" if chunked else str(size))
-            self.end_headers()
-            block = b"0" * 65536
-            sent = 0
+    def _hostile(self) -> bool:
+        """Answer as a hostile log would, if switched on; True when it did."""
+        faults = self.ctlog.faults
+        if faults.redirect_to:
+            self._send(302, b"", "text/plain", {"Location": faults.redirect_to})
+            return True
+        if faults.oversized:
+            self._send_oversized(faults.oversized, chunked=faults.oversized_chunked)
+            return True
+        if faults.trickle_seconds:
+            body = json.dumps(self.ctlog.sth()).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             try:
-                while sent < size:
-                    part = block[: min(len(block), size - sent)]
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
-                    sent += len(part)
-                    with log.lock:
-                        log.oversized_sent += len(part)
-                if chunked:
-                    self.wfile.write(b"0\r\n\r\n")
+                for byte in head.encode() + body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(faults.trickle_seconds)
             except OSError:
-                pass  # the client hung up, as it should long before the end
+                pass  # the client gave up: what the test wants
             self.close_connection = True
+            return True
+        return False
 
-        def _send(
-            self, status: int, body: bytes, ctype: str = "application/json", headers: dict[str, str] | None = None
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
+    def _send_oversized(self, size: int, *, chunked: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding" if chunked else "Content-Length", "chunked" if chunked else str(size))
+        self.end_headers()
+        block = b"0" * 65536
+        sent = 0
+        try:
+            while sent < size:
+                part = block[: min(len(block), size - sent)]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+                sent += len(part)
+                with self.ctlog.lock:
+                    self.ctlog.oversized_sent += len(part)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the client hung up, as it should long before the end
+        self.close_connection = True
 
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            log.requests.append(url.path)
-            faults = log.faults
-            with log.lock:
-                if faults.vanished:
-                    return self._send(404, b"gone", "text/plain")
-                if faults.status_429 > 0:
-                    faults.status_429 -= 1
-                    return self._send(429, b"slow down", "text/plain", {"Retry-After": "1"})
-                if faults.status_500 > 0:
-                    faults.status_500 -= 1
-                    return self._send(500, b"oops", "text/plain")
-            if self._hostile():
-                return None
-            try:
-                if log.api == RFC6962:
-                    return self._rfc6962(url.path, parse_qs(url.query))
-                return self._static(url.path)
-            except (ValueError, KeyError, IndexError) as exc:
-                return self._send(400, str(exc).encode(), "text/plain")
+    def _send(
+        self, status: int, body: bytes, ctype: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
 
-        def _rfc6962(self, path: str, q: dict[str, list[str]]) -> None:
-            if path == "/ct/v1/get-sth":
-                return self._send(200, json.dumps(log.sth()).encode())
-            if path == "/ct/v1/get-entries":
-                start, end = int(q["start"][0]), int(q["end"][0])
-                if start < 0 or end < start or start >= len(log.entries):
-                    return self._send(400, b"bad range", "text/plain")
-                return self._send(200, json.dumps({"entries": log.get_entries(start, end)}).encode())
-            if path == "/ct/v1/get-roots":
-                return self._send(
-                    200, json.dumps({"certificates": [base64.b64encode(log.root_ca.der).decode()]}).encode()
-                )
-            if path == "/ct/v1/get-entry-and-proof":
-                if log.faults.no_entry_and_proof:
-                    return self._send(404, b"404 page not found", "text/plain")
-                index, size = int(q["leaf_index"][0]), int(q["tree_size"][0])
-                if not 0 <= index < size <= log.published_size:
-                    return self._send(400, b"bad index", "text/plain")
-                entry = log._served(index)
-                proof = log.tree.inclusion_proof(index, size)
-                body = {
-                    "leaf_input": base64.b64encode(entry.leaf_input).decode(),
-                    "extra_data": base64.b64encode(entry.extra_data).decode(),
-                    "audit_path": [base64.b64encode(h).decode() for h in proof],
-                }
-                return self._send(200, json.dumps(body).encode())
-            if path == "/ct/v1/get-sth-consistency":
-                first, second = int(q["first"][0]), int(q["second"][0])
-                if not 0 <= first <= second <= log.published_size:
-                    return self._send(400, b"bad sizes", "text/plain")
-                proof = log.tree.consistency_proof(first, second)
-                body = {"consistency": [base64.b64encode(h).decode() for h in proof]}
-                return self._send(200, json.dumps(body).encode())
-            return self._send(404, b"not found", "text/plain")
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        self.ctlog.requests.append(url.path)
+        faults = self.ctlog.faults
+        with self.ctlog.lock:
+            if faults.vanished:
+                return self._send(404, b"gone", "text/plain")
+            if faults.status_429 > 0:
+                faults.status_429 -= 1
+                return self._send(429, b"slow down", "text/plain", {"Retry-After": "1"})
+            if faults.status_500 > 0:
+                faults.status_500 -= 1
+                return self._send(500, b"oops", "text/plain")
+        if self._hostile():
+            return None
+        try:
+            if self.ctlog.api == RFC6962:
+                return self._rfc6962(url.path, parse_qs(url.query))
+            return self._static(url.path)
+        except (ValueError, KeyError, IndexError) as exc:
+            return self._send(400, str(exc).encode(), "text/plain")
 
-        def _static(self, path: str) -> None:
-            if path == "/checkpoint":
-                return self._send(200, log.checkpoint(), "text/plain; charset=utf-8")
-            parts = path.strip("/").split("/")
-            if len(parts) >= 3 and parts[0] == "tile":
-                index, width = _parse_tile_index(parts[2:])
-                data = log.data_tile(index, width) if parts[1] == "data" else log.hash_tile(int(parts[1]), index, width)
-                if data is None:
-                    return self._send(404, b"no such tile", "text/plain")
-                return self._send(200, data, "application/octet-stream")
-            if len(parts) == 2 and parts[0] == "issuer":
-                der = log.issuer(parts[1])
-                if der is None:
-                    return self._send(404, b"no such issuer", "text/plain")
-                return self._send(200, der, "application/pkix-cert")
-            return self._send(404, b"not found", "text/plain")
+    def _rfc6962(self, path: str, q: dict[str, list[str]]) -> None:
+        if path == "/ct/v1/get-sth":
+            return self._send(200, json.dumps(self.ctlog.sth()).encode())
+        if path == "/ct/v1/get-entries":
+            start, end = int(q["start"][0]), int(q["end"][0])
+            if start < 0 or end < start or start >= len(self.ctlog.entries):
+                return self._send(400, b"bad range", "text/plain")
+            return self._send(200, json.dumps({"entries": self.ctlog.get_entries(start, end)}).encode())
+        if path == "/ct/v1/get-roots":
+            return self._send(
+                200, json.dumps({"certificates": [base64.b64encode(self.ctlog.root_ca.der).decode()]}).encode()
+            )
+        if path == "/ct/v1/get-entry-and-proof":
+            if self.ctlog.faults.no_entry_and_proof:
+                return self._send(404, b"404 page not found", "text/plain")
+            index, size = int(q["leaf_index"][0]), int(q["tree_size"][0])
+            if not 0 <= index < size <= self.ctlog.published_size:
+                return self._send(400, b"bad index", "text/plain")
+            entry = self.ctlog._served(index)
+            proof = self.ctlog.tree.inclusion_proof(index, size)
+            body = {
+                "leaf_input": base64.b64encode(entry.leaf_input).decode(),
+                "extra_data": base64.b64encode(entry.extra_data).decode(),
+                "audit_path": [base64.b64encode(h).decode() for h in proof],
+            }
+            return self._send(200, json.dumps(body).encode())
+        if path == "/ct/v1/get-sth-consistency":
+            first, second = int(q["first"][0]), int(q["second"][0])
+            if not 0 <= first <= second <= self.ctlog.published_size:
+                return self._send(400, b"bad sizes", "text/plain")
+            proof = self.ctlog.tree.consistency_proof(first, second)
+            body = {"consistency": [base64.b64encode(h).decode() for h in proof]}
+            return self._send(200, json.dumps(body).encode())
+        return self._send(404, b"not found", "text/plain")
+
+    def _static(self, path: str) -> None:
+        if path == "/checkpoint":
+            return self._send(200, self.ctlog.checkpoint(), "text/plain; charset=utf-8")
+        parts = path.strip("/").split("/")
+        if len(parts) >= 3 and parts[0] == "tile":
+            index, width = _parse_tile_index(parts[2:])
+            data = (
+                self.ctlog.data_tile(index, width)
+                if parts[1] == "data"
+                else self.ctlog.hash_tile(int(parts[1]), index, width)
+            )
+            if data is None:
+                return self._send(404, b"no such tile", "text/plain")
+            return self._send(200, data, "application/octet-stream")
+        if len(parts) == 2 and parts[0] == "issuer":
+            der = self.ctlog.issuer(parts[1])
+            if der is None:
+                return self._send(404, b"no such issuer", "text/plain")
+            return self._send(200, der, "application/pkix-cert")
+        return self._send(404, b"not found", "text/plain")
+
+
+def _handler_for(log: LocalCTLog) -> type[BaseHTTPRequestHandler]:
+    class Handler(_CTLogHandler):
+        ctlog = log
 
     return Handler
