@@ -48,6 +48,7 @@ test: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_sizes.py
 	DEBUG=0 $(BIN)/python scripts/test_services.py run -- $(BIN)/pytest -n $(TEST_WORKERS) $(COVERAGE) $(PYTEST_ARGS)
 
 # `make test` runs every slow test now; kept as a name for it.
@@ -61,6 +62,7 @@ lint: dev-venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_sizes.py
 
 format: dev-venv
 	$(BIN)/ruff format .

@@ -311,7 +311,25 @@ def run_once(
     }
 
 
-def main() -> None:
+# Each scenario: the project's request, then the bare view's (method, path, headers key, body).
+SCENARIOS = {
+    "servers_expiration": (
+        ("GET", "/api/v1.0/servers/expiration/www.bench.example", "auth", ""),
+        ("GET", "/bare/servers/expiration/www.bench.example", "auth", ""),
+    ),
+    "servers_add": (
+        ("POST", "/api/v1.0/servers/add", "form", "domain=h{i}.bench.example"),
+        ("POST", "/bare/servers/add", "form", "domain=h{i}.bench.example"),
+    ),
+    # What deploy hooks mostly send: a server the team already watches.
+    "servers_add_again": (
+        ("POST", "/api/v1.0/servers/add", "form", "domain=www.bench.example"),
+        ("POST", "/bare/servers/add", "form", "domain=www.bench.example"),
+    ),
+}
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=4)
@@ -319,8 +337,54 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--ips", type=int, default=4, help="addresses of the watched server")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def _ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> float | None:
+    return round(numerator["rps"] / denominator["rps"], 3) if denominator["rps"] else None
+
+
+def _measure(port: int, headers: dict[str, dict[str, str]], common: dict[str, Any]) -> dict[str, Any]:
+    """Every scenario, the bare view first, each with its own range of host numbers."""
+    # Warm both paths (imports, connections) before measuring.
+    for path in ("/api/v1.0/servers/expiration/www.bench.example", "/bare/servers/expiration/www.bench.example"):
+        run(port, method="GET", path=path, headers=headers["auth"], body="", seconds=1, clients=2, offset=0)
+    # Second references: for the expiration call, the bare view plus one Redis command and one
+    # SQL statement (the floor for any answer that touches both servers); for enrolment, the
+    # bare view plus the same durable INSERT in plain SQL (the write any enrolment needs).
+    floors = {
+        "servers_add": ("insert", "POST", "/bare-insert/servers/add", "form", "domain=b{i}.bench.example"),
+        "servers_expiration": ("io", "GET", "/bare-io/servers/expiration/www.bench.example", "auth", ""),
+    }
+    references = {
+        name: (label, run(port, method=method, path=path, headers=headers[kind], body=body, offset=0, **common))
+        for name, (label, method, path, kind, body) in floors.items()
+    }
+    results: dict[str, Any] = {}
+    for offset, (name, (keychest, bare)) in enumerate(SCENARIOS.items(), start=1):
+        measured = [
+            run(
+                port,
+                method=method,
+                path=path,
+                headers=headers[kind],
+                body=body,
+                offset=offset * 100_000_000,
+                **common,
+            )
+            for method, path, kind, body in (bare, keychest)
+        ]
+        bare_result, kc_result = measured
+        results[name] = {"keychest": kc_result, "bare": bare_result, "ratio": _ratio(kc_result, bare_result)}
+        if name in references:
+            label, reference = references[name]
+            results[name][f"bare_with_{label}"] = reference
+            results[name][f"ratio_to_bare_with_{label}"] = _ratio(kc_result, reference)
+    return results
+
+
+def main() -> None:
+    args = _arguments()
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DB
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/4"
     ensure_database(database_url)
@@ -331,7 +395,7 @@ def main() -> None:
     port = free_port()
     server = start_gunicorn(env, port, args.workers, args.threads)
     auth = {"Authorization": f"Bearer {data['secret']}"}
-    form = {**auth, "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {"auth": auth, "form": {**auth, "Content-Type": "application/x-www-form-urlencoded"}}
     database = database_url.rsplit("/", 1)[1]
     common = {
         "seconds": args.seconds,
@@ -340,89 +404,7 @@ def main() -> None:
         "workers": args.workers,
     }
     try:
-        # Warm both paths (imports, connections) before measuring.
-        run(
-            port,
-            method="GET",
-            path="/api/v1.0/servers/expiration/www.bench.example",
-            headers=auth,
-            body="",
-            seconds=1,
-            clients=2,
-            offset=0,
-        )
-        run(
-            port,
-            method="GET",
-            path="/bare/servers/expiration/www.bench.example",
-            headers=auth,
-            body="",
-            seconds=1,
-            clients=2,
-            offset=0,
-        )
-        results: dict[str, Any] = {}
-        scenarios = {
-            "servers_expiration": (
-                ("GET", "/api/v1.0/servers/expiration/www.bench.example", auth, ""),
-                ("GET", "/bare/servers/expiration/www.bench.example", auth, ""),
-            ),
-            "servers_add": (
-                ("POST", "/api/v1.0/servers/add", form, "domain=h{i}.bench.example"),
-                ("POST", "/bare/servers/add", form, "domain=h{i}.bench.example"),
-            ),
-            # What deploy hooks mostly send: a server the team already watches.
-            "servers_add_again": (
-                ("POST", "/api/v1.0/servers/add", form, "domain=www.bench.example"),
-                ("POST", "/bare/servers/add", form, "domain=www.bench.example"),
-            ),
-        }
-        # Second references: for the expiration call, the bare view plus one Redis command and one
-        # SQL statement (the floor for any answer that touches both servers); for enrolment, the
-        # bare view plus the same durable INSERT in plain SQL (the write any enrolment needs).
-        bare_insert = run(
-            port,
-            method="POST",
-            path="/bare-insert/servers/add",
-            headers=form,
-            body="domain=b{i}.bench.example",
-            offset=0,
-            **common,
-        )
-        bare_io = run(
-            port,
-            method="GET",
-            path="/bare-io/servers/expiration/www.bench.example",
-            headers=auth,
-            body="",
-            offset=0,
-            **common,
-        )
-        for offset, (name, (keychest, bare)) in enumerate(scenarios.items(), start=1):
-            bare_result = run(
-                port, method=bare[0], path=bare[1], headers=bare[2], body=bare[3], offset=offset * 100_000_000, **common
-            )
-            kc_result = run(
-                port,
-                method=keychest[0],
-                path=keychest[1],
-                headers=keychest[2],
-                body=keychest[3],
-                offset=offset * 100_000_000,
-                **common,
-            )
-            results[name] = {
-                "keychest": kc_result,
-                "bare": bare_result,
-                "ratio": round(kc_result["rps"] / bare_result["rps"], 3) if bare_result["rps"] else None,
-            }
-            if name == "servers_add_again":
-                continue
-            reference, label = (bare_io, "io") if name == "servers_expiration" else (bare_insert, "insert")
-            results[name][f"bare_with_{label}"] = reference
-            results[name][f"ratio_to_bare_with_{label}"] = (
-                round(kc_result["rps"] / reference["rps"], 3) if reference["rps"] else None
-            )
+        results = _measure(port, headers, common)
     finally:
         server.terminate()
         server.wait(10)

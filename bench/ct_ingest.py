@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -259,7 +260,7 @@ def explain(domain: str) -> list[str]:
         return [row[0] for row in cur.fetchall()]
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--full", action="store_true", help="issue sizes: 200k entries, 100k watched, 1k teams, 1M names"
@@ -277,9 +278,133 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4096, help="KEYCHEST_CT_CHUNK")
     parser.add_argument("--parallel", type=int, default=4, help="KEYCHEST_CT_PARALLEL")
     args = parser.parse_args()
-    entries = args.entries or (200_000 if args.full else 20_000)
-    names_target = args.names or (1_000_000 if args.full else 300_000)
+    args.entries = args.entries or (200_000 if args.full else 20_000)
+    args.names = args.names or (1_000_000 if args.full else 300_000)
+    return args
 
+
+def _ingest_in_workers(ctx: Any, logs: list, test_db: str) -> tuple[dict[str, dict[str, object]], int, float]:
+    """One process per log, as separate Celery worker processes would do it."""
+    barrier, out = ctx.Barrier(len(logs) + 1), ctx.Queue()
+    workers = [ctx.Process(target=_ingest_worker, args=(test_db, log.pk, barrier, out)) for log in logs]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    started = time.time()
+    reports = [out.get(timeout=7200) for _ in workers]
+    wall = max(r["end"] for r in reports) - started
+    for w in workers:
+        w.join()
+    per_api: dict[str, dict[str, object]] = {}
+    total_entries = 0
+    for r in reports:
+        if r["error"] or not r["caught_up"]:
+            raise SystemExit(f"ingestion of a {r['kind']} log failed: {r['error']}")
+        total_entries += r["entries"]
+        per_api[r["kind"]] = {k: v for k, v in r.items() if k not in ("kind", "end", "error", "caught_up")}
+    return per_api, total_entries, total_entries / wall
+
+
+def _ingest_here(logs: list, profile: str | None) -> tuple[dict[str, dict[str, object]], int, float]:
+    """Both logs in turn in this process (optionally under cProfile)."""
+    from certificates.ingest import ct_log_ingest
+
+    per_api: dict[str, dict[str, object]] = {}
+    total_entries = 0
+    t_all = time.perf_counter()
+    for log in logs:
+        backend = _backend_pid()
+        t0 = time.perf_counter()
+        cpu = (_cpu_seconds(), _cpu_seconds(backend))
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            r = profiler.runcall(ct_log_ingest, log)
+            profiler.dump_stats(f"{profile}.{log.kind}")
+        else:
+            r = ct_log_ingest(log)
+        seconds = time.perf_counter() - t0
+        if r.error or not r.caught_up:
+            raise SystemExit(f"ingestion of {log.description} failed: {r.error}")
+        total_entries += r.entries
+        per_api[log.kind] = {
+            "entries": r.entries,
+            "seconds": round(seconds, 2),
+            "entries_per_s": round(r.entries / seconds, 1),
+            "events": r.events,
+            "timings_s": {k: round(v, 2) for k, v in r.timings.items() if not k.endswith("_cpu")},
+            "cpu": _cpu_split(cpu, backend, r.entries, r.timings),
+        }
+    return per_api, total_entries, total_entries / (time.perf_counter() - t_all)
+
+
+def _run(args: argparse.Namespace, ctx: Any, server: Any, paths: tuple[Path, Path], test_db: str) -> dict[str, object]:
+    """Tenants, ingestion of both logs, the bare parse and the name look-ups, in the test database."""
+    from certificates.logs import ct_log_reset, ct_logs_sync
+    from certificates.matching import matcher
+    from certificates.models import Certificate, CertificateName, CTLog
+    from notifications.models import Event
+
+    ders_path, domains_path = paths
+    result: dict[str, object] = {}
+    ders = pickle.loads(ders_path.read_bytes())
+    real_domains = domains_path.read_text().split()
+    t0 = time.perf_counter()
+    watched = setup_tenants(args.teams, args.watched, real_domains, int(args.entries * args.match_share))
+    result["setup_tenants_seconds"] = round(time.perf_counter() - t0, 2)
+
+    logs = [ct_log_reset(log=log, start_index=0) for log in ct_logs_sync()]
+    t0 = time.perf_counter()
+    index = matcher.index()
+    result["watch_index"] = {"watches": index.count, "build_seconds": round(time.perf_counter() - t0, 3)}
+
+    server_cpu = _cpu_seconds(server.pid)
+    if args.workers > 1:
+        per_api, total_entries, end_to_end = _ingest_in_workers(ctx, logs, test_db)
+    else:
+        per_api, total_entries, end_to_end = _ingest_here(logs, args.profile)
+    ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Serving is not KeyChest's work, but it shares the machine's two cores during the run.
+    server_us = (_cpu_seconds(server.pid) - server_cpu) / max(1, total_entries) * 1e6
+
+    bare = max(bare_parse(ders) for _ in range(2))
+    ingested_names = CertificateName.objects.count()
+    result["bytes_per_row"] = table_bytes_per_row()
+    table = pad_name_table(args.names)
+    domains = real_domains + [f"pad{i}.example" for i in random.Random(3).sample(range(args.names // 8), 2000)]
+    lookup = lookups(domains, args.lookups)
+    return {
+        **result,
+        "entries": total_entries,
+        "teams": args.teams,
+        "watched_domains": watched,
+        "per_api": per_api,
+        "end_to_end_entries_per_s": round(end_to_end, 1),
+        "bare_parse_entries_per_s": round(bare, 1),
+        "ratio_end_to_end_to_bare": round(end_to_end / bare, 3),
+        "certificates_stored": Certificate.objects.count(),
+        "events_recorded": Event.objects.count(),
+        "names_in_table": table,
+        "ingested_names": ingested_names,
+        "lookup_certificates_for": lookup,
+        "peak_rss_mb": {"bench_process": round(ingest_rss, 1)},
+        "log_server_cpu_us_per_entry": round(server_us, 1),
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "log_positions": dict(CTLog.objects.values_list("kind", "position")),
+        "settings": {
+            "chunk": args.chunk,
+            "parallel": args.parallel,
+            "full": args.full,
+            "match_share": args.match_share,
+            "workers": args.workers,
+        },
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    args = _arguments()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("set DATABASE_URL to a PostgreSQL server (the benchmark creates and drops test_<name>)")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "keychest.settings_test")
@@ -293,7 +418,7 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     server = ctx.Process(
-        target=_serve_logs, args=(entries // 2, str(list_path), str(ders_path), str(domains_path), ready, stop)
+        target=_serve_logs, args=(args.entries // 2, str(list_path), str(ders_path), str(domains_path), ready, stop)
     )
     server.start()
     served = ready.get(timeout=3600)
@@ -303,11 +428,6 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
-    from certificates.ingest import ct_log_ingest
-    from certificates.logs import ct_log_reset, ct_logs_sync
-    from certificates.models import Certificate, CertificateName, CTLog
-    from notifications.models import Event
-
     # A database of its own, so a benchmark never collides with a test run on test_<name>.
     connection.settings_dict["TEST"] = {
         **connection.settings_dict.get("TEST", {}),
@@ -316,107 +436,7 @@ def main() -> None:
     test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     result: dict[str, object] = {"benchmark": "ct_ingest", "database": test_db, "served": served}
     try:
-        ders = pickle.loads(ders_path.read_bytes())
-        real_domains = domains_path.read_text().split()
-        t0 = time.perf_counter()
-        watched = setup_tenants(args.teams, args.watched, real_domains, int(entries * args.match_share))
-        result["setup_tenants_seconds"] = round(time.perf_counter() - t0, 2)
-
-        logs = [ct_log_reset(log=log, start_index=0) for log in ct_logs_sync()]
-        from certificates.matching import matcher
-
-        t0 = time.perf_counter()
-        index = matcher.index()
-        result["watch_index"] = {"watches": index.count, "build_seconds": round(time.perf_counter() - t0, 3)}
-
-        per_api: dict[str, dict[str, object]] = {}
-        total_entries = 0
-        server_cpu = _cpu_seconds(server.pid)
-        if args.workers > 1:
-            # One process per log, as separate Celery worker processes would do it.
-            barrier, out = ctx.Barrier(len(logs) + 1), ctx.Queue()
-            workers = [ctx.Process(target=_ingest_worker, args=(test_db, log.pk, barrier, out)) for log in logs]
-            for w in workers:
-                w.start()
-            barrier.wait()
-            t_all = time.perf_counter()
-            started = time.time()
-            reports = [out.get(timeout=7200) for _ in workers]
-            wall = max(r["end"] for r in reports) - started
-            for w in workers:
-                w.join()
-            for r in reports:
-                if r["error"] or not r["caught_up"]:
-                    raise SystemExit(f"ingestion of a {r['kind']} log failed: {r['error']}")
-                total_entries += r["entries"]
-                per_api[r["kind"]] = {k: v for k, v in r.items() if k not in ("kind", "end", "error", "caught_up")}
-            end_to_end = total_entries / wall
-        else:
-            t_all = time.perf_counter()
-            for log in logs:
-                backend = _backend_pid()
-                t0 = time.perf_counter()
-                cpu = (_cpu_seconds(), _cpu_seconds(backend))
-                if args.profile:
-                    import cProfile
-
-                    profiler = cProfile.Profile()
-                    r = profiler.runcall(ct_log_ingest, log)
-                    profiler.dump_stats(f"{args.profile}.{log.kind}")
-                else:
-                    r = ct_log_ingest(log)
-                seconds = time.perf_counter() - t0
-                if r.error or not r.caught_up:
-                    raise SystemExit(f"ingestion of {log.description} failed: {r.error}")
-                total_entries += r.entries
-                per_api[log.kind] = {
-                    "entries": r.entries,
-                    "seconds": round(seconds, 2),
-                    "entries_per_s": round(r.entries / seconds, 1),
-                    "events": r.events,
-                    "timings_s": {k: round(v, 2) for k, v in r.timings.items() if not k.endswith("_cpu")},
-                    "cpu": _cpu_split(cpu, backend, r.entries, r.timings),
-                }
-            end_to_end = total_entries / (time.perf_counter() - t_all)
-        ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        # Serving is not KeyChest's work, but it shares the machine's two cores during the run.
-        server_us = (_cpu_seconds(server.pid) - server_cpu) / max(1, total_entries) * 1e6
-
-        bare = max(bare_parse(ders) for _ in range(2))
-        ingested_names = CertificateName.objects.count()
-        result["bytes_per_row"] = table_bytes_per_row()
-        table = pad_name_table(names_target)
-        domains = real_domains + [f"pad{i}.example" for i in random.Random(3).sample(range(names_target // 8), 2000)]
-        lookup = lookups(domains, args.lookups)
-
-        result.update(
-            {
-                "entries": total_entries,
-                "teams": args.teams,
-                "watched_domains": watched,
-                "per_api": per_api,
-                "end_to_end_entries_per_s": round(end_to_end, 1),
-                "bare_parse_entries_per_s": round(bare, 1),
-                "ratio_end_to_end_to_bare": round(end_to_end / bare, 3),
-                "certificates_stored": Certificate.objects.count(),
-                "events_recorded": Event.objects.count(),
-                "names_in_table": table,
-                "ingested_names": ingested_names,
-                "lookup_certificates_for": lookup,
-                "peak_rss_mb": {"bench_process": round(ingest_rss, 1)},
-                "log_server_cpu_us_per_entry": round(server_us, 1),
-                "loadavg": Path("/proc/loadavg").read_text().split()[:3],
-                "log_positions": dict(CTLog.objects.values_list("kind", "position")),
-                "settings": {
-                    "chunk": args.chunk,
-                    "parallel": args.parallel,
-                    "full": args.full,
-                    "match_share": args.match_share,
-                    "workers": args.workers,
-                },
-                "cpu_count": os.cpu_count(),
-            }
-        )
+        result.update(_run(args, ctx, server, (ders_path, domains_path), test_db))
     finally:
         stop.set()
         server.join(timeout=30)

@@ -71,41 +71,12 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def populate(n_servers: int, n_certs: int) -> tuple[object, object]:
-    """Make the team once; returns (team, user)."""
-    from allauth.account.models import EmailAddress
-
+def _certificates(rng: random.Random, domain: str, now: datetime, n_certs: int) -> list:
+    """n_certs thinned certificates under the domain, one name each; lifetimes and expiries spread."""
     from certificates.models import Certificate, CertificateName
     from kcproto.names import reversed_name
-    from keychest.accounts.models import Team, User
-    from keychest.accounts.services import personal_team_ensure
-    from monitors.models import Finding, ScanResult, Server, WatchedDomain
 
-    email = f"{MARKER}-{n_servers}-{n_certs}@bench.example"
-    user = User.objects.filter(email=email).first()
-    if user is not None:
-        return Team.objects.get(memberships__user=user), user
-    rng = random.Random(7)
-    started = time.monotonic()
-    user = User.objects.create_user(email=email, password="bench-password-123")
-    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-    team = personal_team_ensure(user=user)
-    now = datetime.now(UTC)
-    domain = f"{MARKER}-{n_servers}.example"
-    WatchedDomain.objects.create(team=team, domain=domain)
-    servers = [
-        Server(
-            team=team,
-            host=f"h{i}.{domain}",
-            port=443,
-            last_scan_at=now - timedelta(hours=rng.random() * 8),
-            tags=["bench"] if i % 3 else ["bench", "prod"],
-        )
-        for i in range(n_servers)
-    ]
-    Server.objects.bulk_create(servers, batch_size=2000)
-    servers = list(Server.objects.filter(team=team).order_by("id"))
-    certs, names, results, findings = [], [], [], []
+    certs = []
     for i in range(n_certs):
         lifetime = rng.choice([90, 90, 90, 45, 200, 398])
         left = rng.uniform(-20, lifetime)
@@ -130,19 +101,28 @@ def populate(n_servers: int, n_certs: int) -> tuple[object, object]:
         )
     Certificate.objects.bulk_create(certs, batch_size=2000)
     ids = dict(Certificate.objects.filter(sha256__in=[c.sha256 for c in certs]).values_list("sha256", "id"))
-    for i, cert in enumerate(certs):
-        name = f"h{i}.{domain}"
-        names.append(
+    CertificateName.objects.bulk_create(
+        [
             CertificateName(
                 certificate_id=ids[cert.sha256],
-                name=name,
-                reversed_name=reversed_name(name),
+                name=f"h{i}.{domain}",
+                reversed_name=reversed_name(f"h{i}.{domain}"),
                 registered_domain=domain,
                 not_before=cert.not_before,
                 not_after=cert.not_after,
             )
-        )
-    CertificateName.objects.bulk_create(names, batch_size=5000)
+            for i, cert in enumerate(certs)
+        ],
+        batch_size=5000,
+    )
+    return certs
+
+
+def _scan_state(team: object, servers: list, certs: list, rng: random.Random, now: datetime) -> None:
+    """Server i serves certificate i on one address (two for every fifth); every 20th has a finding."""
+    from monitors.models import Finding, ScanResult
+
+    results, findings = [], []
     for i, server in enumerate(servers):
         cert = certs[i]
         for address in ("192.0.2.1",) if i % 5 else ("192.0.2.1", "192.0.2.2"):
@@ -179,6 +159,44 @@ def populate(n_servers: int, n_certs: int) -> tuple[object, object]:
             )
     ScanResult.objects.bulk_create(results, batch_size=2000)
     Finding.objects.bulk_create(findings, batch_size=2000)
+
+
+def populate(n_servers: int, n_certs: int) -> tuple[object, object]:
+    """Make the team once; returns (team, user)."""
+    from allauth.account.models import EmailAddress
+
+    from keychest.accounts.models import Team, User
+    from keychest.accounts.services import personal_team_ensure
+    from monitors.models import Server, WatchedDomain
+
+    email = f"{MARKER}-{n_servers}-{n_certs}@bench.example"
+    user = User.objects.filter(email=email).first()
+    if user is not None:
+        return Team.objects.get(memberships__user=user), user
+    rng = random.Random(7)
+    started = time.monotonic()
+    user = User.objects.create_user(email=email, password="bench-password-123")
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    team = personal_team_ensure(user=user)
+    now = datetime.now(UTC)
+    domain = f"{MARKER}-{n_servers}.example"
+    WatchedDomain.objects.create(team=team, domain=domain)
+    Server.objects.bulk_create(
+        [
+            Server(
+                team=team,
+                host=f"h{i}.{domain}",
+                port=443,
+                last_scan_at=now - timedelta(hours=rng.random() * 8),
+                tags=["bench"] if i % 3 else ["bench", "prod"],
+            )
+            for i in range(n_servers)
+        ],
+        batch_size=2000,
+    )
+    servers = list(Server.objects.filter(team=team).order_by("id"))
+    certs = _certificates(rng, domain, now, n_certs)
+    _scan_state(team, servers, certs, rng, now)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     print(f"populated in {time.monotonic() - started:.1f}s", file=sys.stderr)

@@ -22,8 +22,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,12 +56,12 @@ def smtp_server(port_queue: multiprocessing.Queue, counter: multiprocessing.Valu
     asyncio.run(asyncio.sleep(10**6))
 
 
-def build_data(*, users: int, teams: int, servers_per_team: int, now: datetime) -> dict[str, int]:
+def _accounts(*, users: int, teams: int, now: datetime) -> tuple[list, list]:
+    """Teams, verified users (the first of each team its owner) and a watched domain per team."""
     from allauth.account.models import EmailAddress
 
     from keychest.accounts.models import Membership, Role, Team, User
-    from monitors.models import Finding, ScanResult, Server, WatchedDomain
-    from notifications.models import Event, EventKind
+    from monitors.models import WatchedDomain
 
     old = now - timedelta(days=365)
     team_rows = Team.objects.bulk_create([Team(name=f"Team {i:05d}") for i in range(teams)], batch_size=2000)
@@ -80,14 +82,13 @@ def build_data(*, users: int, teams: int, servers_per_team: int, now: datetime) 
     WatchedDomain.objects.bulk_create(
         [WatchedDomain(team=t, domain=f"t{i}.bench.example") for i, t in enumerate(team_rows)], batch_size=2000
     )
-    server_rows = Server.objects.bulk_create(
-        [
-            Server(team=t, host=f"s{j}.t{i}.bench.example")
-            for i, t in enumerate(team_rows)
-            for j in range(servers_per_team)
-        ],
-        batch_size=2000,
-    )
+    return team_rows, user_rows
+
+
+def _scan_rows(server_rows: list, now: datetime) -> tuple[list, list]:
+    """One or two current results per server, expiries spread; a finding on every tenth server."""
+    from monitors.models import Finding, ScanResult
+
     results, findings = [], []
     for n, server in enumerate(server_rows):
         # Spread expiries: a few expired, some within 7 and 28 days, most later.
@@ -123,8 +124,13 @@ def build_data(*, users: int, teams: int, servers_per_team: int, now: datetime) 
                     last_seen=now,
                 )
             )
-    ScanResult.objects.bulk_create(results, batch_size=2000)
-    Finding.objects.bulk_create(findings, batch_size=2000)
+    return results, findings
+
+
+def _issuance_events(team_rows: list, now: datetime) -> None:
+    """Two CT issuances per team this week."""
+    from notifications.models import Event, EventKind
+
     Event.objects.bulk_create(
         [
             Event(
@@ -141,6 +147,24 @@ def build_data(*, users: int, teams: int, servers_per_team: int, now: datetime) 
         ],
         batch_size=2000,
     )
+
+
+def build_data(*, users: int, teams: int, servers_per_team: int, now: datetime) -> dict[str, int]:
+    from monitors.models import Finding, ScanResult, Server
+
+    team_rows, _ = _accounts(users=users, teams=teams, now=now)
+    server_rows = Server.objects.bulk_create(
+        [
+            Server(team=t, host=f"s{j}.t{i}.bench.example")
+            for i, t in enumerate(team_rows)
+            for j in range(servers_per_team)
+        ],
+        batch_size=2000,
+    )
+    results, findings = _scan_rows(server_rows, now)
+    ScanResult.objects.bulk_create(results, batch_size=2000)
+    Finding.objects.bulk_create(findings, batch_size=2000)
+    _issuance_events(team_rows, now)
     return {"users": users, "teams": teams, "servers": len(server_rows), "scan_results": len(results)}
 
 
@@ -165,7 +189,7 @@ def queries_for_one_report(email: str, now: datetime) -> int:
     return len(ctx)
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="10,000 users / 2,000 teams / 20 servers each")
     parser.add_argument("--users", type=int, default=1000)
@@ -177,7 +201,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.full:
         args.users, args.teams, args.servers_per_team = 10_000, 2_000, 20
+    return args
 
+
+def _django() -> None:
     tmp = tempfile.mkdtemp(prefix="kc-bench-")
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
     os.environ["DJANGO_SETTINGS_MODULE"] = "keychest.settings_test"
@@ -185,12 +212,15 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
     from django.core.management import call_command
-    from django.db import connection
 
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)
+
+
+def _start_smtp() -> tuple[multiprocessing.Process, int, Any]:
+    """The counting SMTP server in its own process; Django's mail settings point at it."""
+    from django.conf import settings
 
     port_queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     counter = multiprocessing.Value("i", 0)
@@ -200,54 +230,39 @@ def main() -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    return server, port, counter
 
-    from keychest.accounts.models import Membership, User
-    from monitors.models import ScanResult, Server
-    from notifications.models import ReportSend
-    from notifications.report_data import teams_report_data
-    from notifications.reports import report_context, weekly_reports_send_due
 
-    now = datetime(2026, 3, 23, 9, 0, tzinfo=UTC)
-    started = time.monotonic()
-    sizes = build_data(users=args.users, teams=args.teams, servers_per_team=args.servers_per_team, now=now)
-    if connection.vendor == "postgresql":
-        # Freshly bulk-loaded tables have no statistics yet; autovacuum would gather them within
-        # a minute in production. Without them the planner loops over every server per query.
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
-    setup_seconds = time.monotonic() - started
+def _run_path(now: datetime, workers: int) -> int:
+    """The project's path; the number of reports it sent."""
+    from django.db import connection
 
-    # --- the project's path -------------------------------------------------------------------
-    before = counter.value
-    started = time.monotonic()
-    if args.workers > 1:
+    from notifications.reports import weekly_reports_send_due
+
+    if workers > 1:
         # Concurrent sweeps, one shard each (as KEYCHEST_WEEKLY_REPORT_SHARDS tasks on N workers).
         connection.close()
-        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-            parts = pool.starmap(_sweep, [(now, (i, args.workers)) for i in range(args.workers)])
-        path_reports = sum(p["sent"] + p["nudged"] for p in parts)
-    else:
-        if os.environ.get("BENCH_PROFILE"):
-            import cProfile
-            import pstats
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.starmap(_sweep, [(now, (i, workers)) for i in range(workers)])
+        return sum(p["sent"] + p["nudged"] for p in parts)
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+        import pstats
 
-            profiler = cProfile.Profile()
-            profiler.enable()
+        profiler = cProfile.Profile()
+        profiler.enable()
         result = weekly_reports_send_due(now=now, force=True)
-        if os.environ.get("BENCH_PROFILE"):
-            profiler.disable()
-            pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(45)
-        path_reports = result.sent + result.nudged
-    path_seconds = time.monotonic() - started
-    time.sleep(0.5)
-    path_received = counter.value - before
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(45)
+    else:
+        result = weekly_reports_send_due(now=now, force=True)
+    return result.sent + result.nudged
 
-    # --- queries per report: a 20-server team against the same team grown to 200 servers ------
-    ReportSend.objects.all().delete()
-    probe = User.objects.order_by("id").first()
-    assert probe is not None
-    queries_small = queries_for_one_report(probe.email, now)
-    team_id = Membership.objects.filter(user=probe).values_list("team_id", flat=True).first()
+
+def _grow_team(team_id: int, now: datetime) -> None:
+    """The probe's team grows from 20 to 200 servers, each with a current result."""
+    from monitors.models import ScanResult, Server
+
     grown = Server.objects.bulk_create(
         [Server(team_id=team_id, host=f"extra{j}.bench.example") for j in range(180)], batch_size=1000
     )
@@ -269,6 +284,23 @@ def main() -> None:
         ],
         batch_size=1000,
     )
+
+
+def _query_counts(now: datetime) -> dict[str, float]:
+    """Queries for one report (a 20-server team, then the same team at 200) and per report in a sweep."""
+    from django.db import connection
+
+    from keychest.accounts.models import Membership, User
+    from notifications.models import ReportSend
+    from notifications.reports import weekly_reports_send_due
+
+    ReportSend.objects.all().delete()
+    probe = User.objects.order_by("id").first()
+    assert probe is not None
+    queries_small = queries_for_one_report(probe.email, now)
+    team_id = Membership.objects.filter(user=probe).values_list("team_id", flat=True).first()
+    assert team_id is not None
+    _grow_team(team_id, now)
     ReportSend.objects.all().delete()
     queries_large = queries_for_one_report(probe.email, now)
     ReportSend.objects.all().delete()
@@ -280,14 +312,18 @@ def main() -> None:
 
     with connection.execute_wrapper(count):
         sweep = weekly_reports_send_due(now=now, force=True)
-    queries_per_report_in_sweep = executed[0] / max(1, sweep.sent + sweep.nudged)
+    return {
+        "team_with_20_servers": queries_small,
+        "team_with_200_servers": queries_large,
+        "per_report_in_sweep": executed[0] / max(1, sweep.sent + sweep.nudged),
+    }
 
-    # --- the bare loop: same data, one template, smtplib ----------------------------------------
-    import smtplib
-    from email.message import EmailMessage
 
-    from django.template import engines
-    from django.template.loader import get_template
+def _bare_contexts(now: datetime) -> list[tuple[Any, dict[str, Any]]]:
+    """Every user's report context, from the same report data as the path, computed up front."""
+    from keychest.accounts.models import Membership, User
+    from notifications.report_data import teams_report_data
+    from notifications.reports import report_context
 
     users = list(User.objects.order_by("id"))
     memberships: dict[int, list[int]] = {}
@@ -296,18 +332,27 @@ def main() -> None:
         memberships.setdefault(user_id, []).append(tid)
         names[tid] = name
     data = teams_report_data(sorted(names), names, now)
-    contexts = [
+    return [
         (u, report_context(user=u, teams=[data[t] for t in memberships.get(u.pk, [])], now=now, week=now.date()))
         for u in users
     ]
-    # The whole plain-text report, team sections included, rendered per user from the data
-    # (the path renders each team section once per (team, zone) and reuses it; the bare loop not).
+
+
+def _run_bare(contexts: list[tuple[Any, dict[str, Any]]], port: int) -> None:
+    """The whole plain-text report, team sections included, rendered per user from the data
+    (the path renders each team section once per (team, zone) and reuses it; the bare loop not),
+    sent with smtplib over one session."""
+    import smtplib
+    from email.message import EmailMessage
+
+    from django.conf import settings
+    from django.template import engines
+    from django.template.loader import get_template
+
     source = Path(get_template("emails/weekly_report/body.txt").origin.name).read_text()
     template = engines["django"].from_string(
         source.replace("{{ team.text }}", '{% include "emails/weekly_report/team.txt" %}')
     )
-    before = counter.value
-    started = time.monotonic()
     smtp = smtplib.SMTP("127.0.0.1", port)
     for user, context in contexts:
         message = EmailMessage()
@@ -317,10 +362,40 @@ def main() -> None:
         message.set_content(template.render(context))
         smtp.send_message(message)
     smtp.quit()
-    bare_seconds = time.monotonic() - started
-    time.sleep(0.5)
-    bare_received = counter.value - before
 
+
+def _timed(counter: Any, work: Callable[[], object]) -> tuple[object, float, int]:
+    """Run work; its result, its seconds and the messages the SMTP server received meanwhile."""
+    before = counter.value
+    started = time.monotonic()
+    result = work()
+    seconds = time.monotonic() - started
+    time.sleep(0.5)
+    return result, seconds, counter.value - before
+
+
+def main() -> None:
+    args = _arguments()
+    _django()
+    from django.db import connection
+
+    server, port, counter = _start_smtp()
+    now = datetime(2026, 3, 23, 9, 0, tzinfo=UTC)
+    started = time.monotonic()
+    sizes = build_data(users=args.users, teams=args.teams, servers_per_team=args.servers_per_team, now=now)
+    if connection.vendor == "postgresql":
+        # Freshly bulk-loaded tables have no statistics yet; autovacuum would gather them within
+        # a minute in production. Without them the planner loops over every server per query.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    setup_seconds = time.monotonic() - started
+
+    path_reports, path_seconds, path_received = _timed(counter, lambda: _run_path(now, args.workers))
+    queries = _query_counts(now)
+    contexts = _bare_contexts(now)
+    _, bare_seconds, bare_received = _timed(counter, lambda: _run_bare(contexts, port))
+
+    assert isinstance(path_reports, int)
     path_rate = path_reports / path_seconds
     bare_rate = len(contexts) / bare_seconds
     print(
@@ -336,7 +411,7 @@ def main() -> None:
                     "received_by_smtp": path_received,
                     "seconds": round(path_seconds, 2),
                     "reports_per_second": round(path_rate, 1),
-                    "queries_per_report_in_sweep": round(queries_per_report_in_sweep, 2),
+                    "queries_per_report_in_sweep": round(queries["per_report_in_sweep"], 2),
                 },
                 "bare": {
                     "reports": len(contexts),
@@ -346,8 +421,8 @@ def main() -> None:
                 },
                 "ratio_path_to_bare": round(path_rate / bare_rate, 3),
                 "queries_for_one_report": {
-                    "team_with_20_servers": queries_small,
-                    "team_with_200_servers": queries_large,
+                    "team_with_20_servers": queries["team_with_20_servers"],
+                    "team_with_200_servers": queries["team_with_200_servers"],
                 },
                 "target_reports_per_second": 200,
             },

@@ -18,6 +18,8 @@ import pytest
 from django.conf import settings
 from django.core import mail
 
+from tests.conftest import PASSWORD
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser as PlaywrightBrowser
     from playwright.sync_api import BrowserContext, ConsoleMessage, Page
@@ -173,3 +175,36 @@ def last_email_link(to: str, pattern: str) -> str:
             if match:
                 return re.sub(r"^https?://[^/]+", "", match.group(0))
     raise AssertionError(f"no email to {to} with a link matching {pattern!r}")
+
+
+CONFIRM = r"https?://\S+/accounts/confirm-email/\S+/"
+INVITE = r"https?://\S+/invitations/\S+/"
+
+
+def fill_sign_up(page, email: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto("/accounts/signup/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password1]", password)
+    page.fill("input[name=password2]", password)
+
+
+def sign_up(page, email: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    """Submit the sign-up form; ends on "confirm your email"."""
+    fill_sign_up(page, email, password)
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_url(re.compile(r"/accounts/confirm-email/$"))
+
+
+def confirm(page, link: str) -> None:  # type: ignore[no-untyped-def]
+    """Open the confirmation link and confirm; ends on the dashboard."""
+    page.goto(link)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/dashboard/$"))
+
+
+def sign_in(page, email: str, password: str = PASSWORD) -> None:  # type: ignore[no-untyped-def]
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", password)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/dashboard/$"))

@@ -7,20 +7,14 @@ import re
 import pytest
 
 from keychest.accounts.models import Team
-from tests.browser.conftest import Browser, last_email_link
+from tests.browser.conftest import CONFIRM, INVITE, Browser, fill_sign_up, last_email_link, sign_in
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CONFIRM = r"https?://\S+/accounts/confirm-email/\S+/"
-INVITE = r"https?://\S+/invitations/\S+/"
-
 
 def _sign_up_and_verify(browser: Browser, page, email: str, password: str, *, shot: str | None = None) -> None:
-    page.goto("/accounts/signup/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password1]", password)
-    page.fill("input[name=password2]", password)
+    fill_sign_up(page, email, password)
     if shot:
         browser.screenshot(page, f"{shot}-signup")
     page.locator("form button[type=submit]").last.click()
@@ -28,14 +22,6 @@ def _sign_up_and_verify(browser: Browser, page, email: str, password: str, *, sh
     page.goto(last_email_link(email, CONFIRM))
     if shot:
         browser.screenshot(page, f"{shot}-confirm")
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/dashboard/$"))
-
-
-def _sign_in(page, email: str, password: str) -> None:
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", password)
     page.locator("main form button[type=submit]").click()
     page.wait_for_url(re.compile(r"/dashboard/$"))
 
@@ -84,7 +70,7 @@ def test_sign_up_verify_team_invite_accept_switch_and_tenancy(browser: Browser) 
     # Charlie, in another team, gets 404 for alice's team pages.
     make_user("charlie@example.org", PASSWORD)
     charlie = browser.new_page()
-    _sign_in(charlie, "charlie@example.org", PASSWORD)
+    sign_in(charlie, "charlie@example.org", PASSWORD)
     browser.allow_console(r"status of 404")
     response = charlie.goto(team_url)
     assert response is not None and response.status == 404

@@ -7,20 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from tests.browser.conftest import Browser
+from tests.browser.conftest import Browser, sign_in
 from tests.conftest import PASSWORD, make_user
 from tests.dashboard.factories import CLOUDFLARE, DIGICERT, finding, server_with_certificate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 D = timedelta(days=1)
-
-
-def sign_in(page, email: str, password: str = PASSWORD) -> None:
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", password)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/dashboard/$"))
 
 
 def test_the_dashboard_shows_tiles_calendar_planner_and_incidents(browser: Browser) -> None:

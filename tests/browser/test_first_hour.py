@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from lab.dns import LabDNS
 from lab.tls import Lab
-from tests.browser.conftest import Browser
+from tests.browser.conftest import Browser, confirm, sign_up
 from tests.notifications.conftest import EphemeralController, Smtp, _Handler
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -85,37 +85,25 @@ def _no_horizontal_scroll(page) -> None:  # type: ignore[no-untyped-def]
     assert width[0] <= width[1], f"{page.url}: {width[0]} px of content in a {width[1]} px window: {wide}"
 
 
-@pytest.mark.parametrize("width", [1280, 390])
-def test_a_new_users_first_hour(browser: Browser, world: World, width: int) -> None:
-    email = f"newcomer{width}@example.org"
-    # A fresh installation: its database was made a minute ago and no heartbeat has come yet.
-    MigrationRecorder.Migration.objects.update(applied=timezone.now())
+def _sign_up_and_confirm(browser: Browser, world: World, width: int, email: str):  # type: ignore[no-untyped-def]
+    """Sign up, then confirm from the email (received by SMTP) opened in another browser:
+    signed in at once. Returns that second browser's page."""
+    height = 844 if width < 500 else 900
+    laptop = browser.new_page(width=width, height=height, timezone_id="Asia/Tokyo")
+    sign_up(laptop, email, PASSWORD)
 
-    # Sign up.
-    laptop = browser.new_page(width=width, height=844 if width < 500 else 900, timezone_id="Asia/Tokyo")
-    laptop.goto("/accounts/signup/")
-    laptop.fill("input[name=email]", email)
-    laptop.fill("input[name=password1]", PASSWORD)
-    laptop.fill("input[name=password2]", PASSWORD)
-    laptop.locator("form button[type=submit]").last.click()
-    laptop.wait_for_url(re.compile(r"/accounts/confirm-email/$"))
-
-    # Confirm from the email (received by SMTP), opened in another browser: signed in at once.
     [welcome] = world.smtp.to(email)
     link = CONFIRM.search(world.smtp.text(welcome)).group(1)  # type: ignore[union-attr]
-    page = browser.new_page(width=width, height=844 if width < 500 else 900, timezone_id="Asia/Tokyo")
-    page.goto(link)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/dashboard/$"))
+    page = browser.new_page(width=width, height=height, timezone_id="Asia/Tokyo")
+    confirm(page, link)
     assert "you are signed in" in page.inner_text(".messages")
     assert page.get_by_test_id("account").inner_text() == email
+    return page
 
-    # The team trusts the lab's private root (as a team CA bundle would), then pastes servers.
-    from keychest.accounts.models import User
-    from monitors.services import ca_bundle_create
 
-    team = User.objects.get(email=email).memberships.get().team
-    ca_bundle_create(team=team, name="lab", pem=world.root_pem)
+def _paste_servers(browser: Browser, page, world: World, width: int) -> None:  # type: ignore[no-untyped-def]
+    """Servers pasted (a bad line refused in words and kept after a reload), the first scan ok,
+    and a single bad server refused at once."""
     page.goto("/servers/")
     page.fill("textarea[name=text]", f"{world.target}\nmy server\n")
     page.select_option("select[name=ca_bundle]", label="lab")
@@ -137,13 +125,14 @@ def test_a_new_users_first_hour(browser: Browser, world: World, width: int) -> N
     _no_horizontal_scroll(page)
     browser.screenshot(page, f"first-hour-servers-{width}")
 
-    # A single bad server is refused at once, in words.
     page.fill("input[name=host]", "https://my shop.example/")
     page.get_by_role("button", name="Add server").click()
     page.wait_for_load_state()
     assert "Not added: “my shop.example” has a space in it" in page.inner_text(".messages")
 
-    # Alerts: the team already has its "Email every member" channel; the test reaches the member.
+
+def _send_test(page, world: World, email: str) -> None:  # type: ignore[no-untyped-def]
+    """The team already has its "Email every member" channel; its test reaches the member."""
     page.goto("/notifications/channels/")
     # The add form shows the fields of the chosen kind only.
     assert page.locator("#id_email_addresses").is_visible() and not page.locator("#id_url").is_visible()
@@ -158,15 +147,10 @@ def test_a_new_users_first_hour(browser: Browser, world: World, width: int) -> N
     tests = [m for m in world.smtp.to(email) if "Test message" in str(m["Subject"])]
     assert len(tests) == 1 and "KeyChest can reach you" in world.smtp.text(tests[0])
 
-    # The dashboard: the server counted, no false "scheduled scans have not run" alarm.
-    page.get_by_role("link", name="Dashboard").click()
-    page.wait_for_url(re.compile(r"/dashboard/$"))
-    assert page.get_by_test_id("tile-servers").locator(".tile-value").inner_text() == "1"
-    assert page.get_by_test_id("pipeline-down").count() == 0
-    _no_horizontal_scroll(page)
-    browser.screenshot(page, f"first-hour-dashboard-{width}")
 
-    # An incident with a long host name: it wraps between labels only, never inside one.
+def _long_names(page, team) -> None:  # type: ignore[no-untyped-def]
+    """A long host name wraps between labels only; a long team name changes neither the top
+    bar's height nor the page's width."""
     from monitors.models import Finding, Server
 
     long_host = "a-rather-long-service-name.internal-applications.eu-west.example.com"
@@ -189,7 +173,6 @@ def test_a_new_users_first_hour(browser: Browser, world: World, width: int) -> N
     assert all(line.endswith(".") for line in lines[:-1]), lines
     _no_horizontal_scroll(page)
 
-    # A long team name changes neither the top bar's height nor the page's width.
     bar = page.locator("header.topbar").bounding_box()["height"]  # type: ignore[index]
     team.name = "A team name of eighty-five characters, which pushed the top bar onto a second line"
     team.save(update_fields=["name"])
@@ -197,3 +180,30 @@ def test_a_new_users_first_hour(browser: Browser, world: World, width: int) -> N
         page.goto(path)
         assert page.locator("header.topbar").bounding_box()["height"] == bar  # type: ignore[index]
         _no_horizontal_scroll(page)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_new_users_first_hour(browser: Browser, world: World, width: int) -> None:
+    email = f"newcomer{width}@example.org"
+    # A fresh installation: its database was made a minute ago and no heartbeat has come yet.
+    MigrationRecorder.Migration.objects.update(applied=timezone.now())
+    page = _sign_up_and_confirm(browser, world, width, email)
+
+    # The team trusts the lab's private root (as a team CA bundle would), then pastes servers.
+    from keychest.accounts.models import User
+    from monitors.services import ca_bundle_create
+
+    team = User.objects.get(email=email).memberships.get().team
+    ca_bundle_create(team=team, name="lab", pem=world.root_pem)
+    _paste_servers(browser, page, world, width)
+    _send_test(page, world, email)
+
+    # The dashboard: the server counted, no false "scheduled scans have not run" alarm.
+    page.get_by_role("link", name="Dashboard").click()
+    page.wait_for_url(re.compile(r"/dashboard/$"))
+    assert page.get_by_test_id("tile-servers").locator(".tile-value").inner_text() == "1"
+    assert page.get_by_test_id("pipeline-down").count() == 0
+    _no_horizontal_scroll(page)
+    browser.screenshot(page, f"first-hour-dashboard-{width}")
+
+    _long_names(page, team)

@@ -13,8 +13,7 @@ import pytest
 from lab.dns import LabDNS
 from lab.pki import self_signed
 from lab.tls import Lab
-from tests.browser.conftest import Browser, last_email_link
-from tests.browser.test_accounts_flow import CONFIRM, INVITE
+from tests.browser.conftest import CONFIRM, INVITE, Browser, confirm, last_email_link, sign_in, sign_up
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -63,21 +62,80 @@ def eager_celery() -> Iterator[None]:
     app.conf.task_always_eager = before
 
 
+def _sign_up(page, email: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    """Sign up and confirm from the email; ends on the dashboard."""
+    sign_up(page, email, password)
+    confirm(page, last_email_link(email, CONFIRM))
+
+
+def _dashboard_numbers(alice) -> None:  # type: ignore[no-untyped-def]
+    alice.get_by_role("link", name="Dashboard").click()
+    alice.wait_for_url(re.compile(r"/dashboard/$"))
+    value = lambda key: alice.get_by_test_id(f"tile-{key}").locator(".tile-value").inner_text()  # noqa: E731
+    assert value("expiring-now") == "1"
+    assert value("expiring-soon") == "2"
+    assert value("servers") == "6"
+    assert alice.get_by_test_id("bucket-count-d0_7").inner_text() == "1"
+    assert alice.get_by_test_id("bucket-count-d8_14").inner_text() == "1"
+    assert alice.get_by_test_id("bucket-count-expired").inner_text() == "1"
+    total = sum(int(g.get_attribute("data-total") or 0) for g in alice.locator("[data-testid=calendar] g").all())
+    assert total >= 4
+    assert "hostname_mismatch" in alice.get_by_test_id("incident-hostname").inner_text()
+    # Only the self-signed box is a configuration error: the lab root is trusted for this team.
+    assert alice.get_by_test_id("incident-configuration").locator("tbody tr").count() == 1
+
+
+def _exports(alice, targets: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """The renewal calendar (ICS) and the servers (CSV)."""
+    with alice.expect_download() as ics:
+        alice.get_by_test_id("export-ics").click()
+    calendar = open(ics.value.path()).read()  # noqa: SIM115
+    assert "BEGIN:VCALENDAR" in calendar and "now.flow.keychest.test" in calendar
+    alice.goto("/servers/")
+    with alice.expect_download() as csv_download:
+        alice.get_by_role("link", name="Export CSV").click()
+    csv_text = open(csv_download.value.path()).read()  # noqa: SIM115
+    assert all(t.split(":")[0] in csv_text for t in targets.values())
+
+
+def _invite_bob(browser: Browser, alice, team, password: str) -> None:  # type: ignore[no-untyped-def]
+    """Alice invites bob; he signs up from the link, joins and sees the team's servers."""
+    alice.goto("/teams/")
+    alice.locator("a", has_text=team.name).first.click()
+    alice.fill("input[name=email]", "bob@example.org")
+    alice.get_by_role("button", name="Send invitation").click()
+    alice.wait_for_load_state()
+    bob = browser.new_page()
+    invitation = last_email_link("bob@example.org", INVITE)
+    _sign_up(bob, "bob@example.org", password)
+    bob.goto(invitation)
+    bob.get_by_role("button", name="Accept and join").click()
+    bob.wait_for_url(re.compile(r"/dashboard/$"))
+    assert bob.get_by_test_id("tile-servers").locator(".tile-value").inner_text() == "6"
+
+
+def _charlie_gets_404(browser: Browser, team) -> None:  # type: ignore[no-untyped-def]
+    """Charlie, in his own team, gets 404 on alice's server, certificate and team pages."""
+    from monitors.models import ScanResult, Server
+
+    server = Server.objects.get(team=team, host="now.flow.keychest.test")
+    leaf = ScanResult.objects.filter(server=server, current=True).first()
+    make_user("charlie@example.org", PASSWORD)
+    charlie = browser.new_page()
+    sign_in(charlie, "charlie@example.org", PASSWORD)
+    browser.allow_console(r"status of 404")
+    for url in (f"/servers/{server.uuid}/", f"/certificates/{leaf.leaf_sha256}/", f"/teams/{team.uuid}/"):
+        response = charlie.goto(url)
+        assert response is not None and response.status == 404, url
+        assert "now.flow.keychest.test" not in charlie.content()
+    assert "now.flow" not in charlie.goto("/servers/").text()  # type: ignore[union-attr]
+
+
 def test_the_whole_story(browser: Browser, lab_world, eager_celery) -> None:
     targets: dict[str, str] = lab_world["targets"]  # type: ignore[assignment]
     password = "a long enough passphrase 1"
     alice = browser.new_page(timezone_id="America/New_York")
-
-    # Sign up and verify from the email.
-    alice.goto("/accounts/signup/")
-    alice.fill("input[name=email]", "alice@example.org")
-    alice.fill("input[name=password1]", password)
-    alice.fill("input[name=password2]", password)
-    alice.locator("form button[type=submit]").last.click()
-    alice.wait_for_url(re.compile(r"/accounts/confirm-email/$"))
-    alice.goto(last_email_link("alice@example.org", CONFIRM))
-    alice.locator("main form button[type=submit]").click()
-    alice.wait_for_url(re.compile(r"/dashboard/$"))
+    _sign_up(alice, "alice@example.org", password)
 
     # Trust the lab's private root for this team (a team CA bundle), then paste the servers.
     from keychest.accounts.models import User
@@ -100,71 +158,8 @@ def test_the_whole_story(browser: Browser, lab_world, eager_celery) -> None:
     assert "pending" not in statuses and "error" in statuses and "ok" in statuses
     browser.screenshot(alice, "flow-servers")
 
-    # The dashboard numbers.
-    alice.get_by_role("link", name="Dashboard").click()
-    alice.wait_for_url(re.compile(r"/dashboard/$"))
-    value = lambda key: alice.get_by_test_id(f"tile-{key}").locator(".tile-value").inner_text()  # noqa: E731
-    assert value("expiring-now") == "1"
-    assert value("expiring-soon") == "2"
-    assert value("servers") == "6"
-    assert alice.get_by_test_id("bucket-count-d0_7").inner_text() == "1"
-    assert alice.get_by_test_id("bucket-count-d8_14").inner_text() == "1"
-    assert alice.get_by_test_id("bucket-count-expired").inner_text() == "1"
-    total = sum(int(g.get_attribute("data-total") or 0) for g in alice.locator("[data-testid=calendar] g").all())
-    assert total >= 4
-    assert "hostname_mismatch" in alice.get_by_test_id("incident-hostname").inner_text()
-    # Only the self-signed box is a configuration error: the lab root is trusted for this team.
-    assert alice.get_by_test_id("incident-configuration").locator("tbody tr").count() == 1
+    _dashboard_numbers(alice)
     browser.screenshot(alice, "flow-dashboard")
-
-    # Exports: the renewal calendar (ICS) and the servers (CSV).
-    with alice.expect_download() as ics:
-        alice.get_by_test_id("export-ics").click()
-    calendar = open(ics.value.path()).read()  # noqa: SIM115
-    assert "BEGIN:VCALENDAR" in calendar and "now.flow.keychest.test" in calendar
-    alice.goto("/servers/")
-    with alice.expect_download() as csv_download:
-        alice.get_by_role("link", name="Export CSV").click()
-    csv_text = open(csv_download.value.path()).read()  # noqa: SIM115
-    assert all(t.split(":")[0] in csv_text for t in targets.values())
-
-    # Invite bob; he signs up from the link and joins.
-    alice.goto("/teams/")
-    alice.locator("a", has_text=team.name).first.click()
-    alice.fill("input[name=email]", "bob@example.org")
-    alice.get_by_role("button", name="Send invitation").click()
-    alice.wait_for_load_state()
-    bob = browser.new_page()
-    invitation = last_email_link("bob@example.org", INVITE)
-    bob.goto("/accounts/signup/")
-    bob.fill("input[name=email]", "bob@example.org")
-    bob.fill("input[name=password1]", password)
-    bob.fill("input[name=password2]", password)
-    bob.locator("form button[type=submit]").last.click()
-    bob.wait_for_url(re.compile(r"/accounts/confirm-email/$"))
-    bob.goto(last_email_link("bob@example.org", CONFIRM))
-    bob.locator("main form button[type=submit]").click()
-    bob.wait_for_url(re.compile(r"/dashboard/$"))
-    bob.goto(invitation)
-    bob.get_by_role("button", name="Accept and join").click()
-    bob.wait_for_url(re.compile(r"/dashboard/$"))
-    assert bob.get_by_test_id("tile-servers").locator(".tile-value").inner_text() == "6"
-
-    # Charlie, in his own team, gets 404 on alice's server, certificate and team pages.
-    from monitors.models import ScanResult, Server
-
-    server = Server.objects.get(team=team, host="now.flow.keychest.test")
-    leaf = ScanResult.objects.filter(server=server, current=True).first()
-    make_user("charlie@example.org", PASSWORD)
-    charlie = browser.new_page()
-    charlie.goto("/accounts/login/")
-    charlie.fill("input[name=login]", "charlie@example.org")
-    charlie.fill("input[name=password]", PASSWORD)
-    charlie.locator("main form button[type=submit]").click()
-    charlie.wait_for_url(re.compile(r"/dashboard/$"))
-    browser.allow_console(r"status of 404")
-    for url in (f"/servers/{server.uuid}/", f"/certificates/{leaf.leaf_sha256}/", f"/teams/{team.uuid}/"):
-        response = charlie.goto(url)
-        assert response is not None and response.status == 404, url
-        assert "now.flow.keychest.test" not in charlie.content()
-    assert "now.flow" not in charlie.goto("/servers/").text()  # type: ignore[union-attr]
+    _exports(alice, targets)
+    _invite_bob(browser, alice, team, password)
+    _charlie_gets_404(browser, team)
