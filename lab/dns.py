@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from dnslib import AAAA, CAA, QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import AAAA, CAA, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 Answer = list[str] | str
@@ -27,7 +27,7 @@ class _Resolver(BaseResolver):
     def __init__(self, lab: LabDNS) -> None:
         self.lab = lab
 
-    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord | None:
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
         reply = request.reply()
         qname = str(request.q.qname).lower().rstrip(".")
         qtype = QTYPE[request.q.qtype]
@@ -47,7 +47,8 @@ class _Resolver(BaseResolver):
             reply.header.rcode = RCODE.NXDOMAIN
             return reply
         if answer == "TIMEOUT":
-            return None
+            # dnslib's handler sends nothing for a DNSError and logs it (quietly, see below).
+            raise DNSError(f"{qname}: no answer (TIMEOUT)")
         if answer == "SERVFAIL":
             reply.header.rcode = RCODE.SERVFAIL
             return reply
