@@ -123,10 +123,13 @@ class Webhook:
                         receiver.received.append(json.loads(body))
                     except ValueError:
                         receiver.received.append({"raw": body[:200].decode(errors="replace")})
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the sender was killed while the receiver held its request: the drill's point
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
